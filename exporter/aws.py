@@ -1,0 +1,227 @@
+"""AWS access: SageMaker clients per account and region, request counting, and the job listing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import (
+    CredentialProvider,
+    CredentialResolver,
+    DeferredRefreshableCredentials,
+)
+
+from exporter import __version__
+from exporter.config import AwsSettings, JobFilters
+from exporter.jobs import Target, TuningJob, parse_job_summary
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sts import STSClient
+
+log = logging.getLogger(__name__)
+
+LIST_OPERATION = "ListHyperParameterTuningJobs"
+PAGE_SIZE = 100  # the API's maximum for MaxResults
+# 10,000 pages are a million tuning jobs: far beyond any real account, so more means a loop.
+MAX_PAGES = 10_000
+ROLE_SESSION_NAME = "sagemaker-tuning-exporter"
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 30
+
+
+class PaginationError(Exception):
+    """The listing's NextToken chain does not end."""
+
+
+class RequestCounter:
+    """Counts every HTTP request botocore sends, retries included, per region and operation.
+
+    The count is taken from botocore's ``before-send`` event, which fires once per attempt,
+    so it matches what AWS bills and throttles.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def declare(self, region: str, operation: str) -> None:
+        """Make (region, operation) appear with a count of zero before its first request."""
+        with self._lock:
+            self._counts.setdefault((region, operation), 0)
+
+    def attach(self, client: Any) -> None:
+        """Count the requests ``client`` sends from now on."""
+        region = client.meta.region_name
+
+        def count_request(event_name: str, **_: object) -> None:
+            self.record(region, event_name.rsplit(".", 1)[-1])
+
+        client.meta.events.register("before-send", count_request)
+
+    def record(self, region: str, operation: str) -> None:
+        """Count one request sent."""
+        with self._lock:
+            self._counts[(region, operation)] = self._counts.get((region, operation), 0) + 1
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """A copy of the counts, keyed by (region, operation)."""
+        with self._lock:
+            return dict(self._counts)
+
+
+class _FixedCredentialProvider(CredentialProvider):
+    """Hands botocore one credentials object: the assumed role's, which refresh themselves."""
+
+    METHOD = "sagemaker-tuning-exporter-assume-role"
+
+    def __init__(self, credentials: DeferredRefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> DeferredRefreshableCredentials:
+        return self._credentials
+
+
+def client_config(aws: AwsSettings) -> Config:
+    """botocore settings shared by every client: standard retries (throttling, 5xx) and timeouts."""
+    return Config(
+        retries={"total_max_attempts": aws.max_attempts, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
+        user_agent_extra=f"sagemaker-tuning-exporter/{__version__}",
+    )
+
+
+def create_sagemaker_client(
+    target: Target, aws: AwsSettings, counter: RequestCounter
+) -> SageMakerClient:
+    """A SageMaker client for ``target``, whose requests ``counter`` counts.
+
+    For a target with a role, credentials come from STS AssumeRole on top of the default
+    chain and are refreshed by botocore before they expire.
+    """
+    session = botocore.session.Session(profile=aws.profile)
+    if target.role_arn is not None:
+        source_session = botocore.session.Session(profile=aws.profile)
+        credentials = DeferredRefreshableCredentials(
+            refresh_using=_assume_role_fetcher(
+                source_session, target.role_arn, target, aws, counter
+            ),
+            method=_FixedCredentialProvider.METHOD,
+        )
+        session.register_component(
+            "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
+        )
+    client = cast(
+        "SageMakerClient",
+        session.create_client(
+            "sagemaker",
+            region_name=target.region,
+            endpoint_url=aws.endpoint_url,
+            config=client_config(aws),
+        ),
+    )
+    counter.attach(client)
+    return client
+
+
+def _assume_role_fetcher(
+    source_session: botocore.session.Session,
+    role_arn: str,
+    target: Target,
+    aws: AwsSettings,
+    counter: RequestCounter,
+) -> Any:
+    sts_clients: list[STSClient] = []
+
+    def fetch_credentials() -> dict[str, str]:
+        if not sts_clients:
+            sts = cast(
+                "STSClient",
+                source_session.create_client(
+                    "sts", region_name=target.region, config=client_config(aws)
+                ),
+            )
+            counter.attach(sts)
+            sts_clients.append(sts)
+        if target.external_id:
+            response = sts_clients[0].assume_role(
+                RoleArn=role_arn,
+                RoleSessionName=ROLE_SESSION_NAME,
+                ExternalId=target.external_id,
+            )
+        else:
+            response = sts_clients[0].assume_role(
+                RoleArn=role_arn, RoleSessionName=ROLE_SESSION_NAME
+            )
+        credentials = response["Credentials"]
+        return {
+            "access_key": credentials["AccessKeyId"],
+            "secret_key": credentials["SecretAccessKey"],
+            "token": credentials["SessionToken"],
+            "expiry_time": credentials["Expiration"].isoformat(),
+        }
+
+    return fetch_credentials
+
+
+def list_tuning_jobs(client: SageMakerClient, filters: JobFilters, now: float) -> list[TuningJob]:
+    """Every tuning job matching ``filters``, following NextToken to the end.
+
+    NameContains, StatusEquals (one listing per status) and CreationTimeAfter go to the API;
+    the same filters are checked again locally, so an endpoint that ignores one cannot widen
+    the result.
+    """
+    created_after = filters.created_after.resolve(now) if filters.created_after else None
+    base: dict[str, Any] = {"MaxResults": PAGE_SIZE}
+    if filters.name_contains:
+        base["NameContains"] = filters.name_contains
+    if created_after is not None:
+        base["CreationTimeAfter"] = created_after
+    requests = [{**base, "StatusEquals": status} for status in filters.statuses] or [base]
+
+    jobs: dict[str, TuningJob] = {}
+    for request in requests:
+        for summary in _summaries(client, request):
+            try:
+                job = parse_job_summary(summary)
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                log.warning(
+                    "skipping a tuning job summary with unusable field %s: %r",
+                    error,
+                    summary.get("HyperParameterTuningJobName"),
+                )
+                continue
+            if _matches(job, filters, created_after):
+                jobs[job.arn] = job
+    return sorted(jobs.values(), key=lambda job: job.name)
+
+
+def _summaries(client: SageMakerClient, request: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    seen_tokens: set[str] = set()
+    token: str | None = None
+    for _ in range(MAX_PAGES):
+        page_request: dict[str, Any] = {**request, "NextToken": token} if token else dict(request)
+        page = client.list_hyper_parameter_tuning_jobs(**page_request)
+        yield from page.get("HyperParameterTuningJobSummaries", [])
+        token = page.get("NextToken")
+        if not token:
+            return
+        if token in seen_tokens:
+            raise PaginationError(f"{LIST_OPERATION} returned the same NextToken twice")
+        seen_tokens.add(token)
+    raise PaginationError(f"{LIST_OPERATION} did not finish within {MAX_PAGES} pages")
+
+
+def _matches(job: TuningJob, filters: JobFilters, created_after: datetime | None) -> bool:
+    if filters.name_contains and filters.name_contains not in job.name:
+        return False
+    if filters.statuses and job.status not in filters.statuses:
+        return False
+    return created_after is None or job.creation_time > created_after.timestamp()

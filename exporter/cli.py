@@ -1,0 +1,180 @@
+"""Command line: parse flags, load the config, and run the server, one refresh, or the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from prometheus_client import generate_latest
+
+from exporter import __version__
+from exporter.app import Exporter
+from exporter.config import ConfigError, ExporterConfig, load_config
+from exporter.http import ExporterServer, create_app, parse_listen_address
+
+log = logging.getLogger("exporter")
+
+DEFAULT_LISTEN_ADDRESS = ":10071"
+DEFAULT_CONFIG_FILE = "config.yaml"
+EXIT_FAILURE = 1
+EXIT_CONFIG_ERROR = 2
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags, named like those of Prometheus' own exporters."""
+    parser = argparse.ArgumentParser(
+        prog="sagemaker-tuning-exporter",
+        description="Prometheus exporter for Amazon SageMaker hyperparameter tuning jobs.",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default=DEFAULT_CONFIG_FILE,
+        help=f"path to the YAML configuration (default: {DEFAULT_CONFIG_FILE})",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN_ADDRESS,
+        help=f"HOST:PORT to serve metrics on (default: {DEFAULT_LISTEN_ADDRESS}, every interface)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=sorted(_LOG_LEVELS),
+        help="only log messages of this severity or above (default: info)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="refresh once, print the exposition to stdout and exit; non-zero if a refresh failed",
+    )
+    parser.add_argument(
+        "--check-config",
+        dest="check_config",
+        action="store_true",
+        help="validate the configuration file and exit",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve a simulated account from a local SageMaker API; no AWS account needed",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the exporter; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=_LOG_LEVELS[args.log_level],
+        format="time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        stream=sys.stderr,
+    )
+    if args.log_level != "debug":
+        # botocore logs credential lookups, and refresh failures with tracebacks; the
+        # exporter logs each failed refresh itself, once, with its account and region.
+        logging.getLogger("botocore").setLevel(logging.ERROR)
+    try:
+        if args.demo:
+            return _run_demo(args)
+        config = load_config(args.config_file)
+        if args.check_config:
+            print(f"{args.config_file}: configuration is valid")
+            return 0
+        if args.once:
+            return _run_once(config)
+        return _serve(config, args.listen_address)
+    except ConfigError as error:
+        print(f"sagemaker-tuning-exporter: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+
+
+def _run_once(config: ExporterConfig) -> int:
+    exporter = Exporter(config)
+    try:
+        exporter.cache.refresh_all(timeout=None)
+        sys.stdout.write(generate_latest(exporter.registry).decode())
+        failed = [s for s in exporter.cache.snapshots() if not s.up]
+        for snapshot in failed:
+            print(
+                f"refresh failed: account={snapshot.account or '(default credentials)'} "
+                f"region={snapshot.target.region}: {snapshot.error}",
+                file=sys.stderr,
+            )
+        return EXIT_FAILURE if failed else 0
+    finally:
+        exporter.close()
+
+
+def _serve(config: ExporterConfig, listen_address: str) -> int:
+    try:
+        parse_listen_address(listen_address)
+    except ValueError as error:
+        print(f"sagemaker-tuning-exporter: --web.listen-address: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    exporter = Exporter(config)
+    try:
+        server = ExporterServer(listen_address, create_app(exporter.registry, exporter.cache))
+    except OSError as error:
+        print(
+            f"sagemaker-tuning-exporter: cannot listen on {listen_address}: {error.strerror}",
+            file=sys.stderr,
+        )
+        exporter.close()
+        return EXIT_FAILURE
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.start()
+    log.info(
+        "sagemaker-tuning-exporter %s listening on %s (port %d) for %d account/region pairs",
+        __version__,
+        listen_address,
+        server.port,
+        len(exporter.cache.targets),
+    )
+    # Warm the cache so the first scrape and /-/ready need not wait for AWS.
+    exporter.cache.refresh_stale(timeout=0)
+    stop.wait()
+    server.stop()
+    exporter.close()
+    log.info("stopped")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from exporter.demo import DemoSageMaker, DemoUnavailableError, use_placeholder_credentials
+
+    use_placeholder_credentials()
+    try:
+        demo = DemoSageMaker()
+    except DemoUnavailableError as error:
+        print(f"sagemaker-tuning-exporter: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    demo.start()
+    try:
+        if args.once:
+            return _run_once(demo.config())
+        log.info("demo: open http://127.0.0.1:%s/metrics", args.listen_address.rsplit(":", 1)[-1])
+        return _serve(demo.config(), args.listen_address)
+    finally:
+        demo.stop()

@@ -1,0 +1,369 @@
+"""Load and validate the exporter's YAML configuration into frozen, typed objects.
+
+Every problem is reported as a :class:`ConfigError` whose message names the file, the line
+and the dotted key path, for example::
+
+    config.yaml:9: filters.statuses[1]: expected one of Completed, DeleteFailed, Deleting,
+    Failed, InProgress, Stopped, Stopping, got 'Running'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The enums of ListHyperParameterTuningJobs (botocore's service model, HyperParameterTuningJobStatus).
+TUNING_JOB_STATUSES = (
+    "Completed",
+    "InProgress",
+    "Failed",
+    "Stopped",
+    "Stopping",
+    "Deleting",
+    "DeleteFailed",
+)
+TUNING_JOB_STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+
+_REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
+_EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+_DURATION_PATTERN = re.compile(
+    r"^(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$"
+)
+_DURATION_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_HINT = "a number of seconds or a duration such as 90s, 5m, 1h, 7d"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """How to reach AWS: endpoint override, named profile and retry budget per call."""
+
+    endpoint_url: str | None = None
+    profile: str | None = None
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """An account reached by assuming a role in it."""
+
+    role_arn: str
+    external_id: str | None = None
+
+    @property
+    def account_id(self) -> str:
+        """The twelve-digit account ID, read from the role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)."""
+        return self.role_arn.split(":")[4]
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """How long a region's listing is served before a scrape refreshes it."""
+
+    ttl_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class CreatedAfter:
+    """Either a fixed instant or a window reaching back from the time of each refresh."""
+
+    absolute: datetime | None = None
+    relative_seconds: float | None = None
+
+    def resolve(self, now: float) -> datetime:
+        """The cut-off time for a refresh that runs at ``now`` (epoch seconds)."""
+        if self.absolute is not None:
+            return self.absolute
+        return datetime.fromtimestamp(now - (self.relative_seconds or 0.0), tz=UTC)
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """Which tuning jobs are published."""
+
+    name_contains: str | None = None
+    statuses: tuple[str, ...] = ()
+    created_after: CreatedAfter | None = None
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    """The whole validated configuration."""
+
+    regions: tuple[str, ...]
+    aws: AwsSettings = field(default_factory=AwsSettings)
+    accounts: tuple[AccountSettings, ...] = ()
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    filters: JobFilters = field(default_factory=JobFilters)
+
+
+def load_config(path: str | Path) -> ExporterConfig:
+    """Read, parse and validate the YAML file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not UTF-8 text") from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> ExporterConfig:
+    """Parse and validate YAML ``text``; ``source`` names it in error messages."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        raise ConfigError(_describe_yaml_error(error, source)) from None
+    if root is None:
+        raise ConfigError(f"{source}: the file is empty; expected a mapping with 'regions'")
+    lines: dict[str, int] = {}
+    _index_node_lines(root, "", lines, source)
+    data = yaml.safe_load(text)
+    return _Validator(source, lines).config(data)
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds in ``value`` (a number, or a string like ``90s``, ``5m``, ``1h30m``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 else None
+    match = _DURATION_PATTERN.match(text)
+    if not text or match is None:
+        return None
+    return float(
+        sum(
+            int(count) * _DURATION_UNIT_SECONDS[unit]
+            for unit, count in match.groupdict().items()
+            if count
+        )
+    )
+
+
+def _describe_yaml_error(error: yaml.YAMLError, source: str) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    if mark is None:
+        return f"{source}: invalid YAML: {problem}"
+    return f"{source}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {problem}"
+
+
+def _index_node_lines(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> None:
+    """Record the 1-based line of every key path, and reject duplicate mapping keys."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            child = f"{path}.{key}" if path else str(key)
+            if key in seen:
+                raise ConfigError(
+                    f"{source}:{key_node.start_mark.line + 1}: {child}: duplicate key"
+                )
+            seen.add(key)
+            _index_node_lines(value_node, child, lines, source)
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_node_lines(item, f"{path}[{index}]", lines, source)
+
+
+class _Validator:
+    """Turns the parsed YAML document into an :class:`ExporterConfig`, or raises."""
+
+    def __init__(self, source: str, lines: Mapping[str, int]) -> None:
+        self._source = source
+        self._lines = lines
+
+    def fail(self, path: str, message: str) -> ConfigError:
+        line = self._lines.get(path)
+        where = f"{self._source}:{line}" if line is not None else self._source
+        return ConfigError(f"{where}: {path or '(top level)'}: {message}")
+
+    def mapping(self, value: object, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_type_name(value)}")
+        for key in value:
+            if key not in allowed:
+                child = f"{path}.{key}" if path else str(key)
+                raise self.fail(child, f"unknown key; expected one of {', '.join(allowed)}")
+        return value
+
+    def string(self, value: object, path: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(path, f"expected a non-empty string, got {_describe(value)}")
+        return value
+
+    def optional_string(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
+        if parent.get(key) is None:
+            return None
+        return self.string(parent[key], f"{path}.{key}" if path else key)
+
+    def string_list(self, value: object, path: str) -> list[str]:
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list, got {_type_name(value)}")
+        return [self.string(item, f"{path}[{index}]") for index, item in enumerate(value)]
+
+    def config(self, data: object) -> ExporterConfig:
+        top = self.mapping(data, "", ("regions", "aws", "accounts", "cache", "filters"))
+        if "regions" not in top:
+            raise self.fail("", "missing required key 'regions' (a list of AWS regions)")
+        return ExporterConfig(
+            regions=self.regions(top["regions"]),
+            aws=self.aws(top.get("aws") or {}),
+            accounts=self.accounts(top.get("accounts") or []),
+            cache=self.cache(top.get("cache") or {}),
+            filters=self.filters(top.get("filters") or {}),
+        )
+
+    def regions(self, value: object) -> tuple[str, ...]:
+        regions = self.string_list(value, "regions")
+        if not regions:
+            raise self.fail("regions", "expected at least one region")
+        for index, region in enumerate(regions):
+            path = f"regions[{index}]"
+            if not _REGION_PATTERN.match(region):
+                raise self.fail(path, f"expected an AWS region such as us-east-1, got {region!r}")
+            if region in regions[:index]:
+                raise self.fail(path, f"region {region!r} is listed twice")
+        return tuple(regions)
+
+    def aws(self, value: object) -> AwsSettings:
+        aws = self.mapping(value, "aws", ("endpoint_url", "profile", "max_attempts"))
+        endpoint_url = self.optional_string(aws, "endpoint_url", "aws")
+        if endpoint_url is not None and not re.match(r"^https?://[^/\s]+", endpoint_url):
+            raise self.fail(
+                "aws.endpoint_url", f"expected an http:// or https:// URL, got {endpoint_url!r}"
+            )
+        max_attempts = aws.get("max_attempts", AwsSettings.max_attempts)
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise self.fail(
+                "aws.max_attempts",
+                f"expected a whole number of at least 1, got {_describe(max_attempts)}",
+            )
+        return AwsSettings(
+            endpoint_url=endpoint_url,
+            profile=self.optional_string(aws, "profile", "aws"),
+            max_attempts=max_attempts,
+        )
+
+    def accounts(self, value: object) -> tuple[AccountSettings, ...]:
+        if not isinstance(value, list):
+            raise self.fail("accounts", f"expected a list, got {_type_name(value)}")
+        accounts: list[AccountSettings] = []
+        for index, item in enumerate(value):
+            path = f"accounts[{index}]"
+            entry = self.mapping(item, path, ("role_arn", "external_id"))
+            if "role_arn" not in entry:
+                raise self.fail(path, "missing required key 'role_arn'")
+            role_arn = self.string(entry["role_arn"], f"{path}.role_arn")
+            if not _ROLE_ARN_PATTERN.match(role_arn):
+                raise self.fail(
+                    f"{path}.role_arn",
+                    f"expected an IAM role ARN such as arn:aws:iam::111111111111:role/name, "
+                    f"got {role_arn!r}",
+                )
+            external_id = self.optional_string(entry, "external_id", path)
+            if external_id is not None and not _EXTERNAL_ID_PATTERN.match(external_id):
+                raise self.fail(
+                    f"{path}.external_id",
+                    "expected 2 to 1224 letters, digits or +=,.@:/- characters (STS ExternalId)",
+                )
+            account = AccountSettings(role_arn, external_id)
+            if any(other.account_id == account.account_id for other in accounts):
+                raise self.fail(f"{path}.role_arn", f"account {account.account_id} is listed twice")
+            accounts.append(account)
+        return tuple(accounts)
+
+    def cache(self, value: object) -> CacheSettings:
+        cache = self.mapping(value, "cache", ("ttl",))
+        if "ttl" not in cache:
+            return CacheSettings()
+        ttl = parse_duration(cache["ttl"])
+        if ttl is None:
+            raise self.fail(
+                "cache.ttl", f"expected {_DURATION_HINT}, got {_describe(cache['ttl'])}"
+            )
+        return CacheSettings(ttl_seconds=ttl)
+
+    def filters(self, value: object) -> JobFilters:
+        filters = self.mapping(value, "filters", ("name_contains", "statuses", "created_after"))
+        statuses: list[str] = []
+        if filters.get("statuses") is not None:
+            statuses = self.string_list(filters["statuses"], "filters.statuses")
+            for index, status in enumerate(statuses):
+                path = f"filters.statuses[{index}]"
+                if status not in TUNING_JOB_STATUSES:
+                    raise self.fail(
+                        path,
+                        f"expected one of {', '.join(sorted(TUNING_JOB_STATUSES))}, got {status!r}",
+                    )
+                if status in statuses[:index]:
+                    raise self.fail(path, f"status {status!r} is listed twice")
+        created_after = None
+        if filters.get("created_after") is not None:
+            created_after = self.created_after(filters["created_after"])
+        return JobFilters(
+            name_contains=self.optional_string(filters, "name_contains", "filters"),
+            statuses=tuple(statuses),
+            created_after=created_after,
+        )
+
+    def created_after(self, value: object) -> CreatedAfter:
+        path = "filters.created_after"
+        # YAML turns an unquoted ISO-8601 timestamp into a datetime on its own.
+        if isinstance(value, datetime):
+            return CreatedAfter(absolute=_as_utc(value))
+        if isinstance(value, date):
+            return CreatedAfter(absolute=datetime(value.year, value.month, value.day, tzinfo=UTC))
+        relative = parse_duration(value)
+        if relative is not None:
+            return CreatedAfter(relative_seconds=relative)
+        if isinstance(value, str):
+            try:
+                return CreatedAfter(absolute=_as_utc(datetime.fromisoformat(value)))
+            except ValueError:
+                pass
+        raise self.fail(
+            path,
+            f"expected a duration such as 7d or an ISO-8601 time such as 2026-01-31T00:00:00Z, "
+            f"got {_describe(value)}",
+        )
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return repr(value)
+    return _type_name(value)

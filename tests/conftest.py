@@ -1,0 +1,107 @@
+"""Shared fixtures: the SageMaker test server, placeholder credentials, and a running exporter."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from exporter.app import Exporter
+from exporter.config import AwsSettings, CacheSettings, ExporterConfig
+from exporter.http import ExporterServer, create_app
+from tests.sagemaker_server import SageMakerTestServer
+
+# Placeholder keys that only moto accepts; set before any botocore session exists.
+TEST_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "test-placeholder",
+    "AWS_SECRET_ACCESS_KEY": "test-placeholder",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    os.environ.pop(_name, None)
+os.environ.update(TEST_ENVIRONMENT)
+# No config file of the developer's machine may leak into a test.
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def sagemaker_server() -> Iterator[SageMakerTestServer]:
+    server = SageMakerTestServer()
+    server.start()
+    os.environ["AWS_ENDPOINT_URL_STS"] = server.url
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sagemaker(sagemaker_server: SageMakerTestServer) -> Iterator[SageMakerTestServer]:
+    """The test server, emptied of jobs, faults and counts before each test."""
+    sagemaker_server.reset()
+    yield sagemaker_server
+    sagemaker_server.reset()
+
+
+@pytest.fixture
+def make_config(sagemaker: SageMakerTestServer) -> Callable[..., ExporterConfig]:
+    """Build an ExporterConfig aimed at the test server; keyword arguments override fields."""
+
+    def build(
+        regions: tuple[str, ...] = ("us-east-1", "eu-west-1"), **fields: object
+    ) -> ExporterConfig:
+        config = ExporterConfig(
+            regions=regions,
+            aws=AwsSettings(endpoint_url=sagemaker.url, max_attempts=3),
+            cache=CacheSettings(ttl_seconds=300),
+        )
+        return replace(config, **fields)  # type: ignore[arg-type]
+
+    return build
+
+
+class RunningExporter:
+    """An exporter serving HTTP on 127.0.0.1 in this process."""
+
+    def __init__(self, exporter: Exporter, server: ExporterServer) -> None:
+        self.exporter = exporter
+        self.server = server
+        self.url = f"http://127.0.0.1:{server.port}"
+
+    def get(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def scrape(self) -> str:
+        status, _, body = self.get("/metrics")
+        assert status == 200
+        return body.decode()
+
+
+@pytest.fixture
+def run_exporter() -> Iterator[Callable[[ExporterConfig], RunningExporter]]:
+    started: list[RunningExporter] = []
+
+    def start(config: ExporterConfig) -> RunningExporter:
+        exporter = Exporter(config)
+        server = ExporterServer("127.0.0.1:0", create_app(exporter.registry, exporter.cache))
+        server.start()
+        running = RunningExporter(exporter, server)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.server.stop()
+        running.exporter.close()

@@ -1,0 +1,114 @@
+"""What the API holds and what the exporter must publish for it, shared by the HTTP and end-to-end tests."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import boto3
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.sagemaker_server import SageMakerTestServer, at
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+STATUSES = ("Completed", "InProgress", "Failed", "Stopped", "Stopping", "Deleting", "DeleteFailed")
+STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+TRAINING_KEYS = ("Completed", "InProgress", "RetryableError", "NonRetryableError", "Stopped")
+OBJECTIVE_KEYS = ("Succeeded", "Pending", "Failed")
+
+
+def samples(text: str) -> Samples:
+    """Every sample of an exposition, keyed by name and label set."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    """The one sample of ``name`` whose labels include ``labels``."""
+    found = [
+        v
+        for (n, label_set), v in samples(text).items()
+        if n == name and set(labels.items()) <= label_set
+    ]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def seed_varied_jobs(sagemaker: SageMakerTestServer, count: int, regions: tuple[str, ...]) -> None:
+    """``count`` jobs spread over ``regions``, covering every status and strategy, some fields absent."""
+    rng = random.Random(2)
+    base = at("2026-11-01T00:00:00")
+    for index in range(count):
+        status = STATUSES[index % len(STATUSES)]
+        limits = {"MaxNumberOfTrainingJobs": rng.randint(5, 100)}
+        if index % 3:
+            limits["MaxParallelTrainingJobs"] = rng.randint(1, 10)
+        if index % 4 == 0:
+            limits["MaxRuntimeInSeconds"] = rng.choice((3600, 86400))
+        created = base + timedelta(minutes=index * 17, milliseconds=index * 7)
+        terminal = status in ("Completed", "Failed", "Stopped")
+        sagemaker.add_job(
+            regions[index % len(regions)],
+            f"job-{index:03d}",
+            status=status,
+            strategy=STRATEGIES[index % len(STRATEGIES)],
+            training={key: rng.randint(0, 30) for key in TRAINING_KEYS},
+            objective={key: rng.randint(0, 30) for key in OBJECTIVE_KEYS},
+            limits=limits,
+            created=created,
+            modified=created + timedelta(minutes=5),
+            ended=created + timedelta(hours=2) if terminal else None,
+        )
+
+
+def expected_samples_from_api(endpoint_url: str, regions: tuple[str, ...]) -> Samples:
+    """The per-job samples the exporter must publish, computed straight from the API's answers."""
+    expected: Samples = {}
+    for region in regions:
+        client: Any = boto3.client("sagemaker", region_name=region, endpoint_url=endpoint_url)
+        for page in client.get_paginator("list_hyper_parameter_tuning_jobs").paginate():
+            for job in page["HyperParameterTuningJobSummaries"]:
+                labels = {
+                    "account": job["HyperParameterTuningJobArn"].split(":")[4],
+                    "region": region,
+                    "job_name": job["HyperParameterTuningJobName"],
+                    "status": job["HyperParameterTuningJobStatus"],
+                    "strategy": job["Strategy"],
+                }
+
+                def put(
+                    name: str, number: float, labels: dict[str, str] = labels, **extra: str
+                ) -> None:
+                    expected[(name, frozenset({**labels, **extra}.items()))] = float(number)
+
+                for key, count in job["TrainingJobStatusCounters"].items():
+                    put("sagemaker_tuning_job_training_jobs", count, training_job_status=key)
+                for key, count in job["ObjectiveStatusCounters"].items():
+                    put("sagemaker_tuning_job_objective_evaluations", count, objective_status=key)
+                limits = job["ResourceLimits"]
+                for field, name in (
+                    ("MaxNumberOfTrainingJobs", "sagemaker_tuning_job_max_training_jobs"),
+                    ("MaxParallelTrainingJobs", "sagemaker_tuning_job_max_parallel_training_jobs"),
+                    ("MaxRuntimeInSeconds", "sagemaker_tuning_job_max_runtime_seconds"),
+                ):
+                    if field in limits:
+                        put(name, limits[field])
+                put(
+                    "sagemaker_tuning_job_creation_timestamp_seconds",
+                    job["CreationTime"].timestamp(),
+                )
+                put(
+                    "sagemaker_tuning_job_last_modified_timestamp_seconds",
+                    job["LastModifiedTime"].timestamp(),
+                )
+                if "HyperParameterTuningEndTime" in job:
+                    put(
+                        "sagemaker_tuning_job_end_timestamp_seconds",
+                        job["HyperParameterTuningEndTime"].timestamp(),
+                    )
+    return expected

@@ -1,0 +1,47 @@
+"""Helpers for tests that run the exporter as a real process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_exporter(
+    *args: str, port: int, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``python -m exporter ARGS`` listening on 127.0.0.1:``port``; stderr is captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "exporter", *args, "--web.listen-address", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=None if env is None else dict(env),
+    )
+
+
+def wait_for(url: str, timeout: float) -> bool:
+    """Poll ``url`` until it answers 200; False if it has not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,219 @@
+"""A real SageMaker API for tests: moto's server on 127.0.0.1 behind a fault-injecting middleware.
+
+The middleware counts every request it receives per (region, operation) and can answer
+chosen requests with throttling, 500s or AccessDenied, or hold them, before moto sees them.
+Tests set job state by editing moto's in-process backends.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sagemaker.models import sagemaker_backends
+from werkzeug.serving import make_server
+
+DEFAULT_ACCOUNT = "123456789012"  # moto's account for keys it did not issue
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
+
+# Error bodies in the awsJson1_1 shape that botocore parses into ClientError codes.
+FAULT_RESPONSES: dict[str, tuple[str, dict[str, str]]] = {
+    "throttle": ("400 Bad Request", {"__type": "ThrottlingException", "message": "Rate exceeded"}),
+    "server_error": (
+        "500 Internal Server Error",
+        {"__type": "InternalFailure", "message": "We encountered an internal error."},
+    ),
+    "access_denied": (
+        "400 Bad Request",
+        {
+            "__type": "AccessDeniedException",
+            "message": "User is not authorized to perform this action",
+        },
+    ),
+}
+
+
+@dataclass
+class FaultRule:
+    """Answer matching requests with ``kind`` (a FAULT_RESPONSES key, or ``hang``), ``times`` times."""
+
+    region: str
+    kind: str
+    times: int | None = None  # None: every matching request
+    operation: str | None = None
+    hang_seconds: float = 0.0
+    body_contains: str | None = None  # e.g. a role ARN, to fault one account's AssumeRole
+
+
+@dataclass
+class _FaultInjector:
+    app: Callable[..., Iterable[bytes]]
+    rules: list[FaultRule] = field(default_factory=list)
+    received: Counter[tuple[str, str]] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        region = _region_of(environ)
+        operation = _operation_of(environ, body)
+        with self.lock:
+            self.received[(region, operation)] += 1
+            rule = self._take_rule(region, operation, body.decode(errors="replace"))
+        if rule is not None and rule.kind == "hang":
+            time.sleep(rule.hang_seconds)
+        elif rule is not None:
+            status, payload = FAULT_RESPONSES[rule.kind]
+            data = json.dumps(payload).encode()
+            start_response(
+                status,
+                [
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("Content-Length", str(len(data))),
+                ],
+            )
+            return [data]
+        return self.app(environ, start_response)
+
+    def _take_rule(self, region: str, operation: str, body: str) -> FaultRule | None:
+        for rule in self.rules:
+            if rule.region != region or rule.operation not in (None, operation):
+                continue
+            if rule.body_contains is not None and rule.body_contains not in body:
+                continue
+            if rule.times is not None:
+                if rule.times == 0:
+                    continue
+                rule.times -= 1
+            return rule
+        return None
+
+
+def _region_of(environ: Mapping[str, Any]) -> str:
+    match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return match.group(1) if match else "unknown"
+
+
+def _operation_of(environ: Mapping[str, Any], body: bytes) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return str(target).rsplit(".", 1)[-1]
+    action = parse_qs(body.decode(errors="replace")).get("Action")
+    return action[0] if action else "unknown"
+
+
+class SageMakerTestServer:
+    """moto's SageMaker (and STS) API on 127.0.0.1, with fault rules and request counts."""
+
+    def __init__(self) -> None:
+        self._injector = _FaultInjector(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server("127.0.0.1", 0, self._injector, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._touched: set[tuple[str, str]] = set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+    def reset(self) -> None:
+        """Forget jobs, faults and counts from earlier tests."""
+        for account, region in self._touched:
+            sagemaker_backends[account][region].hyper_parameter_tuning_jobs.clear()
+        self._touched.clear()
+        with self._injector.lock:
+            self._injector.rules.clear()
+            self._injector.received.clear()
+
+    def add_fault(self, rule: FaultRule) -> None:
+        with self._injector.lock:
+            self._injector.rules.append(rule)
+
+    def clear_faults(self) -> None:
+        with self._injector.lock:
+            self._injector.rules.clear()
+
+    def received(self, region: str | None = None, operation: str | None = None) -> int:
+        """Requests received, optionally only those of one region and operation."""
+        with self._injector.lock:
+            return sum(
+                count
+                for (r, o), count in self._injector.received.items()
+                if region in (None, r) and operation in (None, o)
+            )
+
+    def received_by_key(self) -> dict[tuple[str, str], int]:
+        with self._injector.lock:
+            return dict(self._injector.received)
+
+    def add_job(
+        self,
+        region: str,
+        name: str,
+        *,
+        account: str = DEFAULT_ACCOUNT,
+        status: str = "Completed",
+        strategy: str = "Bayesian",
+        training: Mapping[str, int] | None = None,
+        objective: Mapping[str, int] | None = None,
+        limits: Mapping[str, int] | None = None,
+        created: datetime | None = None,
+        modified: datetime | None = None,
+        ended: datetime | None = None,
+    ) -> Any:
+        """Create a tuning job in moto's backend and set its state; returns moto's job object."""
+        backend = sagemaker_backends[account][region]
+        self._touched.add((account, region))
+        backend.create_hyper_parameter_tuning_job(
+            hyper_parameter_tuning_job_name=name,
+            hyper_parameter_tuning_job_config={
+                "Strategy": strategy,
+                "ResourceLimits": dict(
+                    limits
+                    if limits is not None
+                    else {"MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 4}
+                ),
+                "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "accuracy"},
+            },
+            training_job_definition=None,
+            training_job_definitions=None,
+            warm_start_config=None,
+            tags=None,
+            autotune=None,
+        )
+        job: Any = backend.hyper_parameter_tuning_jobs[name]
+        job.hyper_parameter_tuning_job_status = status
+        if training is not None:
+            job.training_job_status_counters = dict(training)
+        if objective is not None:
+            job.objective_status_counters = dict(objective)
+        if created is not None:
+            job.creation_time = created
+        job.last_modified_time = modified or job.creation_time
+        job.hyper_parameter_tuning_end_time = ended
+        return job
+
+
+def at(text: str) -> datetime:
+    """A UTC time from ISO-8601 text, naive as moto keeps its own times."""
+    return datetime.fromisoformat(text)
+
+
+def epoch(text: str) -> float:
+    """Seconds since the epoch of the UTC time in ISO-8601 ``text``."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()

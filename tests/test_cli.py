@@ -1,0 +1,176 @@
+"""The command line, run as a real process: config checks, --once, serving and clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.processes import free_port, start_exporter, wait_for
+from tests.sagemaker_server import FaultRule, SageMakerTestServer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "config"
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        check=False,
+    )
+
+
+def write_config(
+    tmp_path: Path, sagemaker: SageMakerTestServer, regions: str = "[us-east-1, eu-west-1]"
+) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"regions: {regions}\naws:\n  endpoint_url: {sagemaker.url}\n  max_attempts: 2\ncache:\n  ttl: 5m\n"
+    )
+    return path
+
+
+def test_check_config_accepts_the_example_config() -> None:
+    result = run_cli("--check-config", "--config.file", "config.example.yaml")
+
+    assert result.returncode == 0
+    assert result.stdout == "config.example.yaml: configuration is valid\n"
+
+
+def test_check_config_reports_an_error_with_exit_code_2_and_no_traceback() -> None:
+    path = FIXTURES / "unknown_status.yaml"
+
+    result = run_cli("--check-config", "--config.file", str(path))
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"sagemaker-tuning-exporter: configuration error: {path}:5: filters.statuses[1]: expected one "
+        "of Completed, DeleteFailed, Deleting, Failed, InProgress, Stopped, Stopping, got 'Running'\n"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_a_broken_config_stops_the_server_before_it_starts() -> None:
+    result = run_cli("--config.file", str(FIXTURES / "invalid_yaml.yaml"))
+
+    assert result.returncode == 2
+    assert "invalid YAML" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_once_prints_the_exposition_and_exits_0(
+    sagemaker: SageMakerTestServer, tmp_path: Path
+) -> None:
+    sagemaker.add_job("us-east-1", "printed-job", status="InProgress")
+    sagemaker.add_job("eu-west-1", "another-job")
+
+    result = run_cli("--once", "--config.file", str(write_config(tmp_path, sagemaker)))
+
+    assert result.returncode == 0, result.stderr
+    assert 'job_name="printed-job"' in result.stdout
+    assert 'job_name="another-job"' in result.stdout
+    assert (
+        'sagemaker_tuning_exporter_up{account="123456789012",region="us-east-1"} 1.0'
+        in result.stdout
+    )
+    assert sagemaker.received("us-east-1", "ListHyperParameterTuningJobs") == 1
+
+
+def test_once_exits_1_and_names_the_failed_region(
+    sagemaker: SageMakerTestServer, tmp_path: Path
+) -> None:
+    sagemaker.add_job("us-east-1", "printed-job")
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="server_error"))
+
+    result = run_cli("--once", "--config.file", str(write_config(tmp_path, sagemaker)))
+
+    assert result.returncode == 1
+    assert 'job_name="printed-job"' in result.stdout
+    assert (
+        "refresh failed: account=(default credentials) region=eu-west-1: ClientError"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_listen_address_is_a_usage_error(
+    tmp_path: Path, sagemaker: SageMakerTestServer
+) -> None:
+    result = run_cli(
+        "--config.file", str(write_config(tmp_path, sagemaker)), "--web.listen-address", "10071"
+    )
+
+    assert result.returncode == 2
+    assert "--web.listen-address: expected HOST:PORT" in result.stderr
+
+
+def test_server_warms_up_serves_and_stops_cleanly_on_sigterm(
+    sagemaker: SageMakerTestServer, tmp_path: Path
+) -> None:
+    sagemaker.add_job("eu-west-1", "served-job")
+    port = free_port()
+    config = write_config(tmp_path, sagemaker, "[eu-west-1]")
+    process = start_exporter("--config.file", str(config), port=port)
+    try:
+        ready = wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=30)
+        requests_before_scrape = sagemaker.received()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            body = response.read().decode()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert ready
+    # The start-up refresh made the data ready; the scrape within the TTL cost nothing.
+    assert requests_before_scrape == 1
+    assert sagemaker.received() == 1
+    assert 'job_name="served-job"' in body
+    assert process.returncode == 0
+    assert "received SIGTERM, shutting down" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_taken_port_is_reported_without_a_traceback(
+    tmp_path: Path, sagemaker: SageMakerTestServer
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = run_cli(
+            "--config.file",
+            str(write_config(tmp_path, sagemaker)),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+        )
+
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "sagemaker-tuning-exporter")
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "exporter"], [CONSOLE_SCRIPT]])
+def test_module_and_console_script_print_the_version(command: list[str]) -> None:
+    result = subprocess.run(
+        [*command, "--version"], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("sagemaker-tuning-exporter ")

@@ -1,0 +1,197 @@
+"""Config parsing: valid files become typed objects; each failure mode has a fixture and an exact message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from exporter.config import (
+    AccountSettings,
+    AwsSettings,
+    CacheSettings,
+    ConfigError,
+    CreatedAfter,
+    ExporterConfig,
+    JobFilters,
+    load_config,
+    parse_config,
+    parse_duration,
+)
+from tests.conftest import ROOT
+
+FIXTURES = Path(__file__).parent / "fixtures" / "config"
+
+EXPECTED_ERRORS = {
+    "account_missing_role_arn": "3: accounts[0]: missing required key 'role_arn'",
+    "bad_created_after": (
+        "3: filters.created_after: expected a duration such as 7d or an ISO-8601 time such as "
+        "2026-01-31T00:00:00Z, got 'last tuesday'"
+    ),
+    "bad_endpoint_url": "3: aws.endpoint_url: expected an http:// or https:// URL, got '127.0.0.1:5000'",
+    "bad_region": "3: regions[1]: expected an AWS region such as us-east-1, got 'Europe'",
+    "bad_role_arn": (
+        "4: accounts[1].role_arn: expected an IAM role ARN such as "
+        "arn:aws:iam::111111111111:role/name, got 'sagemaker-tuning-exporter'"
+    ),
+    "bad_ttl": "3: cache.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, got 'soon'",
+    "duplicate_account": "4: accounts[1].role_arn: account 111111111111 is listed twice",
+    "duplicate_key": "4: cache: duplicate key",
+    "duplicate_region": "1: regions[1]: region 'us-east-1' is listed twice",
+    "empty_regions": "1: regions: expected at least one region",
+    "filters_not_a_mapping": "2: filters: expected a mapping, got a list",
+    "invalid_yaml": "2:6: invalid YAML: expected ',' or ']', but got ':'",
+    "max_attempts_not_integer": "3: aws.max_attempts: expected a whole number of at least 1, got 'five'",
+    "max_attempts_zero": "3: aws.max_attempts: expected a whole number of at least 1, got 0",
+    "missing_regions": "1: (top level): missing required key 'regions' (a list of AWS regions)",
+    "name_contains_not_a_string": "3: filters.name_contains: expected a non-empty string, got 42",
+    "negative_ttl": "3: cache.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, got -5",
+    "regions_not_a_list": "1: regions: expected a list, got a string",
+    "short_external_id": (
+        "4: accounts[0].external_id: expected 2 to 1224 letters, digits or +=,.@:/- characters "
+        "(STS ExternalId)"
+    ),
+    "top_level_list": "1: (top level): expected a mapping, got a list",
+    "unknown_account_key": "4: accounts[0].externalId: unknown key; expected one of role_arn, external_id",
+    "unknown_cache_key": "4: cache.size: unknown key; expected one of ttl",
+    "unknown_status": (
+        "5: filters.statuses[1]: expected one of Completed, DeleteFailed, Deleting, Failed, "
+        "InProgress, Stopped, Stopping, got 'Running'"
+    ),
+    "unknown_top_level_key": (
+        "2: region: unknown key; expected one of regions, aws, accounts, cache, filters"
+    ),
+}
+
+
+def test_every_failure_fixture_has_an_expected_message() -> None:
+    assert sorted(path.stem for path in FIXTURES.glob("*.yaml")) == sorted(
+        [*EXPECTED_ERRORS, "empty"]
+    )
+
+
+@pytest.mark.parametrize("fixture", sorted(EXPECTED_ERRORS))
+def test_should_name_file_line_and_key_path_of_each_config_error(fixture: str) -> None:
+    path = FIXTURES / f"{fixture}.yaml"
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert str(raised.value) == f"{path}:{EXPECTED_ERRORS[fixture]}"
+
+
+def test_should_reject_an_empty_file() -> None:
+    path = FIXTURES / "empty.yaml"
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert str(raised.value) == f"{path}: the file is empty; expected a mapping with 'regions'"
+
+
+def test_should_report_a_missing_file() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config("/nonexistent/config.yaml")
+
+    assert (
+        str(raised.value)
+        == "/nonexistent/config.yaml: cannot read config file: No such file or directory"
+    )
+
+
+def test_should_parse_every_key_of_a_full_config() -> None:
+    config = parse_config(
+        """
+        regions: [us-east-1, eu-west-1]
+        aws:
+          endpoint_url: http://127.0.0.1:5000
+          profile: monitoring
+          max_attempts: 7
+        accounts:
+          - role_arn: arn:aws:iam::111111111111:role/sagemaker-tuning-exporter
+            external_id: abc
+          - role_arn: arn:aws-cn:iam::222222222222:role/path/reader
+        cache:
+          ttl: 5m
+        filters:
+          name_contains: xgb
+          statuses: [InProgress, Completed]
+          created_after: 7d
+        """
+    )
+
+    assert config == ExporterConfig(
+        regions=("us-east-1", "eu-west-1"),
+        aws=AwsSettings(endpoint_url="http://127.0.0.1:5000", profile="monitoring", max_attempts=7),
+        accounts=(
+            AccountSettings("arn:aws:iam::111111111111:role/sagemaker-tuning-exporter", "abc"),
+            AccountSettings("arn:aws-cn:iam::222222222222:role/path/reader"),
+        ),
+        cache=CacheSettings(ttl_seconds=300),
+        filters=JobFilters(
+            name_contains="xgb",
+            statuses=("InProgress", "Completed"),
+            created_after=CreatedAfter(relative_seconds=7 * 86400),
+        ),
+    )
+    assert [account.account_id for account in config.accounts] == ["111111111111", "222222222222"]
+
+
+def test_should_default_everything_but_regions() -> None:
+    config = parse_config("regions: [ap-southeast-2]")
+
+    assert config == ExporterConfig(regions=("ap-southeast-2",))
+    assert config.cache.ttl_seconds == 60
+    assert config.aws.max_attempts == 5
+
+
+def test_the_example_config_is_valid() -> None:
+    config = load_config(ROOT / "config.example.yaml")
+
+    assert config.regions == ("us-east-1", "eu-west-1")
+    assert config.filters.created_after == CreatedAfter(relative_seconds=30 * 86400)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        (60, 60.0),
+        (1.5, 1.5),
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1h30m", 5400.0),
+        ("7d", 604800.0),
+        ("2w", 1209600.0),
+    ],
+)
+def test_should_parse_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5 m", "1m1h", "-1", -1, True, None, [60]])
+def test_should_reject_malformed_durations(text: object) -> None:
+    assert parse_duration(text) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-01-31T00:00:00Z",
+        "'2026-01-31T00:00:00+00:00'",
+        "2026-01-31",
+        "2026-01-31T01:00:00+01:00",
+    ],
+)
+def test_should_accept_iso_8601_times_for_created_after(value: str) -> None:
+    config = parse_config(f"regions: [us-east-1]\nfilters:\n  created_after: {value}\n")
+
+    assert config.filters.created_after == CreatedAfter(absolute=datetime(2026, 1, 31, tzinfo=UTC))
+
+
+def test_relative_created_after_reaches_back_from_the_refresh_time() -> None:
+    created_after = CreatedAfter(relative_seconds=86400)
+
+    assert created_after.resolve(now=1_800_000_000) == datetime.fromtimestamp(1_799_913_600, tz=UTC)

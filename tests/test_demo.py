@@ -1,0 +1,61 @@
+"""Demo mode, run as a real process: about 30 jobs over 2 regions, every status and strategy, moving."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+from tests.expected import STATUSES, STRATEGIES, samples, value
+from tests.processes import free_port, start_exporter, wait_for
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def training_job_values(text: str) -> dict[object, float]:
+    return {
+        key: number
+        for key, number in samples(text).items()
+        if key[0] == "sagemaker_tuning_job_training_jobs"
+    }
+
+
+def test_demo_serves_moving_numbers_without_an_aws_account() -> None:
+    port = free_port()
+    # No AWS variable or config file reaches the demo: it must need none.
+    process = start_exporter(
+        "--demo", port=port, env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(f"{url}/-/ready", timeout=60), "demo did not become ready"
+        first = scrape(url)
+        deadline = time.monotonic() + 60
+        later = first
+        while time.monotonic() < deadline and training_job_values(later) == training_job_values(
+            first
+        ):
+            time.sleep(1)
+            later = scrape(url)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=15)
+
+    jobs = {
+        key: number for key, number in samples(first).items() if key[0] == "sagemaker_tuning_jobs"
+    }
+    assert 25 <= sum(jobs.values()) <= 35
+    assert {dict(labels)["region"] for (_, labels), n in jobs.items() if n} == {
+        "us-east-1",
+        "eu-west-1",
+    }
+    assert {dict(labels)["status"] for (_, labels), n in jobs.items() if n} == set(STATUSES)
+    assert {dict(labels)["strategy"] for (_, labels), n in jobs.items() if n} == set(STRATEGIES)
+    assert value(first, "sagemaker_tuning_exporter_up", region="us-east-1") == 1
+    assert training_job_values(later) != training_job_values(first), (
+        "demo numbers did not move in 60s"
+    )
+    assert process.returncode == 0
+    assert "Traceback" not in stderr

@@ -1,0 +1,148 @@
+"""End to end: the exporter process, scraped by a real Prometheus, against moto's SageMaker server.
+
+Needs ``prometheus`` and ``promtool`` (Debian package ``prometheus``). Outside CI these tests
+skip when the binaries are missing; with ``CI`` set they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.expected import Samples, expected_samples_from_api, seed_varied_jobs
+from tests.processes import free_port, start_exporter, wait_for
+from tests.sagemaker_server import SageMakerTestServer
+
+REGIONS = ("us-east-1", "eu-west-1")
+JOB_COUNT = 40
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package 'prometheus')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def exporter_url(sagemaker: SageMakerTestServer, tmp_path: Path) -> Iterator[str]:
+    seed_varied_jobs(sagemaker, JOB_COUNT, REGIONS)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"regions: [{', '.join(REGIONS)}]\naws:\n  endpoint_url: {sagemaker.url}\ncache:\n  ttl: 10m\n"
+    )
+    port = free_port()
+    process = start_exporter("--config.file", str(config), port=port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(f"{url}/-/ready", timeout=30), "exporter did not become ready"
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+@pytest.fixture
+def prometheus_url(exporter_url: str, tmp_path: Path) -> Iterator[str]:
+    binary = require_binary("prometheus")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: sagemaker-tuning\n"
+        f"    static_configs:\n      - targets: ['{exporter_url.removeprefix('http://')}']\n"
+    )
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def query(prometheus_url: str, promql: str) -> list[dict[str, object]]:
+    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        answer = json.load(response)
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def wait_for_series(prometheus_url: str, promql: str, expected: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = query(prometheus_url, f"count({promql})")
+            if result and float(result[0]["value"][1]) == expected:  # type: ignore[index]
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"Prometheus did not see {expected} series of {promql} within {timeout}s")
+
+
+def test_prometheus_stores_exactly_the_values_the_api_returns(
+    sagemaker: SageMakerTestServer, prometheus_url: str
+) -> None:
+    sent_by_exporter = sagemaker.received()  # before this test's own listing below
+    expected = expected_samples_from_api(sagemaker.url, REGIONS)
+    names = sorted({name for name, _ in expected})
+    wait_for_series(
+        prometheus_url,
+        '{__name__=~"sagemaker_tuning_job_.+"}',
+        len(expected),
+    )
+
+    stored: Samples = {}
+    for name in names:
+        for series in query(prometheus_url, name):
+            labels = dict(series["metric"])  # type: ignore[call-overload]
+            for scrape_label in ("__name__", "job", "instance"):
+                labels.pop(scrape_label)
+            stored[(name, frozenset(labels.items()))] = float(series["value"][1])  # type: ignore[index]
+
+    assert len({dict(labels)["job_name"] for _, labels in expected}) == JOB_COUNT
+    assert stored == expected
+    up = query(prometheus_url, "sagemaker_tuning_exporter_up")
+    assert sorted((s["metric"]["region"], s["value"][1]) for s in up) == [  # type: ignore[index]
+        ("eu-west-1", "1"),
+        ("us-east-1", "1"),
+    ]
+    requests = query(prometheus_url, "sum(sagemaker_tuning_exporter_api_requests_total)")
+    assert float(requests[0]["value"][1]) == sent_by_exporter == len(REGIONS)  # type: ignore[index]
+
+
+def test_promtool_accepts_the_exposition(exporter_url: str) -> None:
+    promtool = require_binary("promtool")
+    with urllib.request.urlopen(f"{exporter_url}/metrics", timeout=10) as response:
+        exposition = response.read()
+
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, check=False
+    )
+
+    assert b"sagemaker_tuning_job_training_jobs{" in exposition
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == b""

@@ -1,0 +1,201 @@
+"""The snapshot cache: TTL, single flight, scrape deadline, and failures that keep the last good jobs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from types import MappingProxyType
+
+from exporter.jobs import Target, TuningJob
+from exporter.refresh import SnapshotCache
+
+EU = Target(region="eu-west-1")
+US = Target(region="us-east-1")
+ROLE = Target(
+    region="eu-west-1",
+    role_arn="arn:aws:iam::222222222222:role/reader",
+    account_id="222222222222",
+)
+
+
+def job(name: str, account: str = "111111111111", status: str = "Completed") -> TuningJob:
+    return TuningJob(
+        name=name,
+        arn=f"arn:aws:sagemaker:eu-west-1:{account}:hyper-parameter-tuning-job/{name}",
+        account=account,
+        status=status,
+        strategy="Bayesian",
+        creation_time=1_700_000_000.0,
+        last_modified_time=None,
+        end_time=None,
+        training_job_counts=MappingProxyType({}),
+        objective_counts=MappingProxyType({}),
+        max_training_jobs=None,
+        max_parallel_training_jobs=None,
+        max_runtime_seconds=None,
+    )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedListing:
+    """Answers each target's listing from a script: a list of jobs, or an exception to raise."""
+
+    def __init__(self) -> None:
+        self.answers: dict[Target, list[TuningJob] | Exception] = {}
+        self.calls: list[Target] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.lock = threading.Lock()
+
+    def __call__(self, target: Target) -> Sequence[TuningJob]:
+        with self.lock:
+            self.calls.append(target)
+        self.release.wait(timeout=10)
+        answer = self.answers.get(target, [])
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def make_cache(
+    listing: ScriptedListing, clock: FakeClock, targets: Sequence[Target] = (EU, US)
+) -> SnapshotCache:
+    return SnapshotCache(targets, listing, ttl_seconds=60, clock=clock, monotonic=clock)
+
+
+def test_should_not_refresh_again_within_the_ttl() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    cache = make_cache(listing, clock)
+
+    cache.refresh_stale(timeout=5)
+    clock.now += 59
+    cache.refresh_stale(timeout=5)
+
+    assert sorted(t.region for t in listing.calls) == ["eu-west-1", "us-east-1"]
+
+
+def test_should_refresh_once_the_ttl_has_passed() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    cache = make_cache(listing, clock)
+
+    cache.refresh_stale(timeout=5)
+    clock.now += 60
+    cache.refresh_stale(timeout=5)
+
+    assert len(listing.calls) == 4
+
+
+def test_concurrent_scrapes_share_one_refresh_per_target() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.release.clear()
+    cache = make_cache(listing, clock)
+    scrapes = [threading.Thread(target=cache.refresh_stale, args=(10,)) for _ in range(8)]
+
+    for scrape in scrapes:
+        scrape.start()
+    time.sleep(0.2)  # let every scrape reach the cache while the refreshes are held
+    listing.release.set()
+    for scrape in scrapes:
+        scrape.join()
+
+    assert sorted(t.region for t in listing.calls) == ["eu-west-1", "us-east-1"]
+    assert len(cache.snapshots()) == 2
+
+
+def test_a_scrape_returns_at_its_deadline_and_serves_the_last_snapshot() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("first")]
+    cache = make_cache(listing, clock, targets=(EU,))
+    cache.refresh_stale(timeout=5)
+    listing.release.clear()
+    listing.answers[EU] = [job("second")]
+    clock.now += 61
+
+    started = time.monotonic()
+    cache.refresh_stale(timeout=0.2)
+    waited = time.monotonic() - started
+
+    assert waited < 5
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["first"]
+    listing.release.set()
+    cache.refresh_stale(timeout=5)  # joins the refresh still in flight
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["second"]
+
+
+def test_a_failed_refresh_keeps_the_last_good_jobs_and_marks_the_target_down() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("kept")]
+    cache = make_cache(listing, clock)
+    cache.refresh_stale(timeout=5)
+    first_success = cache.snapshots()[0].last_success_time
+    listing.answers[EU] = RuntimeError("HTTP 500")
+    clock.now += 61
+
+    cache.refresh_stale(timeout=5)
+
+    eu, us = cache.snapshots()
+    assert (eu.up, [j.name for j in eu.jobs], eu.last_success_time) == (
+        False,
+        ["kept"],
+        first_success,
+    )
+    assert eu.error == "RuntimeError: HTTP 500"
+    assert us.up is True
+    assert cache.failed_refreshes() == {EU: 1, US: 0}
+
+
+def test_a_target_that_never_succeeded_is_down_with_no_jobs() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[ROLE] = PermissionError("AccessDenied")
+    cache = make_cache(listing, clock, targets=(ROLE,))
+
+    cache.refresh_stale(timeout=5)
+
+    (snapshot,) = cache.snapshots()
+    assert (snapshot.up, snapshot.jobs, snapshot.last_success_time) == (False, (), None)
+    assert snapshot.account == "222222222222"
+
+
+def test_ambient_credentials_take_their_account_from_job_arns_and_keep_it() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("a", account="333333333333")]
+    cache = make_cache(listing, clock, targets=(EU,))
+    cache.refresh_stale(timeout=5)
+    listing.answers[EU] = []
+    clock.now += 61
+
+    cache.refresh_stale(timeout=5)
+
+    assert cache.snapshots()[0].account == "333333333333"
+
+
+def test_is_ready_once_every_target_finished_its_first_refresh() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[US] = RuntimeError("down")
+    listing.release.clear()
+    cache = make_cache(listing, clock)
+
+    cache.refresh_stale(timeout=0)
+    assert cache.is_ready() is False
+    listing.release.set()
+    cache.refresh_stale(timeout=5)
+
+    assert cache.is_ready() is True
+
+
+def test_refresh_all_ignores_the_ttl() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    cache = make_cache(listing, clock, targets=(EU,))
+
+    cache.refresh_all(timeout=5)
+    cache.refresh_all(timeout=5)
+
+    assert listing.calls == [EU, EU]
