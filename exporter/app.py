@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from botocore.exceptions import ProfileNotFound
 from prometheus_client import CollectorRegistry
 
-from exporter.aws import LIST_OPERATION, RequestCounter, create_sagemaker_client, list_tuning_jobs
+from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClientFactory, list_tuning_jobs
 from exporter.collector import ExporterHealthCollector, TuningJobCollector
-from exporter.config import ExporterConfig
+from exporter.config import ConfigError, ExporterConfig
 from exporter.jobs import Target, TuningJob
 from exporter.refresh import SnapshotCache
 
@@ -49,10 +49,14 @@ class Exporter:
         for region in config.regions:
             self.requests.declare(region, LIST_OPERATION)
         self._clock = clock
-        self._clients: dict[Target, SageMakerClient] = {}
-        self._clients_lock = threading.Lock()
+        targets = targets_from_config(config)
+        factory = SageMakerClientFactory(config.aws, self.requests)
+        try:
+            self._clients: dict[Target, SageMakerClient] = {t: factory.create(t) for t in targets}
+        except ProfileNotFound as error:
+            raise ConfigError(f"aws.profile: {error}") from None
         self.cache = SnapshotCache(
-            targets_from_config(config),
+            targets,
             self._list_jobs,
             ttl_seconds=config.cache.ttl_seconds,
             clock=clock,
@@ -60,25 +64,7 @@ class Exporter:
         )
         self.registry = CollectorRegistry()
         self.registry.register(TuningJobCollector(self.cache.snapshots, config.filters.statuses))
-        self.registry.register(
-            ExporterHealthCollector(
-                self.cache.snapshots, self.cache.failed_refreshes, self.requests
-            )
-        )
-
-    def _client(self, target: Target) -> SageMakerClient:
-        with self._clients_lock:
-            client = self._clients.get(target)
-        if client is None:
-            # Built outside the lock: creating a client reads botocore's service model.
-            client = create_sagemaker_client(target, self.config.aws, self.requests)
-            with self._clients_lock:
-                client = self._clients.setdefault(target, client)
-        return client
+        self.registry.register(ExporterHealthCollector(self.cache.snapshots, self.requests))
 
     def _list_jobs(self, target: Target) -> Sequence[TuningJob]:
-        return list_tuning_jobs(self._client(target), self.config.filters, now=self._clock())
-
-    def close(self) -> None:
-        """Stop background refreshes."""
-        self.cache.close()
+        return list_tuning_jobs(self._clients[target], self.config.filters, now=self._clock())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import botocore.loaders
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import (
@@ -98,77 +99,78 @@ def client_config(aws: AwsSettings) -> Config:
     )
 
 
-def create_sagemaker_client(
-    target: Target, aws: AwsSettings, counter: RequestCounter
-) -> SageMakerClient:
-    """A SageMaker client for ``target``, whose requests ``counter`` counts.
+class SageMakerClientFactory:
+    """Builds the SageMaker client of each target.
 
-    For a target with a role, credentials come from STS AssumeRole on top of the default
-    chain and are refreshed by botocore before they expire.
+    Every botocore session shares one loader, so the service models are read and held in
+    memory once rather than once per account and region. Targets without a role share one
+    session with the ambient credentials; each role gets a session whose credentials come
+    from STS AssumeRole on top of the ambient ones and are renewed by botocore before they
+    expire. Build clients on one thread: botocore sessions are not thread-safe, clients are.
     """
-    session = botocore.session.Session(profile=aws.profile)
-    if target.role_arn is not None:
-        source_session = botocore.session.Session(profile=aws.profile)
-        credentials = DeferredRefreshableCredentials(
-            refresh_using=_assume_role_fetcher(
-                source_session, target.role_arn, target, aws, counter
+
+    def __init__(self, aws: AwsSettings, counter: RequestCounter) -> None:
+        self._aws = aws
+        self._counter = counter
+        self._loader = botocore.loaders.create_loader()
+        self._source_session = self._new_session()
+
+    def create(self, target: Target) -> SageMakerClient:
+        """A SageMaker client for ``target``, whose requests the counter counts."""
+        session = self._source_session
+        if target.role_arn is not None:
+            session = self._new_session()
+            credentials = DeferredRefreshableCredentials(
+                refresh_using=self._assume_role_fetcher(target.role_arn, target),
+                method=_FixedCredentialProvider.METHOD,
+            )
+            session.register_component(
+                "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
+            )
+        client = cast(
+            "SageMakerClient",
+            session.create_client(
+                "sagemaker",
+                region_name=target.region,
+                endpoint_url=self._aws.endpoint_url,
+                config=client_config(self._aws),
             ),
-            method=_FixedCredentialProvider.METHOD,
         )
-        session.register_component(
-            "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
+        self._counter.attach(client)
+        return client
+
+    def _new_session(self) -> botocore.session.Session:
+        session = botocore.session.Session(profile=self._aws.profile)
+        session.register_component("data_loader", self._loader)
+        return session
+
+    def _assume_role_fetcher(self, role_arn: str, target: Target) -> Callable[[], dict[str, str]]:
+        sts = cast(
+            "STSClient",
+            self._source_session.create_client(
+                "sts", region_name=target.region, config=client_config(self._aws)
+            ),
         )
-    client = cast(
-        "SageMakerClient",
-        session.create_client(
-            "sagemaker",
-            region_name=target.region,
-            endpoint_url=aws.endpoint_url,
-            config=client_config(aws),
-        ),
-    )
-    counter.attach(client)
-    return client
+        self._counter.attach(sts)
 
+        def fetch_credentials() -> dict[str, str]:
+            if target.external_id:
+                response = sts.assume_role(
+                    RoleArn=role_arn,
+                    RoleSessionName=ROLE_SESSION_NAME,
+                    ExternalId=target.external_id,
+                )
+            else:
+                response = sts.assume_role(RoleArn=role_arn, RoleSessionName=ROLE_SESSION_NAME)
+            credentials = response["Credentials"]
+            return {
+                "access_key": credentials["AccessKeyId"],
+                "secret_key": credentials["SecretAccessKey"],
+                "token": credentials["SessionToken"],
+                "expiry_time": credentials["Expiration"].isoformat(),
+            }
 
-def _assume_role_fetcher(
-    source_session: botocore.session.Session,
-    role_arn: str,
-    target: Target,
-    aws: AwsSettings,
-    counter: RequestCounter,
-) -> Any:
-    sts_clients: list[STSClient] = []
-
-    def fetch_credentials() -> dict[str, str]:
-        if not sts_clients:
-            sts = cast(
-                "STSClient",
-                source_session.create_client(
-                    "sts", region_name=target.region, config=client_config(aws)
-                ),
-            )
-            counter.attach(sts)
-            sts_clients.append(sts)
-        if target.external_id:
-            response = sts_clients[0].assume_role(
-                RoleArn=role_arn,
-                RoleSessionName=ROLE_SESSION_NAME,
-                ExternalId=target.external_id,
-            )
-        else:
-            response = sts_clients[0].assume_role(
-                RoleArn=role_arn, RoleSessionName=ROLE_SESSION_NAME
-            )
-        credentials = response["Credentials"]
-        return {
-            "access_key": credentials["AccessKeyId"],
-            "secret_key": credentials["SecretAccessKey"],
-            "token": credentials["SessionToken"],
-            "expiry_time": credentials["Expiration"].isoformat(),
-        }
-
-    return fetch_credentials
+        return fetch_credentials
 
 
 def list_tuning_jobs(client: SageMakerClient, filters: JobFilters, now: float) -> list[TuningJob]:

@@ -105,19 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_once(config: ExporterConfig) -> int:
     exporter = Exporter(config)
-    try:
-        exporter.cache.refresh_all(timeout=None)
-        sys.stdout.write(generate_latest(exporter.registry).decode())
-        failed = [s for s in exporter.cache.snapshots() if not s.up]
-        for snapshot in failed:
-            print(
-                f"refresh failed: account={snapshot.account or '(default credentials)'} "
-                f"region={snapshot.target.region}: {snapshot.error}",
-                file=sys.stderr,
-            )
-        return EXIT_FAILURE if failed else 0
-    finally:
-        exporter.close()
+    exporter.cache.refresh_all(timeout=None)
+    sys.stdout.write(generate_latest(exporter.registry).decode())
+    failed = [s for s in exporter.cache.snapshots() if not s.up]
+    for snapshot in failed:
+        print(
+            f"refresh failed: account={snapshot.account or '(default credentials)'} "
+            f"region={snapshot.target.region}: {snapshot.error}",
+            file=sys.stderr,
+        )
+    return EXIT_FAILURE if failed else 0
 
 
 def _serve(config: ExporterConfig, listen_address: str) -> int:
@@ -134,7 +131,6 @@ def _serve(config: ExporterConfig, listen_address: str) -> int:
             f"sagemaker-tuning-exporter: cannot listen on {listen_address}: {error.strerror}",
             file=sys.stderr,
         )
-        exporter.close()
         return EXIT_FAILURE
     stop = threading.Event()
 
@@ -155,8 +151,8 @@ def _serve(config: ExporterConfig, listen_address: str) -> int:
     # Warm the cache so the first scrape and /-/ready need not wait for AWS.
     exporter.cache.refresh_stale(timeout=0)
     stop.wait()
+    # A refresh still waiting on AWS runs on a daemon thread and ends with the process.
     server.stop()
-    exporter.close()
     log.info("stopped")
     return 0
 

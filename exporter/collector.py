@@ -16,7 +16,6 @@ from exporter.jobs import (
     OBJECTIVE_STATUSES,
     TRAINING_JOB_STATUSES,
     RegionSnapshot,
-    Target,
     TuningJob,
 )
 
@@ -137,11 +136,9 @@ class ExporterHealthCollector(Collector):
     def __init__(
         self,
         snapshots: Callable[[], Sequence[RegionSnapshot]],
-        failed_refreshes: Callable[[], Mapping[Target, int]],
         requests: RequestCounter,
     ) -> None:
         self._snapshots = snapshots
-        self._failed_refreshes = failed_refreshes
         self._requests = requests
 
     def collect(self) -> Iterator[Metric]:
@@ -166,13 +163,12 @@ class ExporterHealthCollector(Collector):
             "Refreshes of the account and region that failed since the exporter started.",
             labels=TARGET_LABELS,
         )
-        failed_refreshes = self._failed_refreshes()
         for snapshot in self._snapshots():
             labels = [snapshot.account, snapshot.target.region]
             up.add_metric(labels, 1 if snapshot.up else 0)
             _add_optional(last_success, labels, snapshot.last_success_time)
             duration.add_metric(labels, snapshot.refresh_duration_seconds)
-            failures.add_metric(labels, failed_refreshes.get(snapshot.target, 0))
+            failures.add_metric(labels, snapshot.refresh_failures)
 
         requests = CounterMetricFamily(
             "sagemaker_tuning_exporter_api_requests",

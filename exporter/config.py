@@ -9,10 +9,11 @@ and the dotted key path, for example::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,15 @@ TUNING_JOB_STATUSES = (
 )
 TUNING_JOB_STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 
-_REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-_ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
-_EXTERNAL_ID_PATTERN = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+_REGION_PATTERN = re.compile(r"[a-z]{2,4}(-[a-z]+)+-\d+")
+_ROLE_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+")
+_EXTERNAL_ID_PATTERN = re.compile(r"[\w+=,.@:/-]{2,1224}")
 _DURATION_PATTERN = re.compile(
-    r"^(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$"
+    r"(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?"
 )
 _DURATION_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_HINT = "a number of seconds or a duration such as 90s, 5m, 1h, 7d"
+_MAX_DURATION_SECONDS = 10 * 365 * 86400
 
 
 class ConfigError(Exception):
@@ -119,45 +121,64 @@ def load_config(path: str | Path) -> ExporterConfig:
     return parse_config(text, source=str(path))
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that leaves timestamps as strings, so their validation can name the key."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def parse_config(text: str, source: str = "<config>") -> ExporterConfig:
     """Parse and validate YAML ``text``; ``source`` names it in error messages."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_ConfigLoader)
+        if root is None:
+            raise ConfigError(f"{source}: the file is empty; expected a mapping with 'regions'")
+        lines: dict[str, int] = {}
+        _index_node_lines(root, "", lines, source, ancestors=())
+        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError(_describe_yaml_error(error, source)) from None
-    if root is None:
-        raise ConfigError(f"{source}: the file is empty; expected a mapping with 'regions'")
-    lines: dict[str, int] = {}
-    _index_node_lines(root, "", lines, source)
-    data = yaml.safe_load(text)
     return _Validator(source, lines).config(data)
 
 
 def parse_duration(value: object) -> float | None:
-    """Seconds in ``value`` (a number, or a string like ``90s``, ``5m``, ``1h30m``), else None."""
+    """Seconds in ``value`` (a number, or a string like ``90s``, ``5m``, ``1h30m``), else None.
+
+    Negative, infinite and absurd values (over ten years) are None too.
+    """
     if isinstance(value, bool):
         return None
+    seconds: float | None = None
     if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
-    if not isinstance(value, str):
+        seconds = _finite_float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        match = _DURATION_PATTERN.fullmatch(text)
+        if text and match is not None:
+            seconds = float(
+                sum(
+                    int(count) * _DURATION_UNIT_SECONDS[unit]
+                    for unit, count in match.groupdict().items()
+                    if count
+                )
+            )
+        else:
+            seconds = _finite_float(text)
+    if seconds is None or not 0 <= seconds <= _MAX_DURATION_SECONDS:
         return None
-    text = value.strip()
+    return seconds
+
+
+def _finite_float(value: int | float | str) -> float | None:
     try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds >= 0 else None
-    match = _DURATION_PATTERN.match(text)
-    if not text or match is None:
+        number = float(value)
+    except (ValueError, OverflowError):
         return None
-    return float(
-        sum(
-            int(count) * _DURATION_UNIT_SECONDS[unit]
-            for unit, count in match.groupdict().items()
-            if count
-        )
-    )
+    return number if math.isfinite(number) else None
 
 
 def _describe_yaml_error(error: yaml.YAMLError, source: str) -> str:
@@ -168,24 +189,37 @@ def _describe_yaml_error(error: yaml.YAMLError, source: str) -> str:
     return f"{source}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {problem}"
 
 
-def _index_node_lines(node: yaml.Node, path: str, lines: dict[str, int], source: str) -> None:
-    """Record the 1-based line of every key path, and reject duplicate mapping keys."""
-    lines[path] = node.start_mark.line + 1
+def _index_node_lines(
+    node: yaml.Node,
+    path: str,
+    lines: dict[str, int],
+    source: str,
+    ancestors: tuple[int, ...],
+) -> None:
+    """Record the 1-based line of every key path; reject duplicate, complex and recursive keys."""
+    line = node.start_mark.line + 1
+    if id(node) in ancestors:
+        raise ConfigError(f"{source}:{line}: {path}: an alias refers to its own ancestor")
+    lines[path] = line
+    ancestors = (*ancestors, id(node))
     if isinstance(node, yaml.MappingNode):
-        seen: set[object] = set()
+        seen: set[str] = set()
         for key_node, value_node in node.value:
-            key = key_node.value
-            child = f"{path}.{key}" if path else str(key)
-            if key in seen:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
                 raise ConfigError(
-                    f"{source}:{key_node.start_mark.line + 1}: {child}: duplicate key"
+                    f"{source}:{key_line}: {path or '(top level)'}: keys must be plain names"
                 )
+            key = str(key_node.value)
+            child = f"{path}.{key}" if path else key
+            if key in seen:
+                raise ConfigError(f"{source}:{key_line}: {child}: duplicate key")
             seen.add(key)
-            _index_node_lines(value_node, child, lines, source)
-            lines[child] = key_node.start_mark.line + 1
+            _index_node_lines(value_node, child, lines, source, ancestors)
+            lines[child] = key_line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index_node_lines(item, f"{path}[{index}]", lines, source)
+            _index_node_lines(item, f"{path}[{index}]", lines, source, ancestors)
 
 
 class _Validator:
@@ -230,10 +264,10 @@ class _Validator:
             raise self.fail("", "missing required key 'regions' (a list of AWS regions)")
         return ExporterConfig(
             regions=self.regions(top["regions"]),
-            aws=self.aws(top.get("aws") or {}),
-            accounts=self.accounts(top.get("accounts") or []),
-            cache=self.cache(top.get("cache") or {}),
-            filters=self.filters(top.get("filters") or {}),
+            aws=self.aws(_or_default(top.get("aws"), {})),
+            accounts=self.accounts(_or_default(top.get("accounts"), [])),
+            cache=self.cache(_or_default(top.get("cache"), {})),
+            filters=self.filters(_or_default(top.get("filters"), {})),
         )
 
     def regions(self, value: object) -> tuple[str, ...]:
@@ -242,7 +276,7 @@ class _Validator:
             raise self.fail("regions", "expected at least one region")
         for index, region in enumerate(regions):
             path = f"regions[{index}]"
-            if not _REGION_PATTERN.match(region):
+            if not _REGION_PATTERN.fullmatch(region):
                 raise self.fail(path, f"expected an AWS region such as us-east-1, got {region!r}")
             if region in regions[:index]:
                 raise self.fail(path, f"region {region!r} is listed twice")
@@ -251,7 +285,7 @@ class _Validator:
     def aws(self, value: object) -> AwsSettings:
         aws = self.mapping(value, "aws", ("endpoint_url", "profile", "max_attempts"))
         endpoint_url = self.optional_string(aws, "endpoint_url", "aws")
-        if endpoint_url is not None and not re.match(r"^https?://[^/\s]+", endpoint_url):
+        if endpoint_url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", endpoint_url):
             raise self.fail(
                 "aws.endpoint_url", f"expected an http:// or https:// URL, got {endpoint_url!r}"
             )
@@ -277,14 +311,14 @@ class _Validator:
             if "role_arn" not in entry:
                 raise self.fail(path, "missing required key 'role_arn'")
             role_arn = self.string(entry["role_arn"], f"{path}.role_arn")
-            if not _ROLE_ARN_PATTERN.match(role_arn):
+            if not _ROLE_ARN_PATTERN.fullmatch(role_arn):
                 raise self.fail(
                     f"{path}.role_arn",
                     f"expected an IAM role ARN such as arn:aws:iam::111111111111:role/name, "
                     f"got {role_arn!r}",
                 )
             external_id = self.optional_string(entry, "external_id", path)
-            if external_id is not None and not _EXTERNAL_ID_PATTERN.match(external_id):
+            if external_id is not None and not _EXTERNAL_ID_PATTERN.fullmatch(external_id):
                 raise self.fail(
                     f"{path}.external_id",
                     "expected 2 to 1224 letters, digits or +=,.@:/- characters (STS ExternalId)",
@@ -331,11 +365,6 @@ class _Validator:
 
     def created_after(self, value: object) -> CreatedAfter:
         path = "filters.created_after"
-        # YAML turns an unquoted ISO-8601 timestamp into a datetime on its own.
-        if isinstance(value, datetime):
-            return CreatedAfter(absolute=_as_utc(value))
-        if isinstance(value, date):
-            return CreatedAfter(absolute=datetime(value.year, value.month, value.day, tzinfo=UTC))
         relative = parse_duration(value)
         if relative is not None:
             return CreatedAfter(relative_seconds=relative)
@@ -349,6 +378,11 @@ class _Validator:
             f"expected a duration such as 7d or an ISO-8601 time such as 2026-01-31T00:00:00Z, "
             f"got {_describe(value)}",
         )
+
+
+def _or_default(value: object, default: object) -> object:
+    """A key written with no value (``aws:``) means its defaults; any other value is checked."""
+    return default if value is None else value
 
 
 def _as_utc(moment: datetime) -> datetime:
@@ -365,5 +399,6 @@ def _type_name(value: object) -> str:
 
 def _describe(value: object) -> str:
     if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return repr(value)
+        text = repr(value)
+        return text if len(text) <= 60 else f"{text[:57]}..."
     return _type_name(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ DEFAULT_SCRAPE_DEADLINE_SECONDS = 10.0
 # Time kept back from the scraper's timeout for rendering and sending the response.
 SCRAPE_DEADLINE_MARGIN_SECONDS = 0.5
 MINIMUM_SCRAPE_DEADLINE_SECONDS = 0.1
+MAXIMUM_SCRAPE_DEADLINE_SECONDS = 300.0
 
 _LANDING_PAGE = """<!DOCTYPE html>
 <html>
@@ -47,15 +49,25 @@ _LANDING_PAGE = """<!DOCTYPE html>
 def scrape_deadline(environ: WSGIEnvironment) -> float:
     """How long a scrape may wait for refreshes: the scraper's announced timeout less a margin.
 
+    A missing or unusable header means Prometheus' default timeout; the result stays
+    between 0.1 s and 300 s.
+
     >>> scrape_deadline({"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": "5"})
     4.5
+    >>> scrape_deadline({"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": "inf"})
+    9.5
     """
-    announced = environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")
+    announced = environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS", "")
     try:
-        timeout = float(announced) if announced else DEFAULT_SCRAPE_DEADLINE_SECONDS
+        timeout = float(announced)
     except ValueError:
         timeout = DEFAULT_SCRAPE_DEADLINE_SECONDS
-    return max(MINIMUM_SCRAPE_DEADLINE_SECONDS, timeout - SCRAPE_DEADLINE_MARGIN_SECONDS)
+    if not math.isfinite(timeout):
+        timeout = DEFAULT_SCRAPE_DEADLINE_SECONDS
+    return min(
+        MAXIMUM_SCRAPE_DEADLINE_SECONDS,
+        max(MINIMUM_SCRAPE_DEADLINE_SECONDS, timeout - SCRAPE_DEADLINE_MARGIN_SECONDS),
+    )
 
 
 def create_app(registry: CollectorRegistry, cache: SnapshotCache) -> WSGIApplication:

@@ -56,7 +56,8 @@ class RegionSnapshot:
     """What the exporter knows about one target after its latest refresh.
 
     ``jobs`` are those of the last successful refresh; after a failure they stay, with
-    ``up`` False and ``last_success_time`` telling their age.
+    ``up`` False and ``last_success_time`` telling their age. ``refresh_failures`` counts
+    the target's failed refreshes since start.
     """
 
     target: Target
@@ -66,6 +67,7 @@ class RegionSnapshot:
     last_success_time: float | None
     refresh_duration_seconds: float
     error: str | None = None
+    refresh_failures: int = 0
 
 
 def account_from_arn(arn: str) -> str:

@@ -1,8 +1,10 @@
 """The snapshot cache: one snapshot per (account, region), refreshed on demand once older than the TTL.
 
-Refreshes run on a bounded thread pool. Concurrent scrapes share one refresh per target
-(single flight); a scrape waits for refreshes at most until its deadline and then serves the
-last snapshot. The lock guards only the bookkeeping, never an AWS call.
+Each refresh runs on its own daemon thread, and a target has at most one refresh running
+(single flight), so a target that hangs holds only its own thread: it never delays another
+target's refresh nor, being a daemon, the exporter's shutdown. A scrape waits for
+refreshes at most until its deadline and then serves the last snapshots. The lock guards
+only the bookkeeping, never an AWS call.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from exporter.jobs import RegionSnapshot, Target, TuningJob
@@ -19,11 +20,14 @@ from exporter.jobs import RegionSnapshot, Target, TuningJob
 log = logging.getLogger(__name__)
 
 ListJobs = Callable[[Target], Sequence[TuningJob]]
-MAX_REFRESH_THREADS = 16
 
 
 class SnapshotCache:
-    """Holds the latest :class:`RegionSnapshot` of every target and refreshes stale ones."""
+    """Holds the latest :class:`RegionSnapshot` of every target and refreshes stale ones.
+
+    ``clock`` gives the wall time stamped on snapshots; ``monotonic`` measures ages and
+    durations. Both are injectable so tests control time.
+    """
 
     def __init__(
         self,
@@ -41,12 +45,7 @@ class SnapshotCache:
         self._lock = threading.Lock()
         self._snapshots: dict[Target, RegionSnapshot] = {}
         self._refreshed_at: dict[Target, float] = {}
-        self._failures: dict[Target, int] = dict.fromkeys(self._targets, 0)
-        self._in_flight: dict[Target, Future[None]] = {}
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, min(MAX_REFRESH_THREADS, len(self._targets))),
-            thread_name_prefix="refresh",
-        )
+        self._in_flight: dict[Target, threading.Event] = {}
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -55,39 +54,31 @@ class SnapshotCache:
 
     def refresh_stale(self, timeout: float | None) -> None:
         """Start a refresh of every target older than the TTL, and wait for them up to ``timeout``."""
-        self._wait(self._start_refreshes(force=False), timeout)
+        _wait_all(self._start_refreshes(force=False), timeout)
 
     def refresh_all(self, timeout: float | None) -> None:
         """Refresh every target now, whatever its age, waiting up to ``timeout`` seconds."""
-        self._wait(self._start_refreshes(force=True), timeout)
+        _wait_all(self._start_refreshes(force=True), timeout)
 
     def snapshots(self) -> list[RegionSnapshot]:
         """The latest snapshot of every target that has finished at least one refresh."""
         with self._lock:
             return [self._snapshots[t] for t in self._targets if t in self._snapshots]
 
-    def failed_refreshes(self) -> dict[Target, int]:
-        """How many refreshes of each target have failed since start."""
-        with self._lock:
-            return dict(self._failures)
-
     def is_ready(self) -> bool:
         """True once every target has finished its first refresh, successful or not."""
         with self._lock:
             return len(self._snapshots) == len(self._targets)
 
-    def close(self) -> None:
-        """Stop accepting refreshes; running ones finish in the background."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def _start_refreshes(self, force: bool) -> list[Future[None]]:
-        futures = []
+    def _start_refreshes(self, force: bool) -> list[threading.Event]:
+        """Start the refreshes that are due; return the completion events to wait for."""
+        pending = []
         now = self._monotonic()
         with self._lock:
             for target in self._targets:
                 running = self._in_flight.get(target)
                 if running is not None:
-                    futures.append(running)
+                    pending.append(running)
                     continue
                 refreshed_at = self._refreshed_at.get(target)
                 if (
@@ -96,20 +87,29 @@ class SnapshotCache:
                     and now - refreshed_at < self._ttl_seconds
                 ):
                     continue
-                future = self._executor.submit(self._refresh, target)
-                self._in_flight[target] = future
-                futures.append(future)
-        return futures
+                done = threading.Event()
+                self._in_flight[target] = done
+                pending.append(done)
+                threading.Thread(
+                    target=self._refresh,
+                    args=(target, done),
+                    name=f"refresh-{target.account_id or 'default'}-{target.region}",
+                    daemon=True,
+                ).start()
+        return pending
 
-    @staticmethod
-    def _wait(futures: list[Future[None]], timeout: float | None) -> None:
-        if futures:
-            wait(futures, timeout=timeout)
+    def _refresh(self, target: Target, done: threading.Event) -> None:
+        try:
+            self._list_and_snapshot(target)
+        finally:
+            with self._lock:
+                del self._in_flight[target]
+            done.set()
 
-    def _refresh(self, target: Target) -> None:
+    def _list_and_snapshot(self, target: Target) -> None:
         started = self._monotonic()
-        jobs: Sequence[TuningJob] | None = None
-        error: str | None = None
+        jobs: tuple[TuningJob, ...] | None = None
+        error = None
         try:
             jobs = tuple(self._list_jobs(target))
         except Exception as exc:  # a failing region must never take down the others
@@ -124,20 +124,19 @@ class SnapshotCache:
         with self._lock:
             previous = self._snapshots.get(target)
             if jobs is None:
-                self._failures[target] += 1
                 snapshot = _failed_snapshot(target, previous, finished - started, error)
             else:
                 snapshot = RegionSnapshot(
                     target=target,
                     account=_account_label(target, jobs, previous),
-                    jobs=tuple(jobs),
+                    jobs=jobs,
                     up=True,
                     last_success_time=self._clock(),
                     refresh_duration_seconds=finished - started,
+                    refresh_failures=previous.refresh_failures if previous else 0,
                 )
             self._snapshots[target] = snapshot
             self._refreshed_at[target] = finished
-            del self._in_flight[target]
         log.debug(
             "refreshed account=%s region=%s up=%s jobs=%d in %.3fs",
             snapshot.account,
@@ -146,6 +145,15 @@ class SnapshotCache:
             len(snapshot.jobs),
             snapshot.refresh_duration_seconds,
         )
+
+
+def _wait_all(events: Sequence[threading.Event], timeout: float | None) -> None:
+    """Wait until every event is set, or until ``timeout`` seconds have passed in all."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for event in events:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not event.wait(remaining):
+            return
 
 
 def _failed_snapshot(
@@ -160,8 +168,15 @@ def _failed_snapshot(
             last_success_time=None,
             refresh_duration_seconds=duration,
             error=error,
+            refresh_failures=1,
         )
-    return replace(previous, up=False, refresh_duration_seconds=duration, error=error)
+    return replace(
+        previous,
+        up=False,
+        refresh_duration_seconds=duration,
+        error=error,
+        refresh_failures=previous.refresh_failures + 1,
+    )
 
 
 def _account_label(

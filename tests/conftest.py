@@ -104,4 +104,3 @@ def run_exporter() -> Iterator[Callable[[ExporterConfig], RunningExporter]]:
     yield start
     for running in started:
         running.server.stop()
-        running.exporter.close()

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -60,6 +60,8 @@ class _FaultInjector:
     app: Callable[..., Iterable[bytes]]
     rules: list[FaultRule] = field(default_factory=list)
     received: Counter[tuple[str, str]] = field(default_factory=Counter)
+    bodies: list[tuple[str, str, str]] = field(default_factory=list)
+    credential_lifetime_seconds: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
@@ -69,9 +71,12 @@ class _FaultInjector:
         environ["wsgi.input"] = io.BytesIO(body)
         region = _region_of(environ)
         operation = _operation_of(environ, body)
+        text = body.decode(errors="replace")
         with self.lock:
             self.received[(region, operation)] += 1
-            rule = self._take_rule(region, operation, body.decode(errors="replace"))
+            self.bodies.append((region, operation, text))
+            rule = self._take_rule(region, operation, text)
+            lifetime = self.credential_lifetime_seconds
         if rule is not None and rule.kind == "hang":
             time.sleep(rule.hang_seconds)
         elif rule is not None:
@@ -85,6 +90,8 @@ class _FaultInjector:
                 ],
             )
             return [data]
+        if operation == "AssumeRole" and lifetime is not None:
+            return _with_expiration(self.app, environ, start_response, lifetime)
         return self.app(environ, start_response)
 
     def _take_rule(self, region: str, operation: str, body: str) -> FaultRule | None:
@@ -99,6 +106,31 @@ class _FaultInjector:
                 rule.times -= 1
             return rule
         return None
+
+
+def _with_expiration(
+    app: Callable[..., Iterable[bytes]],
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    lifetime_seconds: float,
+) -> Iterable[bytes]:
+    """moto's AssumeRole answer, its credentials' Expiration moved to ``lifetime_seconds`` from now."""
+    captured: list[Any] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+        captured.extend((status, headers))
+
+    original = b"".join(app(environ, capture)).decode()
+    expires = datetime.now(tz=UTC) + timedelta(seconds=lifetime_seconds)
+    rewritten = re.sub(
+        r"<Expiration>[^<]*</Expiration>",
+        f"<Expiration>{expires.strftime('%Y-%m-%dT%H:%M:%SZ')}</Expiration>",
+        original,
+    ).encode()
+    status, headers = captured
+    headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    start_response(status, [*headers, ("Content-Length", str(len(rewritten)))])
+    return [rewritten]
 
 
 def _region_of(environ: Mapping[str, Any]) -> str:
@@ -139,10 +171,22 @@ class SageMakerTestServer:
         with self._injector.lock:
             self._injector.rules.clear()
             self._injector.received.clear()
+            self._injector.bodies.clear()
+            self._injector.credential_lifetime_seconds = None
 
     def add_fault(self, rule: FaultRule) -> None:
         with self._injector.lock:
             self._injector.rules.append(rule)
+
+    def issue_credentials_expiring_in(self, seconds: float | None) -> None:
+        """Make AssumeRole answer with credentials that expire ``seconds`` from now."""
+        with self._injector.lock:
+            self._injector.credential_lifetime_seconds = seconds
+
+    def request_bodies(self, operation: str) -> list[str]:
+        """The bodies of the requests received for ``operation``, in order."""
+        with self._injector.lock:
+            return [body for _, o, body in self._injector.bodies if o == operation]
 
     def clear_faults(self) -> None:
         with self._injector.lock:

@@ -14,7 +14,7 @@ from exporter.aws import (
     LIST_OPERATION,
     PaginationError,
     RequestCounter,
-    create_sagemaker_client,
+    SageMakerClientFactory,
     list_tuning_jobs,
 )
 from exporter.config import AwsSettings, CreatedAfter, ExporterConfig, JobFilters
@@ -33,7 +33,7 @@ def _client(
     counter: RequestCounter | None = None,
 ) -> SageMakerClient:
     aws = AwsSettings(endpoint_url=sagemaker.url, max_attempts=3)
-    return create_sagemaker_client(Target(region=region), aws, counter or RequestCounter())
+    return SageMakerClientFactory(aws, counter or RequestCounter()).create(Target(region=region))
 
 
 def test_should_follow_next_token_over_more_than_100_jobs(sagemaker: SageMakerTestServer) -> None:
@@ -160,9 +160,10 @@ def test_should_raise_access_denied_without_retrying(sagemaker: SageMakerTestSer
 
 
 def test_should_stop_when_a_next_token_repeats() -> None:
-    client = create_sagemaker_client(
-        Target(region="eu-west-1"), AwsSettings(endpoint_url="http://127.0.0.1:9"), RequestCounter()
+    factory = SageMakerClientFactory(
+        AwsSettings(endpoint_url="http://127.0.0.1:9"), RequestCounter()
     )
+    client = factory.create(Target(region="eu-west-1"))
     page = {"HyperParameterTuningJobSummaries": [], "NextToken": "same"}
     with Stubber(client) as stubber:
         stubber.add_response("list_hyper_parameter_tuning_jobs", page, {"MaxResults": 100})
@@ -185,10 +186,41 @@ def test_should_list_an_assumed_roles_account(
         account_id="111111111111",
     )
     counter = RequestCounter()
-    client = create_sagemaker_client(target, make_config().aws, counter)
+    client = SageMakerClientFactory(make_config().aws, counter).create(target)
 
     jobs = list_tuning_jobs(client, JobFilters(), now=NOW)
 
     assert [(job.name, job.account) for job in jobs] == [("theirs", "111111111111")]
     assert sagemaker.received("eu-west-1", "AssumeRole") == 1
     assert counter.counts()[("eu-west-1", "AssumeRole")] == 1
+    (assume_role,) = sagemaker.request_bodies("AssumeRole")
+    assert "ExternalId=tuning-exporter-test" in assume_role
+    assert "RoleSessionName=sagemaker-tuning-exporter" in assume_role
+
+
+def test_assumed_role_credentials_are_renewed_before_they_expire(
+    sagemaker: SageMakerTestServer, make_config: Callable[..., ExporterConfig]
+) -> None:
+    sagemaker.add_job("eu-west-1", "theirs", account="111111111111")
+    target = Target(
+        region="eu-west-1",
+        role_arn="arn:aws:iam::111111111111:role/sagemaker-tuning-exporter",
+        account_id="111111111111",
+    )
+    factory = SageMakerClientFactory(make_config().aws, RequestCounter())
+
+    # Credentials with an hour left are reused for the next call.
+    sagemaker.issue_credentials_expiring_in(3600)
+    long_lived = factory.create(target)
+    list_tuning_jobs(long_lived, JobFilters(), now=NOW)
+    list_tuning_jobs(long_lived, JobFilters(), now=NOW)
+    after_long_lived = sagemaker.received("eu-west-1", "AssumeRole")
+    # Credentials with five minutes left are renewed before the next call.
+    sagemaker.issue_credentials_expiring_in(300)
+    short_lived = factory.create(target)
+    list_tuning_jobs(short_lived, JobFilters(), now=NOW)
+    list_tuning_jobs(short_lived, JobFilters(), now=NOW)
+
+    assert after_long_lived == 1
+    assert sagemaker.received("eu-west-1", "AssumeRole") == 3
+    assert "ExternalId" not in sagemaker.request_bodies("AssumeRole")[0]

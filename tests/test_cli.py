@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -141,6 +142,28 @@ def test_server_warms_up_serves_and_stops_cleanly_on_sigterm(
     assert process.returncode == 0
     assert "received SIGTERM, shutting down" in stderr
     assert "Traceback" not in stderr
+
+
+def test_sigterm_stops_the_server_promptly_while_a_region_hangs(
+    sagemaker: SageMakerTestServer, tmp_path: Path
+) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="hang", hang_seconds=25))
+    port = free_port()
+    process = start_exporter("--config.file", str(write_config(tmp_path, sagemaker)), port=port)
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/-/healthy", timeout=30)
+        time.sleep(0.5)  # the start-up refresh of eu-west-1 is now waiting on the server
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+        elapsed = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert sagemaker.received("eu-west-1", "ListHyperParameterTuningJobs") == 1
+    assert process.returncode == 0
+    assert elapsed < 5
 
 
 def test_a_taken_port_is_reported_without_a_traceback(

@@ -90,8 +90,10 @@ STALE = TuningJob(
 
 SNAPSHOTS = [
     RegionSnapshot(EU, "111111111111", (DONE, RUNNING), True, 1_795_001_000.0, 0.25),
-    RegionSnapshot(US, "222222222222", (STALE,), False, 1_795_000_000.0, 0.5, "ClientError: 500"),
-    RegionSnapshot(AP, "444444444444", (), False, None, 0.125, "ClientError: AccessDenied"),
+    RegionSnapshot(
+        US, "222222222222", (STALE,), False, 1_795_000_000.0, 0.5, "ClientError: 500", 2
+    ),
+    RegionSnapshot(AP, "444444444444", (), False, None, 0.125, "ClientError: AccessDenied", 1),
 ]
 
 
@@ -107,8 +109,7 @@ def registry_for(
     requests.record("us-east-1", "AssumeRole")
     registry = CollectorRegistry()
     registry.register(TuningJobCollector(lambda: snapshots, statuses))
-    failures = {EU: 0, US: 2, AP: 1}
-    registry.register(ExporterHealthCollector(lambda: snapshots, lambda: failures, requests))
+    registry.register(ExporterHealthCollector(lambda: snapshots, requests))
     return registry
 
 

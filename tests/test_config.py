@@ -24,6 +24,24 @@ from tests.conftest import ROOT
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 
 EXPECTED_ERRORS = {
+    "aws_not_a_mapping": "2: aws: expected a mapping, got a list",
+    "complex_key": "2: (top level): keys must be plain names",
+    "huge_ttl": (
+        "3: cache.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, "
+        f"got {'9' * 57}..."
+    ),
+    "impossible_date": (
+        "3: filters.created_after: expected a duration such as 7d or an ISO-8601 time such as "
+        "2026-01-31T00:00:00Z, got '2026-13-45'"
+    ),
+    "infinite_ttl": (
+        "3: cache.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, got inf"
+    ),
+    "recursive_alias": "1: regions[1]: an alias refers to its own ancestor",
+    "region_with_newline": (
+        "1: regions[0]: expected an AWS region such as us-east-1, got 'us-east-1\\n'"
+    ),
+    "unknown_tag": "3:8: invalid YAML: could not determine a constructor for the tag '!seconds'",
     "account_missing_role_arn": "3: accounts[0]: missing required key 'role_arn'",
     "bad_created_after": (
         "3: filters.created_after: expected a duration such as 7d or an ISO-8601 time such as "
@@ -171,7 +189,10 @@ def test_should_parse_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "soon", "5 m", "1m1h", "-1", -1, True, None, [60]])
+@pytest.mark.parametrize(
+    "text",
+    ["", "soon", "5 m", "1m1h", "-1", -1, True, None, [60], "inf", float("nan"), 10**400, "11000d"],
+)
 def test_should_reject_malformed_durations(text: object) -> None:
     assert parse_duration(text) is None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.expected import Samples, expected_samples_from_api, seed_varied_jobs
 from tests.processes import free_port, start_exporter, wait_for
 from tests.sagemaker_server import SageMakerTestServer
@@ -146,3 +148,41 @@ def test_promtool_accepts_the_exposition(exporter_url: str) -> None:
     assert b"sagemaker_tuning_job_training_jobs{" in exposition
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == b""
+
+
+def readme_promql_queries() -> list[str]:
+    """Each query in the README's ``promql`` blocks; comment lines separate queries."""
+    readme = (ROOT / "README.md").read_text()
+    queries = []
+    for block in re.findall(r"```promql\n(.*?)```", readme, flags=re.DOTALL):
+        current: list[str] = []
+        for line in [*block.splitlines(), "#"]:
+            if line.lstrip().startswith("#"):
+                if current:
+                    queries.append("\n".join(current))
+                current = []
+            elif line.strip():
+                current.append(line)
+    return queries
+
+
+def test_readme_queries_are_valid_and_the_failure_alert_fires_for_failing_jobs(
+    sagemaker: SageMakerTestServer, prometheus_url: str
+) -> None:
+    expected = expected_samples_from_api(sagemaker.url, REGIONS)
+    wait_for_series(prometheus_url, "sagemaker_tuning_job_training_jobs", 5 * JOB_COUNT)
+    failing = {
+        dict(labels)["job_name"]
+        for (name, labels), number in expected.items()
+        if name == "sagemaker_tuning_job_training_jobs"
+        and dict(labels)["training_job_status"] == "NonRetryableError"
+        and number > 0
+    }
+    queries = readme_promql_queries()
+
+    results = [query(prometheus_url, promql) for promql in queries]
+
+    assert len(queries) == 5
+    alert = results[0]
+    assert failing
+    assert {series["metric"]["job_name"] for series in alert} == failing  # type: ignore[index]

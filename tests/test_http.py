@@ -7,7 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from exporter.config import AccountSettings, ExporterConfig
+from exporter.http import scrape_deadline
 from tests.conftest import RunningExporter
 from tests.expected import (
     STATUSES,
@@ -291,3 +294,24 @@ def test_landing_page_probes_and_unknown_paths(
     assert not_ready[0] == 503
     assert ready[0] == 200 and ready[2] == b"Ready\n"
     assert missing[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("header", "deadline"),
+    [
+        ("5", 4.5),
+        ("0.3", 0.1),
+        ("0", 0.1),
+        ("1e10", 300.0),
+        ("inf", 9.5),
+        ("nan", 9.5),
+        ("ten", 9.5),
+        (None, 9.5),
+    ],
+)
+def test_scrape_deadline_follows_the_announced_timeout_within_bounds(
+    header: str | None, deadline: float
+) -> None:
+    environ = {} if header is None else {"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": header}
+
+    assert scrape_deadline(environ) == pytest.approx(deadline)

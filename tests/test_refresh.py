@@ -96,15 +96,23 @@ def test_should_refresh_once_the_ttl_has_passed() -> None:
 def test_concurrent_scrapes_share_one_refresh_per_target() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.release.clear()
-    cache = make_cache(listing, clock)
-    scrapes = [threading.Thread(target=cache.refresh_stale, args=(10,)) for _ in range(8)]
+    # A TTL of 0: any scrape that did not join the running refresh would start its own.
+    cache = SnapshotCache((EU, US), listing, ttl_seconds=0, clock=clock, monotonic=clock)
+    arrived = threading.Semaphore(0)
 
-    for scrape in scrapes:
-        scrape.start()
-    time.sleep(0.2)  # let every scrape reach the cache while the refreshes are held
+    def scrape() -> None:
+        arrived.release()
+        cache.refresh_stale(timeout=10)
+
+    scrapes = [threading.Thread(target=scrape) for _ in range(8)]
+    for thread in scrapes:
+        thread.start()
+    for _ in scrapes:
+        assert arrived.acquire(timeout=5)
+    time.sleep(0.1)  # the last arrivals step from the semaphore into the cache
     listing.release.set()
-    for scrape in scrapes:
-        scrape.join()
+    for thread in scrapes:
+        thread.join()
 
     assert sorted(t.region for t in listing.calls) == ["eu-west-1", "us-east-1"]
     assert len(cache.snapshots()) == 2
@@ -149,7 +157,7 @@ def test_a_failed_refresh_keeps_the_last_good_jobs_and_marks_the_target_down() -
     )
     assert eu.error == "RuntimeError: HTTP 500"
     assert us.up is True
-    assert cache.failed_refreshes() == {EU: 1, US: 0}
+    assert (eu.refresh_failures, us.refresh_failures) == (1, 0)
 
 
 def test_a_target_that_never_succeeded_is_down_with_no_jobs() -> None:
@@ -199,3 +207,30 @@ def test_refresh_all_ignores_the_ttl() -> None:
     cache.refresh_all(timeout=5)
 
     assert listing.calls == [EU, EU]
+
+
+def test_hanging_targets_never_hold_up_a_healthy_one() -> None:
+    hung = threading.Event()
+    healthy = Target(region="us-east-1")
+    hanging = [Target(region=f"eu-west-{n}") for n in range(1, 31)]
+    calls: list[Target] = []
+
+    def list_jobs(target: Target) -> Sequence[TuningJob]:
+        calls.append(target)
+        if target != healthy:
+            hung.wait(timeout=30)
+        return []
+
+    clock = FakeClock()
+    cache = SnapshotCache(
+        [*hanging, healthy], list_jobs, ttl_seconds=60, clock=clock, monotonic=clock
+    )
+    try:
+        for _ in range(3):
+            cache.refresh_stale(timeout=0.2)
+            clock.now += 61
+    finally:
+        hung.set()
+
+    assert calls.count(healthy) == 3
+    assert all(calls.count(target) == 1 for target in hanging)  # single flight while hung
