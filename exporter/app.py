@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-from botocore.exceptions import ProfileNotFound
 from prometheus_client import CollectorRegistry
 
-from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClientFactory, list_tuning_jobs
+from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients, list_tuning_jobs
 from exporter.collector import ExporterHealthCollector, TuningJobCollector
-from exporter.config import ConfigError, ExporterConfig
+from exporter.config import ExporterConfig
 from exporter.jobs import Target, TuningJob
 from exporter.refresh import SnapshotCache
-
-if TYPE_CHECKING:
-    from mypy_boto3_sagemaker import SageMakerClient
 
 
 def targets_from_config(config: ExporterConfig) -> list[Target]:
@@ -49,14 +44,9 @@ class Exporter:
         for region in config.regions:
             self.requests.declare(region, LIST_OPERATION)
         self._clock = clock
-        targets = targets_from_config(config)
-        factory = SageMakerClientFactory(config.aws, self.requests)
-        try:
-            self._clients: dict[Target, SageMakerClient] = {t: factory.create(t) for t in targets}
-        except ProfileNotFound as error:
-            raise ConfigError(f"aws.profile: {error}") from None
+        self._clients = SageMakerClients(config.aws, self.requests)
         self.cache = SnapshotCache(
-            targets,
+            targets_from_config(config),
             self._list_jobs,
             ttl_seconds=config.cache.ttl_seconds,
             clock=clock,
@@ -67,4 +57,4 @@ class Exporter:
         self.registry.register(ExporterHealthCollector(self.cache.snapshots, self.requests))
 
     def _list_jobs(self, target: Target) -> Sequence[TuningJob]:
-        return list_tuning_jobs(self._clients[target], self.config.filters, now=self._clock())
+        return list_tuning_jobs(self._clients.get(target), self.config.filters, now=self._clock())

@@ -99,25 +99,44 @@ def client_config(aws: AwsSettings) -> Config:
     )
 
 
-class SageMakerClientFactory:
-    """Builds the SageMaker client of each target.
+class SageMakerClients:
+    """The SageMaker client of each target, built on its first use and kept.
 
     Every botocore session shares one loader, so the service models are read and held in
     memory once rather than once per account and region. Targets without a role share one
     session with the ambient credentials; each role gets a session whose credentials come
     from STS AssumeRole on top of the ambient ones and are renewed by botocore before they
-    expire. Build clients on one thread: botocore sessions are not thread-safe, clients are.
+    expire. Clients are built under a lock, since botocore sessions are not thread-safe
+    (clients are); an error while building one (no credentials, a missing profile) raises
+    from :meth:`get`, so it fails that target's refresh and is tried again on the next.
     """
 
     def __init__(self, aws: AwsSettings, counter: RequestCounter) -> None:
         self._aws = aws
         self._counter = counter
-        self._loader = botocore.loaders.create_loader()
-        self._source_session = self._new_session()
+        self._lock = threading.Lock()
+        self._clients: dict[Target, SageMakerClient] = {}
+        self._loader: botocore.loaders.Loader | None = None
+        self._source: botocore.session.Session | None = None
 
-    def create(self, target: Target) -> SageMakerClient:
-        """A SageMaker client for ``target``, whose requests the counter counts."""
-        session = self._source_session
+    def get(self, target: Target) -> SageMakerClient:
+        """The client for ``target``, whose requests the counter counts."""
+        with self._lock:
+            client = self._clients.get(target)
+            if client is None:
+                client = self._clients[target] = self._create(target)
+            return client
+
+    def _source_session(self) -> botocore.session.Session:
+        if self._source is None:
+            source = botocore.session.Session(profile=self._aws.profile)
+            self._loader = botocore.loaders.create_loader(source.get_config_variable("data_path"))
+            source.register_component("data_loader", self._loader)
+            self._source = source
+        return self._source
+
+    def _create(self, target: Target) -> SageMakerClient:
+        session = self._source_session()
         if target.role_arn is not None:
             session = self._new_session()
             credentials = DeferredRefreshableCredentials(
@@ -147,7 +166,7 @@ class SageMakerClientFactory:
     def _assume_role_fetcher(self, role_arn: str, target: Target) -> Callable[[], dict[str, str]]:
         sts = cast(
             "STSClient",
-            self._source_session.create_client(
+            self._source_session().create_client(
                 "sts", region_name=target.region, config=client_config(self._aws)
             ),
         )

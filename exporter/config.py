@@ -35,11 +35,12 @@ _REGION_PATTERN = re.compile(r"[a-z]{2,4}(-[a-z]+)+-\d+")
 _ROLE_ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+")
 _EXTERNAL_ID_PATTERN = re.compile(r"[\w+=,.@:/-]{2,1224}")
 _DURATION_PATTERN = re.compile(
-    r"(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?"
+    r"(?:(?P<w>\d{1,9})w)?(?:(?P<d>\d{1,9})d)?(?:(?P<h>\d{1,9})h)?(?:(?P<m>\d{1,9})m)?(?:(?P<s>\d{1,9})s)?"
 )
 _DURATION_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_HINT = "a number of seconds or a duration such as 90s, 5m, 1h, 7d"
 _MAX_DURATION_SECONDS = 10 * 365 * 86400
+_MAX_ATTEMPTS = 20
 
 
 class ConfigError(Exception):
@@ -138,10 +139,14 @@ def parse_config(text: str, source: str = "<config>") -> ExporterConfig:
         if root is None:
             raise ConfigError(f"{source}: the file is empty; expected a mapping with 'regions'")
         lines: dict[str, int] = {}
-        _index_node_lines(root, "", lines, source, ancestors=())
+        _index_node_lines(root, "", lines, source, ancestors=(), visited=set())
         data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError(_describe_yaml_error(error, source)) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+    except ValueError as error:  # e.g. an integer literal longer than Python converts
+        raise ConfigError(f"{source}: invalid YAML: {error}") from None
     return _Validator(source, lines).config(data)
 
 
@@ -194,13 +199,22 @@ def _index_node_lines(
     path: str,
     lines: dict[str, int],
     source: str,
+    *,
     ancestors: tuple[int, ...],
+    visited: set[int],
 ) -> None:
-    """Record the 1-based line of every key path; reject duplicate, complex and recursive keys."""
+    """Record the 1-based line of every key path; reject duplicate, complex and recursive keys.
+
+    A node reached again through an alias is not walked again, so aliases of aliases cannot
+    multiply the work; the paths below it take their line from the alias.
+    """
     line = node.start_mark.line + 1
     if id(node) in ancestors:
         raise ConfigError(f"{source}:{line}: {path}: an alias refers to its own ancestor")
     lines[path] = line
+    if id(node) in visited:
+        return
+    visited.add(id(node))
     ancestors = (*ancestors, id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -215,11 +229,15 @@ def _index_node_lines(
             if key in seen:
                 raise ConfigError(f"{source}:{key_line}: {child}: duplicate key")
             seen.add(key)
-            _index_node_lines(value_node, child, lines, source, ancestors)
+            _index_node_lines(
+                value_node, child, lines, source, ancestors=ancestors, visited=visited
+            )
             lines[child] = key_line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index_node_lines(item, f"{path}[{index}]", lines, source, ancestors)
+            _index_node_lines(
+                item, f"{path}[{index}]", lines, source, ancestors=ancestors, visited=visited
+            )
 
 
 class _Validator:
@@ -230,9 +248,15 @@ class _Validator:
         self._lines = lines
 
     def fail(self, path: str, message: str) -> ConfigError:
-        line = self._lines.get(path)
+        line = self._line_of(path)
         where = f"{self._source}:{line}" if line is not None else self._source
         return ConfigError(f"{where}: {path or '(top level)'}: {message}")
+
+    def _line_of(self, path: str) -> int | None:
+        """The line of ``path``, or of its nearest ancestor when only that was indexed."""
+        while path not in self._lines and path:
+            path = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
+        return self._lines.get(path)
 
     def mapping(self, value: object, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -290,10 +314,14 @@ class _Validator:
                 "aws.endpoint_url", f"expected an http:// or https:// URL, got {endpoint_url!r}"
             )
         max_attempts = aws.get("max_attempts", AwsSettings.max_attempts)
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        if (
+            isinstance(max_attempts, bool)
+            or not isinstance(max_attempts, int)
+            or not 1 <= max_attempts <= _MAX_ATTEMPTS
+        ):
             raise self.fail(
                 "aws.max_attempts",
-                f"expected a whole number of at least 1, got {_describe(max_attempts)}",
+                f"expected a whole number from 1 to {_MAX_ATTEMPTS}, got {_describe(max_attempts)}",
             )
         return AwsSettings(
             endpoint_url=endpoint_url,
@@ -371,7 +399,7 @@ class _Validator:
         if isinstance(value, str):
             try:
                 return CreatedAfter(absolute=_as_utc(datetime.fromisoformat(value)))
-            except ValueError:
+            except (ValueError, OverflowError):
                 pass
         raise self.fail(
             path,
@@ -398,6 +426,8 @@ def _type_name(value: object) -> str:
 
 
 def _describe(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**50:
+        return "a number too large"
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         text = repr(value)
         return text if len(text) <= 60 else f"{text[:57]}..."

@@ -88,14 +88,22 @@ class SnapshotCache:
                 ):
                     continue
                 done = threading.Event()
-                self._in_flight[target] = done
-                pending.append(done)
-                threading.Thread(
+                thread = threading.Thread(
                     target=self._refresh,
                     args=(target, done),
                     name=f"refresh-{target.account_id or 'default'}-{target.region}",
                     daemon=True,
-                ).start()
+                )
+                # Registered first: the thread's own cleanup needs the entry, and waits
+                # for this lock before it can look.
+                self._in_flight[target] = done
+                try:
+                    thread.start()
+                except RuntimeError as error:  # no thread to be had: try on the next scrape
+                    del self._in_flight[target]
+                    log.error("cannot start a refresh of region=%s: %s", target.region, error)
+                    continue
+                pending.append(done)
         return pending
 
     def _refresh(self, target: Target, done: threading.Event) -> None:

@@ -104,3 +104,6 @@ def run_exporter() -> Iterator[Callable[[ExporterConfig], RunningExporter]]:
     yield start
     for running in started:
         running.server.stop()
+        # Let refreshes still waiting on the server finish before the next test's jobs
+        # exist; the TTL keeps this from starting new ones.
+        running.exporter.cache.refresh_stale(timeout=30)

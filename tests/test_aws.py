@@ -14,7 +14,7 @@ from exporter.aws import (
     LIST_OPERATION,
     PaginationError,
     RequestCounter,
-    SageMakerClientFactory,
+    SageMakerClients,
     list_tuning_jobs,
 )
 from exporter.config import AwsSettings, CreatedAfter, ExporterConfig, JobFilters
@@ -33,7 +33,7 @@ def _client(
     counter: RequestCounter | None = None,
 ) -> SageMakerClient:
     aws = AwsSettings(endpoint_url=sagemaker.url, max_attempts=3)
-    return SageMakerClientFactory(aws, counter or RequestCounter()).create(Target(region=region))
+    return SageMakerClients(aws, counter or RequestCounter()).get(Target(region=region))
 
 
 def test_should_follow_next_token_over_more_than_100_jobs(sagemaker: SageMakerTestServer) -> None:
@@ -160,10 +160,8 @@ def test_should_raise_access_denied_without_retrying(sagemaker: SageMakerTestSer
 
 
 def test_should_stop_when_a_next_token_repeats() -> None:
-    factory = SageMakerClientFactory(
-        AwsSettings(endpoint_url="http://127.0.0.1:9"), RequestCounter()
-    )
-    client = factory.create(Target(region="eu-west-1"))
+    clients = SageMakerClients(AwsSettings(endpoint_url="http://127.0.0.1:9"), RequestCounter())
+    client = clients.get(Target(region="eu-west-1"))
     page = {"HyperParameterTuningJobSummaries": [], "NextToken": "same"}
     with Stubber(client) as stubber:
         stubber.add_response("list_hyper_parameter_tuning_jobs", page, {"MaxResults": 100})
@@ -186,7 +184,7 @@ def test_should_list_an_assumed_roles_account(
         account_id="111111111111",
     )
     counter = RequestCounter()
-    client = SageMakerClientFactory(make_config().aws, counter).create(target)
+    client = SageMakerClients(make_config().aws, counter).get(target)
 
     jobs = list_tuning_jobs(client, JobFilters(), now=NOW)
 
@@ -207,17 +205,17 @@ def test_assumed_role_credentials_are_renewed_before_they_expire(
         role_arn="arn:aws:iam::111111111111:role/sagemaker-tuning-exporter",
         account_id="111111111111",
     )
-    factory = SageMakerClientFactory(make_config().aws, RequestCounter())
+    aws = make_config().aws
 
     # Credentials with an hour left are reused for the next call.
     sagemaker.issue_credentials_expiring_in(3600)
-    long_lived = factory.create(target)
+    long_lived = SageMakerClients(aws, RequestCounter()).get(target)
     list_tuning_jobs(long_lived, JobFilters(), now=NOW)
     list_tuning_jobs(long_lived, JobFilters(), now=NOW)
     after_long_lived = sagemaker.received("eu-west-1", "AssumeRole")
     # Credentials with five minutes left are renewed before the next call.
     sagemaker.issue_credentials_expiring_in(300)
-    short_lived = factory.create(target)
+    short_lived = SageMakerClients(aws, RequestCounter()).get(target)
     list_tuning_jobs(short_lived, JobFilters(), now=NOW)
     list_tuning_jobs(short_lived, JobFilters(), now=NOW)
 

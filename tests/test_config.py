@@ -28,8 +28,17 @@ EXPECTED_ERRORS = {
     "complex_key": "2: (top level): keys must be plain names",
     "huge_ttl": (
         "3: cache.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, "
-        f"got {'9' * 57}..."
+        "got a number too large"
     ),
+    "created_after_out_of_range": (
+        "3: filters.created_after: expected a duration such as 7d or an ISO-8601 time such as "
+        "2026-01-31T00:00:00Z, got '0001-01-01T00:00:00+01:00'"
+    ),
+    "huge_weeks": (
+        "3: cache.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, "
+        "got '9999999999999999999999w'"
+    ),
+    "max_attempts_huge": "3: aws.max_attempts: expected a whole number from 1 to 20, got 1000",
     "impossible_date": (
         "3: filters.created_after: expected a duration such as 7d or an ISO-8601 time such as "
         "2026-01-31T00:00:00Z, got '2026-13-45'"
@@ -60,8 +69,8 @@ EXPECTED_ERRORS = {
     "empty_regions": "1: regions: expected at least one region",
     "filters_not_a_mapping": "2: filters: expected a mapping, got a list",
     "invalid_yaml": "2:6: invalid YAML: expected ',' or ']', but got ':'",
-    "max_attempts_not_integer": "3: aws.max_attempts: expected a whole number of at least 1, got 'five'",
-    "max_attempts_zero": "3: aws.max_attempts: expected a whole number of at least 1, got 0",
+    "max_attempts_not_integer": "3: aws.max_attempts: expected a whole number from 1 to 20, got 'five'",
+    "max_attempts_zero": "3: aws.max_attempts: expected a whole number from 1 to 20, got 0",
     "missing_regions": "1: (top level): missing required key 'regions' (a list of AWS regions)",
     "name_contains_not_a_string": "3: filters.name_contains: expected a non-empty string, got 42",
     "negative_ttl": "3: cache.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, got -5",
@@ -216,3 +225,40 @@ def test_relative_created_after_reaches_back_from_the_refresh_time() -> None:
     created_after = CreatedAfter(relative_seconds=86400)
 
     assert created_after.resolve(now=1_800_000_000) == datetime.fromtimestamp(1_799_913_600, tz=UTC)
+
+
+def test_should_reject_an_integer_too_long_to_read() -> None:
+    with pytest.raises(ConfigError, match=r"^<config>: invalid YAML: Exceeds the limit"):
+        parse_config(f"regions: [us-east-1]\ncache:\n  ttl: {'1' * 5000}\n")
+
+
+def test_should_reject_nesting_too_deep_to_read() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config("regions: " + "[" * 3000 + "]" * 3000 + "\n")
+
+    assert str(raised.value) == "<config>: invalid YAML: nested too deeply"
+
+
+def test_aliases_of_aliases_are_indexed_once() -> None:
+    levels = ["a0: &a0 [us-east-1]"]
+    levels += [f"a{n}: &a{n} [*a{n - 1}, *a{n - 1}]" for n in range(1, 40)]
+    # 2**39 paths if every alias were walked again; an error names the nearest indexed line.
+    text = "regions: [us-east-1]\nfilters:\n" + "".join(f"  {level}\n" for level in levels)
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+
+    assert str(raised.value) == (
+        "<config>:3: filters.a0: unknown key; expected one of name_contains, statuses, created_after"
+    )
+
+
+def test_a_reused_anchor_is_not_mistaken_for_a_loop() -> None:
+    config = parse_config(
+        "regions: &regions [us-east-1]\n"
+        "accounts:\n"
+        "  - &reader {role_arn: 'arn:aws:iam::111111111111:role/r'}\n"
+        "  - {<<: *reader, role_arn: 'arn:aws:iam::222222222222:role/r'}\n"
+    )
+
+    assert [a.account_id for a in config.accounts] == ["111111111111", "222222222222"]

@@ -6,6 +6,7 @@ import gzip
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -230,6 +231,10 @@ def test_a_hanging_region_does_not_hold_the_scrape_past_its_deadline(
         is not None
     )
     assert value(text, "sagemaker_tuning_exporter_up", region="eu-west-1") is None
+    # The refresh went on in the background; a patient scrape joins it rather than repeating it.
+    _, _, later = exporter.get("/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "10"})
+    assert value(later.decode(), "sagemaker_tuning_exporter_up", region="eu-west-1") == 1
+    assert sagemaker.received("eu-west-1", "ListHyperParameterTuningJobs") == 1
 
 
 def test_concurrent_scrapes_of_a_stale_cache_cause_one_listing_per_region(
@@ -315,3 +320,22 @@ def test_scrape_deadline_follows_the_announced_timeout_within_bounds(
     environ = {} if header is None else {"HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS": header}
 
     assert scrape_deadline(environ) == pytest.approx(deadline)
+
+
+def test_missing_credentials_mark_every_region_down_instead_of_crashing(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    config = make_config()
+    exporter = run_exporter(replace(config, aws=replace(config.aws, profile="no-such-profile")))
+
+    text = exporter.scrape()
+
+    assert value(text, "sagemaker_tuning_exporter_up", region="us-east-1") == 0
+    assert value(text, "sagemaker_tuning_exporter_up", region="eu-west-1") == 0
+    (snapshot, _) = exporter.exporter.cache.snapshots()
+    assert (
+        snapshot.error == "ProfileNotFound: The config profile (no-such-profile) could not be found"
+    )
+    assert sagemaker.received() == 0
