@@ -128,16 +128,15 @@ class SageMakerClients:
             return client
 
     def _source_session(self) -> botocore.session.Session:
+        """The session with the ambient credentials, shared by targets without a role."""
         if self._source is None:
-            source = botocore.session.Session(profile=self._aws.profile)
-            self._loader = botocore.loaders.create_loader(source.get_config_variable("data_path"))
-            source.register_component("data_loader", self._loader)
-            self._source = source
+            self._source = self._new_session()
         return self._source
 
     def _create(self, target: Target) -> SageMakerClient:
-        session = self._source_session()
-        if target.role_arn is not None:
+        if target.role_arn is None:
+            session = self._source_session()
+        else:
             session = self._new_session()
             credentials = DeferredRefreshableCredentials(
                 refresh_using=self._assume_role_fetcher(target.role_arn, target),
@@ -159,7 +158,10 @@ class SageMakerClients:
         return client
 
     def _new_session(self) -> botocore.session.Session:
+        """A session on the shared loader, which the first session creates."""
         session = botocore.session.Session(profile=self._aws.profile)
+        if self._loader is None:
+            self._loader = botocore.loaders.create_loader(session.get_config_variable("data_path"))
         session.register_component("data_loader", self._loader)
         return session
 
