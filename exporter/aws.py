@@ -16,6 +16,7 @@ from botocore.credentials import (
     CredentialResolver,
     DeferredRefreshableCredentials,
 )
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from exporter import __version__
 from exporter.config import AwsSettings, JobFilters
@@ -34,46 +35,153 @@ MAX_PAGES = 10_000
 ROLE_SESSION_NAME = "sagemaker-tuning-exporter"
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
+HTTP_BAD_REQUEST = 400
+HTTP_TOO_MANY_REQUESTS = 429
+HTTP_SERVER_ERROR = 500
 
 
 class PaginationError(Exception):
     """The listing's NextToken chain does not end."""
 
 
-class RequestCounter:
-    """Counts every HTTP request botocore sends, retries included, per region and operation.
+ERROR_KINDS = (
+    "throttled",
+    "access_denied",
+    "expired_credentials",
+    "timeout",
+    "server_error",
+    "other",
+)
+# The error codes botocore's standard retry mode treats as throttling.
+THROTTLING_ERROR_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    }
+)
+ACCESS_DENIED_ERROR_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
+)
+# Expired, unknown or badly signed credentials: fixed by new credentials, not by permissions.
+CREDENTIAL_ERROR_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+    }
+)
 
-    The count is taken from botocore's ``before-send`` event, which fires once per attempt,
-    so it matches what AWS bills and throttles.
+
+def classify_error(status_code: int | None, error_code: str, exception: Exception | None) -> str:
+    """The ERROR_KINDS entry an attempt's failure belongs to.
+
+    >>> classify_error(400, "ThrottlingException", None)
+    'throttled'
+    >>> classify_error(503, "ServiceUnavailable", None)
+    'server_error'
+    """
+    if exception is not None:
+        if isinstance(exception, (ConnectTimeoutError, ReadTimeoutError)):
+            return "timeout"
+        return "other"
+    if error_code in THROTTLING_ERROR_CODES or status_code == HTTP_TOO_MANY_REQUESTS:
+        return "throttled"
+    if error_code in ACCESS_DENIED_ERROR_CODES:
+        return "access_denied"
+    if error_code in CREDENTIAL_ERROR_CODES:
+        return "expired_credentials"
+    if status_code is not None and status_code >= HTTP_SERVER_ERROR:
+        return "server_error"
+    return "other"
+
+
+class RequestCounter:
+    """Counts every HTTP request botocore sends, retries included, and every failed attempt.
+
+    Requests are counted per region and operation from botocore's ``before-send`` event, which
+    fires once per attempt, so the count matches what AWS bills and throttles. Failed attempts
+    are counted per region, operation and :data:`ERROR_KINDS` entry from the ``needs-retry``
+    event, which botocore emits after every attempt, retried or not.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = {}
+        self._errors: dict[tuple[str, str, str], int] = {}
 
     def declare(self, region: str, operation: str) -> None:
-        """Make (region, operation) appear with a count of zero before its first request."""
+        """Make (region, operation) and its error kinds appear with zero before the first request."""
         with self._lock:
             self._counts.setdefault((region, operation), 0)
+            for kind in ERROR_KINDS:
+                self._errors.setdefault((region, operation, kind), 0)
 
     def attach(self, client: Any) -> None:
-        """Count the requests ``client`` sends from now on."""
+        """Count the requests ``client`` sends, and their failures, from now on."""
         region = client.meta.region_name
 
         def count_request(event_name: str, **_: object) -> None:
             self.record(region, event_name.rsplit(".", 1)[-1])
 
+        def count_failure(
+            event_name: str,
+            response: tuple[Any, Mapping[str, Any]] | None = None,
+            caught_exception: Exception | None = None,
+            **_: object,
+        ) -> None:
+            operation = event_name.rsplit(".", 1)[-1]
+            if caught_exception is not None:
+                self.record_error(region, operation, classify_error(None, "", caught_exception))
+                return
+            if response is None:
+                return
+            http_response, parsed = response
+            status_code = getattr(http_response, "status_code", None)
+            if status_code is not None and status_code < HTTP_BAD_REQUEST:
+                return
+            error_code = str(parsed.get("Error", {}).get("Code", ""))
+            self.record_error(region, operation, classify_error(status_code, error_code, None))
+
         client.meta.events.register("before-send", count_request)
+        client.meta.events.register("needs-retry", count_failure)
 
     def record(self, region: str, operation: str) -> None:
         """Count one request sent."""
         with self._lock:
             self._counts[(region, operation)] = self._counts.get((region, operation), 0) + 1
 
+    def record_error(self, region: str, operation: str, kind: str) -> None:
+        """Count one failed attempt of ``kind``."""
+        key = (region, operation, kind)
+        with self._lock:
+            self._errors[key] = self._errors.get(key, 0) + 1
+
     def counts(self) -> dict[tuple[str, str], int]:
-        """A copy of the counts, keyed by (region, operation)."""
+        """A copy of the request counts, keyed by (region, operation)."""
         with self._lock:
             return dict(self._counts)
+
+    def error_counts(self) -> dict[tuple[str, str, str], int]:
+        """A copy of the failed-attempt counts, keyed by (region, operation, error kind)."""
+        with self._lock:
+            return dict(self._errors)
 
 
 class _FixedCredentialProvider(CredentialProvider):

@@ -178,6 +178,15 @@ class ExporterHealthCollector(Collector):
         for (region, operation), count in sorted(self._requests.counts().items()):
             requests.add_metric([region, operation], count)
 
+        errors = CounterMetricFamily(
+            "sagemaker_tuning_exporter_api_errors",
+            "Failed HTTP requests to AWS, retries included, by region, API operation and kind of "
+            "error: throttled, access_denied, expired_credentials, timeout, server_error, other.",
+            labels=["region", "operation", "error"],
+        )
+        for (region, operation, kind), count in sorted(self._requests.error_counts().items()):
+            errors.add_metric([region, operation, kind], count)
+
         build_info = GaugeMetricFamily(
             "sagemaker_tuning_exporter_build_info",
             "Version of the exporter and of Python it runs on; always 1.",
@@ -185,7 +194,7 @@ class ExporterHealthCollector(Collector):
         )
         build_info.add_metric([__version__, platform.python_version()], 1)
 
-        yield from (up, last_success, duration, failures, requests, build_info)
+        yield from (up, last_success, duration, failures, requests, errors, build_info)
 
 
 def _job_gauge(

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import botocore.session
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
@@ -148,6 +150,45 @@ def test_should_retry_throttled_requests_and_count_every_attempt(
     assert [job.name for job in jobs] == ["a"]
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 3
     assert counter.counts()[("eu-west-1", LIST_OPERATION)] == 3
+    assert counter.error_counts() == {("eu-west-1", LIST_OPERATION, "throttled"): 2}
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "attempts"),
+    [("server_error", "server_error", 3), ("access_denied", "access_denied", 1)],
+)
+def test_should_count_failed_attempts_by_kind_of_error(
+    sagemaker: SageMakerTestServer, fault: str, kind: str, attempts: int
+) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind=fault))
+    counter = RequestCounter()
+    counter.declare("eu-west-1", LIST_OPERATION)
+
+    with pytest.raises(ClientError):
+        list_tuning_jobs(_client(sagemaker, counter=counter), JobFilters(), now=NOW)
+
+    errors = counter.error_counts()
+    assert errors[("eu-west-1", LIST_OPERATION, kind)] == attempts
+    assert sum(errors.values()) == attempts
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == attempts
+
+
+def test_should_count_a_read_timeout_as_timeout(sagemaker: SageMakerTestServer) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="hang", hang_seconds=1.5, times=1))
+    sagemaker.add_job("eu-west-1", "a")
+    counter = RequestCounter()
+    client: SageMakerClient = botocore.session.Session().create_client(  # type: ignore[assignment]
+        "sagemaker",
+        region_name="eu-west-1",
+        endpoint_url=sagemaker.url,
+        config=Config(read_timeout=0.5, retries={"total_max_attempts": 2, "mode": "standard"}),
+    )
+    counter.attach(client)
+
+    jobs = list_tuning_jobs(client, JobFilters(), now=NOW)
+
+    assert [job.name for job in jobs] == ["a"]
+    assert counter.error_counts() == {("eu-west-1", LIST_OPERATION, "timeout"): 1}
 
 
 def test_should_raise_access_denied_without_retrying(sagemaker: SageMakerTestServer) -> None:

@@ -107,6 +107,8 @@ def registry_for(
     for _ in range(3):
         requests.record("eu-west-1", LIST_OPERATION)
     requests.record("us-east-1", "AssumeRole")
+    requests.record_error("eu-west-1", LIST_OPERATION, "throttled")
+    requests.record_error("eu-west-1", LIST_OPERATION, "throttled")
     registry = CollectorRegistry()
     registry.register(TuningJobCollector(lambda: snapshots, statuses))
     registry.register(ExporterHealthCollector(lambda: snapshots, requests))
