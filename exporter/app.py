@@ -7,11 +7,14 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
-from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients, list_tuning_jobs
-from exporter.collector import ExporterHealthCollector, TuningJobCollector
+from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients
+from exporter.collector import ExporterHealthCollector, JobCountCollector, PerJobCollector
 from exporter.config import ExporterConfig
+from exporter.exposition import MetricsPage
 from exporter.jobs import Target, TuningJob
+from exporter.listing import Listing, list_changes, list_full
 from exporter.refresh import SnapshotCache
+from exporter.retention import PublishedJobs, select_published_jobs
 
 
 def targets_from_config(config: ExporterConfig) -> list[Target]:
@@ -31,7 +34,11 @@ def targets_from_config(config: ExporterConfig) -> list[Target]:
 
 
 class Exporter:
-    """Everything one running exporter needs, built from an :class:`ExporterConfig`."""
+    """Everything one running exporter needs, built from an :class:`ExporterConfig`.
+
+    ``registry`` holds every family and is what prometheus_client would render;
+    ``metrics_page`` renders the same families for /metrics, reusing what has not changed.
+    """
 
     def __init__(
         self,
@@ -49,12 +56,30 @@ class Exporter:
             targets_from_config(config),
             self._list_jobs,
             ttl_seconds=config.cache.ttl_seconds,
+            full_resync_seconds=config.cache.full_resync_seconds,
+            max_concurrent_refreshes=config.cache.max_concurrent_refreshes,
+            select_published=self._select_published,
             clock=clock,
             monotonic=monotonic,
         )
+        job_counts = JobCountCollector(self.cache.snapshots, config.filters.statuses)
+        health = ExporterHealthCollector(self.cache.snapshots, self.requests)
         self.registry = CollectorRegistry()
-        self.registry.register(TuningJobCollector(self.cache.snapshots, config.filters.statuses))
-        self.registry.register(ExporterHealthCollector(self.cache.snapshots, self.requests))
+        summary_registry = CollectorRegistry()
+        for collector in (PerJobCollector(self.cache.snapshots), job_counts, health):
+            self.registry.register(collector)
+        for collector in (job_counts, health):
+            summary_registry.register(collector)
+        self.metrics_page = MetricsPage(
+            self.cache.snapshots, self.requests, summary_registry, self.registry
+        )
 
-    def _list_jobs(self, target: Target) -> Sequence[TuningJob]:
-        return list_tuning_jobs(self._clients.get(target), self.config.filters, now=self._clock())
+    def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:
+        client = self._clients.get(target)
+        if previous is None:
+            return list_full(client, self.config.filters, now=self._clock())
+        return list_changes(client, self.config.filters, now=self._clock(), previous=previous)
+
+    def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
+        settings = self.config.per_job_metrics
+        return select_published_jobs(jobs, now, settings.retention_seconds, settings.max_jobs)

@@ -1,11 +1,10 @@
-"""AWS access: SageMaker clients per account and region, request counting, and the job listing."""
+"""AWS access: SageMaker clients per account and region, request counting, and paging."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import botocore.loaders
@@ -19,8 +18,8 @@ from botocore.credentials import (
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from exporter import __version__
-from exporter.config import AwsSettings, JobFilters
-from exporter.jobs import Target, TuningJob, parse_job_summary
+from exporter.config import AwsSettings
+from exporter.jobs import Target
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -125,10 +124,12 @@ class RequestCounter:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = {}
         self._errors: dict[tuple[str, str, str], int] = {}
+        self._version = 0
 
     def declare(self, region: str, operation: str) -> None:
         """Make (region, operation) and its error kinds appear with zero before the first request."""
         with self._lock:
+            self._version += 1
             self._counts.setdefault((region, operation), 0)
             for kind in ERROR_KINDS:
                 self._errors.setdefault((region, operation, kind), 0)
@@ -165,13 +166,20 @@ class RequestCounter:
     def record(self, region: str, operation: str) -> None:
         """Count one request sent."""
         with self._lock:
+            self._version += 1
             self._counts[(region, operation)] = self._counts.get((region, operation), 0) + 1
 
     def record_error(self, region: str, operation: str, kind: str) -> None:
         """Count one failed attempt of ``kind``."""
         key = (region, operation, kind)
         with self._lock:
+            self._version += 1
             self._errors[key] = self._errors.get(key, 0) + 1
+
+    def version(self) -> int:
+        """A number that changes whenever a count does."""
+        with self._lock:
+            return self._version
 
     def counts(self) -> dict[tuple[str, str], int]:
         """A copy of the request counts, keyed by (region, operation)."""
@@ -302,57 +310,32 @@ class SageMakerClients:
         return fetch_credentials
 
 
-def list_tuning_jobs(client: SageMakerClient, filters: JobFilters, now: float) -> list[TuningJob]:
-    """Every tuning job matching ``filters``, following NextToken to the end.
+def iter_summaries(
+    client: SageMakerClient, request: Mapping[str, Any], max_empty_pages: int | None = None
+) -> Iterator[Mapping[str, Any]]:
+    """The job summaries of one listing request, following NextToken to the end.
 
-    NameContains, StatusEquals (one listing per status) and CreationTimeAfter go to the API;
-    the same filters are checked again locally, so an endpoint that ignores one cannot widen
-    the result.
+    Raises :class:`PaginationError` when a NextToken repeats, when the listing runs past
+    MAX_PAGES, or when more than ``max_empty_pages`` pages in a row are empty yet carry a
+    NextToken (reported of SageMaker's List APIs filtered by LastModifiedTimeAfter).
     """
-    created_after = filters.created_after.resolve(now) if filters.created_after else None
-    base: dict[str, Any] = {"MaxResults": PAGE_SIZE}
-    if filters.name_contains:
-        base["NameContains"] = filters.name_contains
-    if created_after is not None:
-        base["CreationTimeAfter"] = created_after
-    requests = [{**base, "StatusEquals": status} for status in filters.statuses] or [base]
-
-    jobs: dict[str, TuningJob] = {}
-    for request in requests:
-        for summary in _summaries(client, request):
-            try:
-                job = parse_job_summary(summary)
-            except (KeyError, TypeError, ValueError, AttributeError) as error:
-                log.warning(
-                    "skipping a tuning job summary with unusable field %s: %r",
-                    error,
-                    summary.get("HyperParameterTuningJobName"),
-                )
-                continue
-            if _matches(job, filters, created_after):
-                jobs[job.arn] = job
-    return sorted(jobs.values(), key=lambda job: job.name)
-
-
-def _summaries(client: SageMakerClient, request: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     seen_tokens: set[str] = set()
     token: str | None = None
+    empty_pages = 0
     for _ in range(MAX_PAGES):
         page_request: dict[str, Any] = {**request, "NextToken": token} if token else dict(request)
         page = client.list_hyper_parameter_tuning_jobs(**page_request)
-        yield from page.get("HyperParameterTuningJobSummaries", [])
+        summaries = page.get("HyperParameterTuningJobSummaries", [])
+        yield from summaries
         token = page.get("NextToken")
         if not token:
             return
         if token in seen_tokens:
             raise PaginationError(f"{LIST_OPERATION} returned the same NextToken twice")
         seen_tokens.add(token)
+        empty_pages = 0 if summaries else empty_pages + 1
+        if max_empty_pages is not None and empty_pages > max_empty_pages:
+            raise PaginationError(
+                f"{LIST_OPERATION} returned {empty_pages} empty pages in a row with a NextToken"
+            )
     raise PaginationError(f"{LIST_OPERATION} did not finish within {MAX_PAGES} pages")
-
-
-def _matches(job: TuningJob, filters: JobFilters, created_after: datetime | None) -> bool:
-    if filters.name_contains and filters.name_contains not in job.name:
-        return False
-    if filters.statuses and job.status not in filters.statuses:
-        return False
-    return created_after is None or job.creation_time > created_after.timestamp()

@@ -125,7 +125,7 @@ def _serve(config: ExporterConfig, listen_address: str) -> int:
         return EXIT_CONFIG_ERROR
     exporter = Exporter(config)
     try:
-        server = ExporterServer(listen_address, create_app(exporter.registry, exporter.cache))
+        server = ExporterServer(listen_address, create_app(exporter.cache, exporter.metrics_page))
     except OSError as error:
         print(
             f"sagemaker-tuning-exporter: cannot listen on {listen_address}: {error.strerror}",

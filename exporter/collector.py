@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -12,26 +13,138 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.aws import RequestCounter
 from exporter.config import TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES
-from exporter.jobs import (
-    OBJECTIVE_STATUSES,
-    TRAINING_JOB_STATUSES,
-    RegionSnapshot,
-    TuningJob,
-)
+from exporter.jobs import OBJECTIVE_STATUSES, TRAINING_JOB_STATUSES, RegionSnapshot, TuningJob
 
-JOB_LABELS = ["account", "region", "job_name", "status", "strategy"]
+JOB_LABELS = ("account", "region", "job_name", "status", "strategy")
 TARGET_LABELS = ["account", "region"]
 _STALENESS_NOTE = "Values may be up to cache.ttl old."
 
+# The samples of one job in one family: (value of the family's extra label or None, value).
+JobSamples = Callable[[TuningJob], Iterable[tuple[str | None, float]]]
 
-class TuningJobCollector(Collector):
-    """Per-job gauges and job counts from the latest snapshot of every account and region.
+
+@dataclass(frozen=True)
+class JobFamily:
+    """A per-job gauge family: its name, help text, optional extra label, and samples per job."""
+
+    name: str
+    documentation: str
+    samples: JobSamples
+    extra_label: str | None = None
+
+
+def _counts_of(field: Callable[[TuningJob], Mapping[str, int]], keys: Sequence[str]) -> JobSamples:
+    return lambda job: [(key, field(job)[key]) for key in keys if key in field(job)]
+
+
+def _value_of(field: Callable[[TuningJob], float | None]) -> JobSamples:
+    def samples(job: TuningJob) -> list[tuple[str | None, float]]:
+        value = field(job)
+        return [] if value is None else [(None, value)]
+
+    return samples
+
+
+JOB_FAMILIES = (
+    JobFamily(
+        "sagemaker_tuning_job_training_jobs",
+        "Training jobs of a tuning job by training job status (TrainingJobStatusCounters).",
+        _counts_of(lambda job: job.training_job_counts, TRAINING_JOB_STATUSES),
+        "training_job_status",
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_objective_evaluations",
+        "Objective metric evaluations of a tuning job's training jobs by objective status "
+        "(ObjectiveStatusCounters).",
+        _counts_of(lambda job: job.objective_counts, OBJECTIVE_STATUSES),
+        "objective_status",
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_max_training_jobs",
+        "Maximum number of training jobs the tuning job may launch (ResourceLimits).",
+        _value_of(lambda job: job.max_training_jobs),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_max_parallel_training_jobs",
+        "Maximum number of training jobs the tuning job runs at once (ResourceLimits).",
+        _value_of(lambda job: job.max_parallel_training_jobs),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_max_runtime_seconds",
+        "Maximum runtime of the tuning job in seconds (ResourceLimits).",
+        _value_of(lambda job: job.max_runtime_seconds),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_creation_timestamp_seconds",
+        "Time the tuning job was created, in seconds since the epoch.",
+        _value_of(lambda job: job.creation_time),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_end_timestamp_seconds",
+        "Time the tuning job ended, in seconds since the epoch; absent while it runs.",
+        _value_of(lambda job: job.end_time),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_last_modified_timestamp_seconds",
+        "Time the tuning job was last modified, in seconds since the epoch.",
+        _value_of(lambda job: job.last_modified_time),
+    ),
+)
+
+
+def job_family_help(family: JobFamily) -> str:
+    """The HELP text of a per-job family."""
+    return f"{family.documentation} {_STALENESS_NOTE}"
+
+
+def job_label_values(snapshot: RegionSnapshot, job: TuningJob) -> tuple[str, ...]:
+    """The values of JOB_LABELS for ``job``."""
+    return (
+        job.account or snapshot.account,
+        snapshot.target.region,
+        job.name,
+        job.status,
+        job.strategy,
+    )
+
+
+class PerJobCollector(Collector):
+    """Per-job gauges for the published jobs of every account and region's latest snapshot.
 
     Sample output::
 
         # HELP sagemaker_tuning_job_training_jobs Training jobs of a tuning job by training job status ...
         # TYPE sagemaker_tuning_job_training_jobs gauge
         sagemaker_tuning_job_training_jobs{account="111111111111",job_name="xgb-churn-1",region="eu-west-1",status="InProgress",strategy="Bayesian",training_job_status="Completed"} 12.0
+    """
+
+    def __init__(self, snapshots: Callable[[], Sequence[RegionSnapshot]]) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots = self._snapshots()
+        for family in JOB_FAMILIES:
+            extra = [family.extra_label] if family.extra_label else []
+            gauge = GaugeMetricFamily(
+                family.name, job_family_help(family), labels=[*JOB_LABELS, *extra]
+            )
+            for snapshot in snapshots:
+                for job in snapshot.published:
+                    labels = job_label_values(snapshot, job)
+                    for extra_value, value in family.samples(job):
+                        extra_values = [] if extra_value is None else [extra_value]
+                        gauge.add_metric([*labels, *extra_values], value)
+            yield gauge
+
+
+class JobCountCollector(Collector):
+    """Number of jobs by status and strategy per account and region, retention or not.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_jobs Number of tuning jobs matching the filters, by status and strategy. ...
+        # TYPE sagemaker_tuning_jobs gauge
+        sagemaker_tuning_jobs{account="111111111111",region="eu-west-1",status="Completed",strategy="Bayesian"} 3.0
     """
 
     def __init__(
@@ -43,72 +156,14 @@ class TuningJobCollector(Collector):
         self._statuses = tuple(statuses) or TUNING_JOB_STATUSES
 
     def collect(self) -> Iterator[Metric]:
-        snapshots = self._snapshots()
-        training_jobs = _job_gauge(
-            "sagemaker_tuning_job_training_jobs",
-            "Training jobs of a tuning job by training job status (TrainingJobStatusCounters).",
-            ["training_job_status"],
-        )
-        objective_evaluations = _job_gauge(
-            "sagemaker_tuning_job_objective_evaluations",
-            "Objective metric evaluations of a tuning job's training jobs by objective status "
-            "(ObjectiveStatusCounters).",
-            ["objective_status"],
-        )
-        max_training_jobs = _job_gauge(
-            "sagemaker_tuning_job_max_training_jobs",
-            "Maximum number of training jobs the tuning job may launch (ResourceLimits).",
-        )
-        max_parallel = _job_gauge(
-            "sagemaker_tuning_job_max_parallel_training_jobs",
-            "Maximum number of training jobs the tuning job runs at once (ResourceLimits).",
-        )
-        max_runtime = _job_gauge(
-            "sagemaker_tuning_job_max_runtime_seconds",
-            "Maximum runtime of the tuning job in seconds (ResourceLimits).",
-        )
-        created = _job_gauge(
-            "sagemaker_tuning_job_creation_timestamp_seconds",
-            "Time the tuning job was created, in seconds since the epoch.",
-        )
-        ended = _job_gauge(
-            "sagemaker_tuning_job_end_timestamp_seconds",
-            "Time the tuning job ended, in seconds since the epoch; absent while it runs.",
-        )
-        modified = _job_gauge(
-            "sagemaker_tuning_job_last_modified_timestamp_seconds",
-            "Time the tuning job was last modified, in seconds since the epoch.",
-        )
         job_counts = GaugeMetricFamily(
             "sagemaker_tuning_jobs",
             f"Number of tuning jobs matching the filters, by status and strategy. {_STALENESS_NOTE}",
             labels=["account", "region", "status", "strategy"],
         )
-
-        for snapshot in snapshots:
-            for job in snapshot.jobs:
-                labels = _job_labels(snapshot, job)
-                _add_counts(training_jobs, labels, job.training_job_counts, TRAINING_JOB_STATUSES)
-                _add_counts(objective_evaluations, labels, job.objective_counts, OBJECTIVE_STATUSES)
-                _add_optional(max_training_jobs, labels, job.max_training_jobs)
-                _add_optional(max_parallel, labels, job.max_parallel_training_jobs)
-                _add_optional(max_runtime, labels, job.max_runtime_seconds)
-                created.add_metric(labels, job.creation_time)
-                _add_optional(ended, labels, job.end_time)
-                _add_optional(modified, labels, job.last_modified_time)
+        for snapshot in self._snapshots():
             self._add_job_counts(job_counts, snapshot)
-
-        yield from (
-            training_jobs,
-            objective_evaluations,
-            max_training_jobs,
-            max_parallel,
-            max_runtime,
-            created,
-            ended,
-            modified,
-            job_counts,
-        )
+        yield job_counts
 
     def _add_job_counts(self, family: GaugeMetricFamily, snapshot: RegionSnapshot) -> None:
         """Every known status and strategy gets a sample, zero included, so alerts see 0, not absence."""
@@ -124,7 +179,7 @@ class TuningJobCollector(Collector):
 
 
 class ExporterHealthCollector(Collector):
-    """The exporter's own health: refresh outcome per account and region, AWS requests, build.
+    """The exporter's own health: refreshes per account and region, AWS requests, build.
 
     Sample output::
 
@@ -163,12 +218,29 @@ class ExporterHealthCollector(Collector):
             "Refreshes of the account and region that failed since the exporter started.",
             labels=TARGET_LABELS,
         )
+        listings = CounterMetricFamily(
+            "sagemaker_tuning_exporter_listings",
+            "Successful refreshes of the account and region since the exporter started, by kind: "
+            "full (every job listed) or incremental (only what can have changed).",
+            labels=[*TARGET_LABELS, "kind"],
+        )
+        unpublished = GaugeMetricFamily(
+            "sagemaker_tuning_exporter_unpublished_jobs",
+            "Jobs counted in sagemaker_tuning_jobs that have no per-job series, by reason: "
+            "retention (ended before per_job_metrics.retention) or limit "
+            "(over per_job_metrics.max_jobs).",
+            labels=[*TARGET_LABELS, "reason"],
+        )
         for snapshot in self._snapshots():
             labels = [snapshot.account, snapshot.target.region]
             up.add_metric(labels, 1 if snapshot.up else 0)
             _add_optional(last_success, labels, snapshot.last_success_time)
             duration.add_metric(labels, snapshot.refresh_duration_seconds)
             failures.add_metric(labels, snapshot.refresh_failures)
+            listings.add_metric([*labels, "full"], snapshot.full_listings)
+            listings.add_metric([*labels, "incremental"], snapshot.incremental_listings)
+            unpublished.add_metric([*labels, "retention"], snapshot.hidden_by_retention)
+            unpublished.add_metric([*labels, "limit"], snapshot.hidden_by_limit)
 
         requests = CounterMetricFamily(
             "sagemaker_tuning_exporter_api_requests",
@@ -194,36 +266,17 @@ class ExporterHealthCollector(Collector):
         )
         build_info.add_metric([__version__, platform.python_version()], 1)
 
-        yield from (up, last_success, duration, failures, requests, errors, build_info)
-
-
-def _job_gauge(
-    name: str, documentation: str, extra_labels: Sequence[str] = ()
-) -> GaugeMetricFamily:
-    return GaugeMetricFamily(
-        name, f"{documentation} {_STALENESS_NOTE}", labels=[*JOB_LABELS, *extra_labels]
-    )
-
-
-def _job_labels(snapshot: RegionSnapshot, job: TuningJob) -> list[str]:
-    return [
-        job.account or snapshot.account,
-        snapshot.target.region,
-        job.name,
-        job.status,
-        job.strategy,
-    ]
-
-
-def _add_counts(
-    family: GaugeMetricFamily,
-    labels: list[str],
-    counts: Mapping[str, int],
-    keys: Sequence[str],
-) -> None:
-    for key in keys:
-        if key in counts:
-            family.add_metric([*labels, key], counts[key])
+        yield from (
+            up,
+            last_success,
+            duration,
+            failures,
+            listings,
+            unpublished,
+            requests,
+            errors,
+            build_info,
+        )
 
 
 def _add_optional(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:

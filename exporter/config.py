@@ -41,6 +41,8 @@ _DURATION_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_HINT = "a number of seconds or a duration such as 90s, 5m, 1h, 7d"
 _MAX_DURATION_SECONDS = 10 * 365 * 86400
 _MAX_ATTEMPTS = 20
+_MAX_CONCURRENT_REFRESHES = 256
+_MAX_PER_JOB_SERIES_JOBS = 10_000_000
 
 
 class ConfigError(Exception):
@@ -71,9 +73,27 @@ class AccountSettings:
 
 @dataclass(frozen=True)
 class CacheSettings:
-    """How long a region's listing is served before a scrape refreshes it."""
+    """How long a region's listing is served, how often it is listed in full, how many at once.
+
+    Between full listings a refresh lists only what can have changed (the running jobs and
+    those modified since the last refresh); ``full_resync_seconds`` of 0 lists in full every time.
+    """
 
     ttl_seconds: float = 60.0
+    full_resync_seconds: float = 3600.0
+    max_concurrent_refreshes: int = 8
+
+
+@dataclass(frozen=True)
+class PerJobMetricsSettings:
+    """Which jobs get per-job series: running ones, and ended ones within the retention.
+
+    ``retention_seconds`` of 0 keeps every job; ``max_jobs`` caps the jobs published per
+    account and region.
+    """
+
+    retention_seconds: float = 7 * 86400.0
+    max_jobs: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,7 @@ class ExporterConfig:
     accounts: tuple[AccountSettings, ...] = ()
     cache: CacheSettings = field(default_factory=CacheSettings)
     filters: JobFilters = field(default_factory=JobFilters)
+    per_job_metrics: PerJobMetricsSettings = field(default_factory=PerJobMetricsSettings)
 
 
 def load_config(path: str | Path) -> ExporterConfig:
@@ -283,7 +304,9 @@ class _Validator:
         return [self.string(item, f"{path}[{index}]") for index, item in enumerate(value)]
 
     def config(self, data: object) -> ExporterConfig:
-        top = self.mapping(data, "", ("regions", "aws", "accounts", "cache", "filters"))
+        top = self.mapping(
+            data, "", ("regions", "aws", "accounts", "cache", "filters", "per_job_metrics")
+        )
         if "regions" not in top:
             raise self.fail("", "missing required key 'regions' (a list of AWS regions)")
         return ExporterConfig(
@@ -292,6 +315,7 @@ class _Validator:
             accounts=self.accounts(_or_default(top.get("accounts"), [])),
             cache=self.cache(_or_default(top.get("cache"), {})),
             filters=self.filters(_or_default(top.get("filters"), {})),
+            per_job_metrics=self.per_job_metrics(_or_default(top.get("per_job_metrics"), {})),
         )
 
     def regions(self, value: object) -> tuple[str, ...]:
@@ -313,16 +337,9 @@ class _Validator:
             raise self.fail(
                 "aws.endpoint_url", f"expected an http:// or https:// URL, got {endpoint_url!r}"
             )
-        max_attempts = aws.get("max_attempts", AwsSettings.max_attempts)
-        if (
-            isinstance(max_attempts, bool)
-            or not isinstance(max_attempts, int)
-            or not 1 <= max_attempts <= _MAX_ATTEMPTS
-        ):
-            raise self.fail(
-                "aws.max_attempts",
-                f"expected a whole number from 1 to {_MAX_ATTEMPTS}, got {_describe(max_attempts)}",
-            )
+        max_attempts = self.whole_number(
+            aws, "max_attempts", "aws", AwsSettings.max_attempts, minimum=1, maximum=_MAX_ATTEMPTS
+        )
         return AwsSettings(
             endpoint_url=endpoint_url,
             profile=self.optional_string(aws, "profile", "aws"),
@@ -358,15 +375,72 @@ class _Validator:
         return tuple(accounts)
 
     def cache(self, value: object) -> CacheSettings:
-        cache = self.mapping(value, "cache", ("ttl",))
-        if "ttl" not in cache:
-            return CacheSettings()
-        ttl = parse_duration(cache["ttl"])
-        if ttl is None:
+        cache = self.mapping(value, "cache", ("ttl", "full_resync", "max_concurrent_refreshes"))
+        return CacheSettings(
+            ttl_seconds=self.duration(cache, "ttl", "cache", CacheSettings.ttl_seconds),
+            full_resync_seconds=self.duration(
+                cache, "full_resync", "cache", CacheSettings.full_resync_seconds
+            ),
+            max_concurrent_refreshes=self.whole_number(
+                cache,
+                "max_concurrent_refreshes",
+                "cache",
+                CacheSettings.max_concurrent_refreshes,
+                minimum=1,
+                maximum=_MAX_CONCURRENT_REFRESHES,
+            ),
+        )
+
+    def per_job_metrics(self, value: object) -> PerJobMetricsSettings:
+        settings = self.mapping(value, "per_job_metrics", ("retention", "max_jobs"))
+        defaults = PerJobMetricsSettings()
+        return PerJobMetricsSettings(
+            retention_seconds=self.duration(
+                settings, "retention", "per_job_metrics", defaults.retention_seconds
+            ),
+            max_jobs=self.whole_number(
+                settings,
+                "max_jobs",
+                "per_job_metrics",
+                defaults.max_jobs,
+                minimum=0,
+                maximum=_MAX_PER_JOB_SERIES_JOBS,
+            ),
+        )
+
+    def duration(self, parent: Mapping[str, Any], key: str, path: str, default: float) -> float:
+        """The duration at ``parent[key]`` in seconds, ``default`` when the key is absent."""
+        if key not in parent:
+            return default
+        seconds = parse_duration(parent[key])
+        if seconds is None:
             raise self.fail(
-                "cache.ttl", f"expected {_DURATION_HINT}, got {_describe(cache['ttl'])}"
+                f"{path}.{key}", f"expected {_DURATION_HINT}, got {_describe(parent[key])}"
             )
-        return CacheSettings(ttl_seconds=ttl)
+        return seconds
+
+    def whole_number(
+        self,
+        parent: Mapping[str, Any],
+        key: str,
+        path: str,
+        default: int,
+        *,
+        minimum: int,
+        maximum: int,
+    ) -> int:
+        """The integer at ``parent[key]`` within [minimum, maximum], ``default`` when absent."""
+        number = parent.get(key, default)
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or not minimum <= number <= maximum
+        ):
+            raise self.fail(
+                f"{path}.{key}",
+                f"expected a whole number from {minimum} to {maximum}, got {_describe(number)}",
+            )
+        return number
 
     def filters(self, value: object) -> JobFilters:
         filters = self.mapping(value, "filters", ("name_contains", "statuses", "created_after"))

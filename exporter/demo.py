@@ -63,7 +63,8 @@ class DemoSageMaker:
             ) from error
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._random = random.Random(seed)  # noqa: S311 - demo data, not security
-        self._clock = clock or (lambda: datetime.now(tz=UTC))
+        # moto keeps and compares its timestamps as naive UTC datetimes.
+        self._clock = clock or (lambda: datetime.now(tz=UTC).replace(tzinfo=None))
         self._plans: dict[tuple[str, str], _JobPlan] = {}
         self._counter = 0
         self._stop = threading.Event()

@@ -12,14 +12,12 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import make_wsgi_app
-
 from exporter import __version__
+from exporter.exposition import MetricsPage
 from exporter.refresh import SnapshotCache
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +68,19 @@ def scrape_deadline(environ: WSGIEnvironment) -> float:
     )
 
 
-def create_app(registry: CollectorRegistry, cache: SnapshotCache) -> WSGIApplication:
-    """The WSGI application serving the exporter's endpoints."""
-    # prometheus_client's app negotiates OpenMetrics and gzip from the request headers.
-    metrics_app = make_wsgi_app(registry)
+def create_app(cache: SnapshotCache, metrics_page: MetricsPage) -> WSGIApplication:
+    """The WSGI application serving the exporter's endpoints.
+
+    /metrics is served from ``metrics_page``, which negotiates the text format or OpenMetrics
+    and gzip from the request headers and reuses what it rendered before.
+    """
     landing_page = _LANDING_PAGE.format(version=html.escape(__version__)).encode()
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             cache.refresh_stale(timeout=scrape_deadline(environ))
-            body: Iterable[bytes] = metrics_app(environ, start_response)
-            return body
+            return _serve_metrics(metrics_page, environ, start_response)
         if path == "/":
             return _respond(start_response, "200 OK", landing_page, "text/html; charset=utf-8")
         if path == "/-/healthy":
@@ -97,6 +96,21 @@ def create_app(registry: CollectorRegistry, cache: SnapshotCache) -> WSGIApplica
         return _respond(start_response, "404 Not Found", b"Not found\n")
 
     return app
+
+
+def _serve_metrics(
+    metrics_page: MetricsPage, environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    accept_encoding = environ.get("HTTP_ACCEPT_ENCODING", "")
+    accept_gzip = "gzip" in [part.split(";")[0].strip() for part in accept_encoding.split(",")]
+    response = metrics_page.render(environ.get("HTTP_ACCEPT"), accept_gzip)
+    headers = [("Content-Type", response.content_type), ("Content-Length", str(response.length))]
+    if response.gzipped:
+        headers.append(("Content-Encoding", "gzip"))
+    start_response("200 OK", headers)
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        return []
+    return response.chunks
 
 
 def _respond(

@@ -57,7 +57,10 @@ class RegionSnapshot:
 
     ``jobs`` are those of the last successful refresh; after a failure they stay, with
     ``up`` False and ``last_success_time`` telling their age. ``refresh_failures`` counts
-    the target's failed refreshes since start.
+    the target's failed refreshes since start. ``published`` are the jobs that get per-job
+    series (see :mod:`exporter.retention`); the ``hidden_by_*`` counts say how many of
+    ``jobs`` were left out and why. ``full_listings`` and ``incremental_listings`` count
+    the successful refreshes of each kind since start.
     """
 
     target: Target
@@ -68,6 +71,11 @@ class RegionSnapshot:
     refresh_duration_seconds: float
     error: str | None = None
     refresh_failures: int = 0
+    published: tuple[TuningJob, ...] = ()
+    hidden_by_retention: int = 0
+    hidden_by_limit: int = 0
+    full_listings: int = 0
+    incremental_listings: int = 0
 
 
 def account_from_arn(arn: str) -> str:

@@ -1,25 +1,39 @@
 """The snapshot cache: one snapshot per (account, region), refreshed on demand once older than the TTL.
 
-Each refresh runs on its own daemon thread, and a target has at most one refresh running
-(single flight), so a target that hangs holds only its own thread: it never delays another
+Refreshes run on a bounded pool of daemon worker threads, at most one per target at a time
+(single flight), so a target that hangs holds only its own worker: it never delays another
 target's refresh nor, being a daemon, the exporter's shutdown. A scrape waits for
 refreshes at most until its deadline and then serves the last snapshots. The lock guards
 only the bookkeeping, never an AWS call.
+
+A target's first refresh, and one every ``full_resync_seconds``, lists every job; the others
+pass the previous :class:`~exporter.listing.Listing` so that only changes are listed.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from exporter.jobs import RegionSnapshot, Target, TuningJob
+from exporter.listing import Listing
+from exporter.retention import PublishedJobs
 
 log = logging.getLogger(__name__)
 
-ListJobs = Callable[[Target], Sequence[TuningJob]]
+# List the target's jobs: in full when the previous listing is None, else the changes since it.
+ListJobs = Callable[[Target, Listing | None], Listing]
+# Choose the jobs that get per-job series from a target's jobs at a wall time.
+SelectPublished = Callable[[Sequence[TuningJob], float], PublishedJobs]
+
+
+def publish_every_job(jobs: Sequence[TuningJob], _now: float) -> PublishedJobs:
+    """Give every job per-job series."""
+    return PublishedJobs(tuple(jobs))
 
 
 class SnapshotCache:
@@ -34,18 +48,30 @@ class SnapshotCache:
         targets: Sequence[Target],
         list_jobs: ListJobs,
         ttl_seconds: float,
+        *,
+        full_resync_seconds: float = 3600.0,
+        max_concurrent_refreshes: int = 8,
+        select_published: SelectPublished = publish_every_job,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._targets = tuple(targets)
         self._list_jobs = list_jobs
         self._ttl_seconds = ttl_seconds
+        self._full_resync_seconds = full_resync_seconds
+        self._max_workers = max(1, max_concurrent_refreshes)
+        self._select_published = select_published
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._snapshots: dict[Target, RegionSnapshot] = {}
+        self._listings: dict[Target, Listing] = {}
         self._refreshed_at: dict[Target, float] = {}
+        self._listed_fully_at: dict[Target, float] = {}
         self._in_flight: dict[Target, threading.Event] = {}
+        self._queue: queue.SimpleQueue[tuple[Target, threading.Event]] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._idle_workers = 0
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -71,7 +97,7 @@ class SnapshotCache:
             return len(self._snapshots) == len(self._targets)
 
     def _start_refreshes(self, force: bool) -> list[threading.Event]:
-        """Start the refreshes that are due; return the completion events to wait for."""
+        """Queue the refreshes that are due; return the completion events to wait for."""
         pending = []
         now = self._monotonic()
         with self._lock:
@@ -87,39 +113,59 @@ class SnapshotCache:
                     and now - refreshed_at < self._ttl_seconds
                 ):
                     continue
-                done = threading.Event()
-                thread = threading.Thread(
-                    target=self._refresh,
-                    args=(target, done),
-                    name=f"refresh-{target.account_id or 'default'}-{target.region}",
-                    daemon=True,
-                )
-                # Registered first: the thread's own cleanup needs the entry, and waits
-                # for this lock before it can look.
-                self._in_flight[target] = done
-                try:
-                    thread.start()
-                except RuntimeError as error:  # no thread to be had: try on the next scrape
-                    del self._in_flight[target]
-                    log.error("cannot start a refresh of region=%s: %s", target.region, error)
-                    continue
+                done = self._in_flight[target] = threading.Event()
+                self._queue.put((target, done))
+                self._add_worker_if_needed()
                 pending.append(done)
         return pending
 
-    def _refresh(self, target: Target, done: threading.Event) -> None:
-        try:
-            self._list_and_snapshot(target)
-        finally:
-            with self._lock:
-                del self._in_flight[target]
-            done.set()
+    def _add_worker_if_needed(self) -> None:
+        """Start a worker for the refresh just queued, unless one is idle or the pool is full.
 
-    def _list_and_snapshot(self, target: Target) -> None:
+        An idle worker is claimed for the job; once the pool is full, queued jobs wait for
+        the next worker to finish, so the idle count only matters while it can grow.
+        """
+        if self._idle_workers > 0:
+            self._idle_workers -= 1  # that worker will take the job
+            return
+        if len(self._workers) >= self._max_workers:
+            return
+        worker = threading.Thread(
+            target=self._work, name=f"refresh-{len(self._workers)}", daemon=True
+        )
+        try:
+            worker.start()
+        except RuntimeError as error:  # no thread to be had: the queued job waits for a worker
+            log.error("cannot start a refresh worker: %s", error)
+            return
+        self._workers.append(worker)
+
+    def _work(self) -> None:
+        while True:
+            target, done = self._queue.get()
+            try:
+                self._refresh(target)
+            finally:
+                with self._lock:
+                    del self._in_flight[target]
+                    self._idle_workers += 1
+                done.set()
+
+    def _refresh(self, target: Target) -> None:
         started = self._monotonic()
-        jobs: tuple[TuningJob, ...] | None = None
+        with self._lock:
+            previous_listing = self._listings.get(target)
+            listed_fully_at = self._listed_fully_at.get(target)
+        if (
+            previous_listing is not None
+            and listed_fully_at is not None
+            and started - listed_fully_at >= self._full_resync_seconds
+        ):
+            previous_listing = None
+        listing: Listing | None = None
         error = None
         try:
-            jobs = tuple(self._list_jobs(target))
+            listing = self._list_jobs(target, previous_listing)
         except Exception as exc:  # a failing region must never take down the others
             error = f"{type(exc).__name__}: {exc}"
             log.warning(
@@ -131,18 +177,13 @@ class SnapshotCache:
         finished = self._monotonic()
         with self._lock:
             previous = self._snapshots.get(target)
-            if jobs is None:
+            if listing is None:
                 snapshot = _failed_snapshot(target, previous, finished - started, error)
             else:
-                snapshot = RegionSnapshot(
-                    target=target,
-                    account=_account_label(target, jobs, previous),
-                    jobs=jobs,
-                    up=True,
-                    last_success_time=self._clock(),
-                    refresh_duration_seconds=finished - started,
-                    refresh_failures=previous.refresh_failures if previous else 0,
-                )
+                snapshot = self._successful_snapshot(target, previous, listing, finished - started)
+                self._listings[target] = listing
+                if listing.full:
+                    self._listed_fully_at[target] = started
             self._snapshots[target] = snapshot
             self._refreshed_at[target] = finished
         log.debug(
@@ -152,6 +193,39 @@ class SnapshotCache:
             snapshot.up,
             len(snapshot.jobs),
             snapshot.refresh_duration_seconds,
+        )
+
+    def _successful_snapshot(
+        self,
+        target: Target,
+        previous: RegionSnapshot | None,
+        listing: Listing,
+        duration: float,
+    ) -> RegionSnapshot:
+        now = self._clock()
+        jobs = listing.jobs
+        published = self._select_published(jobs, now)
+        published_jobs = published.jobs
+        # Unchanged jobs keep the previous tuple, so the exposition can tell nothing changed.
+        if previous is not None:
+            if jobs == previous.jobs:
+                jobs = previous.jobs
+            if published_jobs == previous.published:
+                published_jobs = previous.published
+        return RegionSnapshot(
+            target=target,
+            account=_account_label(target, jobs, previous),
+            jobs=jobs,
+            up=True,
+            last_success_time=now,
+            refresh_duration_seconds=duration,
+            refresh_failures=previous.refresh_failures if previous else 0,
+            published=published_jobs,
+            hidden_by_retention=published.hidden_by_retention,
+            hidden_by_limit=published.hidden_by_limit,
+            full_listings=(previous.full_listings if previous else 0) + listing.full,
+            incremental_listings=(previous.incremental_listings if previous else 0)
+            + (not listing.full),
         )
 
 

@@ -95,7 +95,7 @@ def run_exporter() -> Iterator[Callable[[ExporterConfig], RunningExporter]]:
 
     def start(config: ExporterConfig) -> RunningExporter:
         exporter = Exporter(config)
-        server = ExporterServer("127.0.0.1:0", create_app(exporter.registry, exporter.cache))
+        server = ExporterServer("127.0.0.1:0", create_app(exporter.cache, exporter.metrics_page))
         server.start()
         running = RunningExporter(exporter, server)
         started.append(running)

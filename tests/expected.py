@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.sagemaker_server import SageMakerTestServer, at
+from tests.sagemaker_server import SageMakerTestServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -40,9 +40,13 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 
 def seed_varied_jobs(sagemaker: SageMakerTestServer, count: int, regions: tuple[str, ...]) -> None:
-    """``count`` jobs spread over ``regions``, covering every status and strategy, some fields absent."""
+    """``count`` jobs spread over ``regions``, covering every status and strategy, some fields absent.
+
+    The jobs start two days ago, so all of them are within the default per-job retention.
+    """
     rng = random.Random(2)
-    base = at("2026-11-01T00:00:00")
+    two_days_ago = datetime.now(tz=UTC) - timedelta(days=2)
+    base = two_days_ago.replace(tzinfo=None, second=0, microsecond=0)
     for index in range(count):
         status = STATUSES[index % len(STATUSES)]
         limits = {"MaxNumberOfTrainingJobs": rng.randint(5, 100)}

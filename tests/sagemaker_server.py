@@ -45,7 +45,11 @@ FAULT_RESPONSES: dict[str, tuple[str, dict[str, str]]] = {
 
 @dataclass
 class FaultRule:
-    """Answer matching requests with ``kind`` (a FAULT_RESPONSES key, or ``hang``), ``times`` times."""
+    """Answer matching requests with ``kind``, ``times`` times.
+
+    ``kind`` is a FAULT_RESPONSES key, ``hang`` (hold the request ``hang_seconds``, then answer
+    it), or ``empty_page`` (an empty page with a fresh NextToken).
+    """
 
     region: str
     kind: str
@@ -79,6 +83,21 @@ class _FaultInjector:
             lifetime = self.credential_lifetime_seconds
         if rule is not None and rule.kind == "hang":
             time.sleep(rule.hang_seconds)
+        elif rule is not None and rule.kind == "empty_page":
+            # An empty page that still carries a new NextToken, as some List APIs answer.
+            page = {
+                "HyperParameterTuningJobSummaries": [],
+                "NextToken": f"empty-{len(self.bodies)}",
+            }
+            data = json.dumps(page).encode()
+            start_response(
+                "200 OK",
+                [
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("Content-Length", str(len(data))),
+                ],
+            )
+            return [data]
         elif rule is not None:
             status, payload = FAULT_RESPONSES[rule.kind]
             data = json.dumps(payload).encode()
@@ -251,6 +270,10 @@ class SageMakerTestServer:
         job.last_modified_time = modified or job.creation_time
         job.hyper_parameter_tuning_end_time = ended
         return job
+
+    def delete_job(self, region: str, name: str, account: str = DEFAULT_ACCOUNT) -> None:
+        """Remove a tuning job from moto's backend, as a finished deletion does."""
+        del sagemaker_backends[account][region].hyper_parameter_tuning_jobs[name]
 
 
 def at(text: str) -> datetime:

@@ -17,10 +17,10 @@ from exporter.aws import (
     PaginationError,
     RequestCounter,
     SageMakerClients,
-    list_tuning_jobs,
 )
 from exporter.config import AwsSettings, CreatedAfter, ExporterConfig, JobFilters
 from exporter.jobs import Target
+from exporter.listing import list_tuning_jobs
 from tests.sagemaker_server import FaultRule, SageMakerTestServer, at, epoch
 
 if TYPE_CHECKING:

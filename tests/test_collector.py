@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
 from exporter.aws import LIST_OPERATION, RequestCounter
-from exporter.collector import ExporterHealthCollector, TuningJobCollector
+from exporter.collector import ExporterHealthCollector, JobCountCollector, PerJobCollector
 from exporter.jobs import RegionSnapshot, Target, TuningJob
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_exposition.txt"
@@ -89,9 +89,28 @@ STALE = TuningJob(
 )
 
 SNAPSHOTS = [
-    RegionSnapshot(EU, "111111111111", (DONE, RUNNING), True, 1_795_001_000.0, 0.25),
     RegionSnapshot(
-        US, "222222222222", (STALE,), False, 1_795_000_000.0, 0.5, "ClientError: 500", 2
+        EU,
+        "111111111111",
+        (DONE, RUNNING),
+        True,
+        1_795_001_000.0,
+        0.25,
+        published=(DONE, RUNNING),
+        full_listings=1,
+        incremental_listings=4,
+    ),
+    RegionSnapshot(
+        US,
+        "222222222222",
+        (STALE,),
+        False,
+        1_795_000_000.0,
+        0.5,
+        "ClientError: 500",
+        2,
+        published=(STALE,),
+        full_listings=1,
     ),
     RegionSnapshot(AP, "444444444444", (), False, None, 0.125, "ClientError: AccessDenied", 1),
 ]
@@ -110,7 +129,8 @@ def registry_for(
     requests.record_error("eu-west-1", LIST_OPERATION, "throttled")
     requests.record_error("eu-west-1", LIST_OPERATION, "throttled")
     registry = CollectorRegistry()
-    registry.register(TuningJobCollector(lambda: snapshots, statuses))
+    registry.register(PerJobCollector(lambda: snapshots))
+    registry.register(JobCountCollector(lambda: snapshots, statuses))
     registry.register(ExporterHealthCollector(lambda: snapshots, requests))
     return registry
 
@@ -191,7 +211,7 @@ def test_job_counts_follow_the_status_filter_and_keep_unknown_values() -> None:
 def test_each_scrape_builds_fresh_families_from_the_current_snapshots() -> None:
     current = [SNAPSHOTS[0]]
     registry = CollectorRegistry()
-    registry.register(TuningJobCollector(lambda: current))
+    registry.register(PerJobCollector(lambda: current))
 
     first = generate_latest(registry).decode()
     current = [SNAPSHOTS[1]]

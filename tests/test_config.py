@@ -15,6 +15,7 @@ from exporter.config import (
     CreatedAfter,
     ExporterConfig,
     JobFilters,
+    PerJobMetricsSettings,
     load_config,
     parse_config,
     parse_duration,
@@ -70,6 +71,20 @@ EXPECTED_ERRORS = {
     "filters_not_a_mapping": "2: filters: expected a mapping, got a list",
     "invalid_yaml": "2:6: invalid YAML: expected ',' or ']', but got ':'",
     "max_attempts_not_integer": "3: aws.max_attempts: expected a whole number from 1 to 20, got 'five'",
+    "bad_full_resync": (
+        "4: cache.full_resync: expected a number of seconds or a duration such as 90s, 5m, 1h, "
+        "7d, got 'hourly'"
+    ),
+    "zero_concurrent_refreshes": (
+        "3: cache.max_concurrent_refreshes: expected a whole number from 1 to 256, got 0"
+    ),
+    "bad_retention": (
+        "3: per_job_metrics.retention: expected a number of seconds or a duration such as 90s, "
+        "5m, 1h, 7d, got 'forever'"
+    ),
+    "negative_max_jobs": (
+        "4: per_job_metrics.max_jobs: expected a whole number from 0 to 10000000, got -1"
+    ),
     "max_attempts_zero": "3: aws.max_attempts: expected a whole number from 1 to 20, got 0",
     "missing_regions": "1: (top level): missing required key 'regions' (a list of AWS regions)",
     "name_contains_not_a_string": "3: filters.name_contains: expected a non-empty string, got 42",
@@ -81,13 +96,16 @@ EXPECTED_ERRORS = {
     ),
     "top_level_list": "1: (top level): expected a mapping, got a list",
     "unknown_account_key": "4: accounts[0].externalId: unknown key; expected one of role_arn, external_id",
-    "unknown_cache_key": "4: cache.size: unknown key; expected one of ttl",
+    "unknown_cache_key": (
+        "4: cache.size: unknown key; expected one of ttl, full_resync, max_concurrent_refreshes"
+    ),
     "unknown_status": (
         "5: filters.statuses[1]: expected one of Completed, DeleteFailed, Deleting, Failed, "
         "InProgress, Stopped, Stopping, got 'Running'"
     ),
     "unknown_top_level_key": (
-        "2: region: unknown key; expected one of regions, aws, accounts, cache, filters"
+        "2: region: unknown key; expected one of regions, aws, accounts, cache, filters, "
+        "per_job_metrics"
     ),
 }
 
@@ -141,10 +159,15 @@ def test_should_parse_every_key_of_a_full_config() -> None:
           - role_arn: arn:aws-cn:iam::222222222222:role/path/reader
         cache:
           ttl: 5m
+          full_resync: 2h
+          max_concurrent_refreshes: 3
         filters:
           name_contains: xgb
           statuses: [InProgress, Completed]
           created_after: 7d
+        per_job_metrics:
+          retention: 0
+          max_jobs: 500
         """
     )
 
@@ -155,12 +178,13 @@ def test_should_parse_every_key_of_a_full_config() -> None:
             AccountSettings("arn:aws:iam::111111111111:role/sagemaker-tuning-exporter", "abc"),
             AccountSettings("arn:aws-cn:iam::222222222222:role/path/reader"),
         ),
-        cache=CacheSettings(ttl_seconds=300),
+        cache=CacheSettings(ttl_seconds=300, full_resync_seconds=7200, max_concurrent_refreshes=3),
         filters=JobFilters(
             name_contains="xgb",
             statuses=("InProgress", "Completed"),
             created_after=CreatedAfter(relative_seconds=7 * 86400),
         ),
+        per_job_metrics=PerJobMetricsSettings(retention_seconds=0, max_jobs=500),
     )
     assert [account.account_id for account in config.accounts] == ["111111111111", "222222222222"]
 
@@ -171,6 +195,8 @@ def test_should_default_everything_but_regions() -> None:
     assert config == ExporterConfig(regions=("ap-southeast-2",))
     assert config.cache.ttl_seconds == 60
     assert config.aws.max_attempts == 5
+    assert config.cache.full_resync_seconds == 3600
+    assert config.per_job_metrics.retention_seconds == 7 * 86400
 
 
 def test_the_example_config_is_valid() -> None:

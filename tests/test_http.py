@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exporter.config import AccountSettings, ExporterConfig
+from exporter.config import AccountSettings, ExporterConfig, PerJobMetricsSettings
 from exporter.http import scrape_deadline
 from tests.conftest import RunningExporter
 from tests.expected import (
@@ -214,16 +215,16 @@ def test_a_hanging_region_does_not_hold_the_scrape_past_its_deadline(
     run_exporter: StartExporter,
 ) -> None:
     sagemaker.add_job("us-east-1", "fast-job")
-    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="hang", hang_seconds=4, times=1))
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="hang", hang_seconds=6, times=1))
     exporter = run_exporter(make_config())
 
     started = time.monotonic()
-    status, _, body = exporter.get("/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    status, _, body = exporter.get("/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "2.5"})
     elapsed = time.monotonic() - started
     ready_status, _, _ = exporter.get("/-/ready")
 
     assert status == 200
-    assert elapsed < 3
+    assert elapsed < 4.5
     assert ready_status == 503
     text = body.decode()
     assert (
@@ -277,6 +278,40 @@ def test_metrics_negotiate_openmetrics_and_gzip(
     assert "sagemaker_tuning_exporter_api_requests_total" in om.decode()
     assert gz_headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(compressed) == plain
+
+
+def test_old_finished_jobs_are_counted_but_get_no_per_job_series(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    now = datetime.now(tz=UTC).replace(tzinfo=None)
+    sagemaker.add_job(
+        "eu-west-1", "old", created=now - timedelta(days=20), ended=now - timedelta(days=19)
+    )
+    sagemaker.add_job(
+        "eu-west-1", "recent", created=now - timedelta(days=2), ended=now - timedelta(days=1)
+    )
+    sagemaker.add_job("eu-west-1", "running", status="InProgress", created=now - timedelta(days=30))
+    sagemaker.add_job("eu-west-1", "newest", created=now - timedelta(hours=1), ended=now)
+    config = make_config(
+        regions=("eu-west-1",),
+        per_job_metrics=PerJobMetricsSettings(retention_seconds=7 * 86400, max_jobs=2),
+    )
+    exporter = run_exporter(config)
+
+    text = exporter.scrape()
+
+    published = {
+        labels["job_name"]
+        for (name, frozen), _ in samples(text).items()
+        if name == "sagemaker_tuning_job_creation_timestamp_seconds"
+        for labels in [dict(frozen)]
+    }
+    assert published == {"running", "newest"}
+    assert value(text, "sagemaker_tuning_jobs", status="Completed", strategy="Bayesian") == 3
+    assert value(text, "sagemaker_tuning_exporter_unpublished_jobs", reason="retention") == 1
+    assert value(text, "sagemaker_tuning_exporter_unpublished_jobs", reason="limit") == 1
 
 
 def test_landing_page_probes_and_unknown_paths(

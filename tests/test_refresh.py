@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from types import MappingProxyType
+from typing import Any
 
 from exporter.jobs import Target, TuningJob
+from exporter.listing import Listing
 from exporter.refresh import SnapshotCache
+from exporter.retention import PublishedJobs
+from tests.factories import tuning_job
 
 EU = Target(region="eu-west-1")
 US = Target(region="us-east-1")
@@ -20,21 +23,7 @@ ROLE = Target(
 
 
 def job(name: str, account: str = "111111111111", status: str = "Completed") -> TuningJob:
-    return TuningJob(
-        name=name,
-        arn=f"arn:aws:sagemaker:eu-west-1:{account}:hyper-parameter-tuning-job/{name}",
-        account=account,
-        status=status,
-        strategy="Bayesian",
-        creation_time=1_700_000_000.0,
-        last_modified_time=None,
-        end_time=None,
-        training_job_counts=MappingProxyType({}),
-        objective_counts=MappingProxyType({}),
-        max_training_jobs=None,
-        max_parallel_training_jobs=None,
-        max_runtime_seconds=None,
-    )
+    return tuning_job(name, account=account, status=status)
 
 
 class FakeClock:
@@ -51,24 +40,29 @@ class ScriptedListing:
     def __init__(self) -> None:
         self.answers: dict[Target, list[TuningJob] | Exception] = {}
         self.calls: list[Target] = []
+        self.previous: list[Listing | None] = []
         self.release = threading.Event()
         self.release.set()
         self.lock = threading.Lock()
 
-    def __call__(self, target: Target) -> Sequence[TuningJob]:
+    def __call__(self, target: Target, previous: Listing | None) -> Listing:
         with self.lock:
             self.calls.append(target)
+            self.previous.append(previous)
         self.release.wait(timeout=10)
         answer = self.answers.get(target, [])
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return Listing(tuple(answer), watermark=None, full=previous is None)
 
 
 def make_cache(
-    listing: ScriptedListing, clock: FakeClock, targets: Sequence[Target] = (EU, US)
+    listing: ScriptedListing,
+    clock: FakeClock,
+    targets: Sequence[Target] = (EU, US),
+    **settings: Any,
 ) -> SnapshotCache:
-    return SnapshotCache(targets, listing, ttl_seconds=60, clock=clock, monotonic=clock)
+    return SnapshotCache(targets, listing, ttl_seconds=60, clock=clock, monotonic=clock, **settings)
 
 
 def test_should_not_refresh_again_within_the_ttl() -> None:
@@ -209,28 +203,127 @@ def test_refresh_all_ignores_the_ttl() -> None:
     assert listing.calls == [EU, EU]
 
 
-def test_hanging_targets_never_hold_up_a_healthy_one() -> None:
+def test_hanging_targets_never_hold_up_a_healthy_one_while_the_pool_has_room() -> None:
     hung = threading.Event()
     healthy = Target(region="us-east-1")
-    hanging = [Target(region=f"eu-west-{n}") for n in range(1, 31)]
+    hanging = [Target(region=f"eu-west-{n}") for n in range(1, 8)]
     calls: list[Target] = []
 
-    def list_jobs(target: Target) -> Sequence[TuningJob]:
+    def list_jobs(target: Target, previous: Listing | None) -> Listing:
         calls.append(target)
         if target != healthy:
             hung.wait(timeout=30)
-        return []
+        return Listing((), None, full=previous is None)
 
     clock = FakeClock()
     cache = SnapshotCache(
-        [*hanging, healthy], list_jobs, ttl_seconds=60, clock=clock, monotonic=clock
+        [*hanging, healthy],
+        list_jobs,
+        ttl_seconds=60,
+        max_concurrent_refreshes=8,
+        clock=clock,
+        monotonic=clock,
     )
     try:
         for _ in range(3):
-            cache.refresh_stale(timeout=0.2)
+            cache.refresh_stale(timeout=0.5)
             clock.now += 61
     finally:
         hung.set()
 
     assert calls.count(healthy) == 3
     assert all(calls.count(target) == 1 for target in hanging)  # single flight while hung
+
+
+def test_no_more_refreshes_run_at_once_than_the_pool_allows() -> None:
+    targets = [Target(region=f"eu-west-{n}") for n in range(1, 13)]
+    running = 0
+    most_running = 0
+    lock = threading.Lock()
+
+    def list_jobs(target: Target, previous: Listing | None) -> Listing:
+        nonlocal running, most_running
+        with lock:
+            running += 1
+            most_running = max(most_running, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return Listing((job(target.region),), None, full=True)
+
+    clock = FakeClock()
+    cache = SnapshotCache(
+        targets, list_jobs, ttl_seconds=60, max_concurrent_refreshes=3, clock=clock, monotonic=clock
+    )
+    cache.refresh_stale(timeout=10)
+
+    assert most_running == 3
+    assert len(cache.snapshots()) == 12
+
+
+def test_lists_in_full_first_then_changes_until_the_full_resync_is_due() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("a")]
+    cache = make_cache(listing, clock, targets=(EU,), full_resync_seconds=150)
+
+    for _ in range(4):
+        cache.refresh_stale(timeout=5)
+        clock.now += 61
+
+    kinds = ["full" if previous is None else "changes" for previous in listing.previous]
+    assert kinds == ["full", "changes", "changes", "full"]
+    snapshot = cache.snapshots()[0]
+    assert (snapshot.full_listings, snapshot.incremental_listings) == (2, 2)
+
+
+def test_a_failed_refresh_lists_changes_from_the_last_good_listing() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("a")]
+    cache = make_cache(listing, clock, targets=(EU,))
+    cache.refresh_stale(timeout=5)
+    listing.answers[EU] = RuntimeError("HTTP 500")
+    clock.now += 61
+    cache.refresh_stale(timeout=5)
+    listing.answers[EU] = [job("a"), job("b")]
+    clock.now += 61
+
+    cache.refresh_stale(timeout=5)
+
+    first, _, third = listing.previous
+    assert first is None
+    assert third is not None
+    assert [j.name for j in third.jobs] == ["a"]
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["a", "b"]
+
+
+def test_retention_decides_the_published_jobs_and_counts_the_rest() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("a"), job("b"), job("c")]
+
+    def publish_two(jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
+        assert now == clock.now
+        return PublishedJobs(tuple(jobs[:2]), hidden_by_retention=1)
+
+    cache = make_cache(listing, clock, targets=(EU,), select_published=publish_two)
+    cache.refresh_stale(timeout=5)
+
+    snapshot = cache.snapshots()[0]
+    assert [j.name for j in snapshot.published] == ["a", "b"]
+    assert len(snapshot.jobs) == 3
+    assert snapshot.hidden_by_retention == 1
+
+
+def test_an_unchanged_listing_keeps_the_same_job_tuples() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("a")]
+    cache = make_cache(listing, clock, targets=(EU,))
+    cache.refresh_stale(timeout=5)
+    before = cache.snapshots()[0]
+    clock.now += 61
+
+    cache.refresh_stale(timeout=5)
+
+    after = cache.snapshots()[0]
+    assert after is not before
+    assert after.jobs is before.jobs
+    assert after.published is before.published

@@ -1,0 +1,148 @@
+"""The cached /metrics body: byte for byte what prometheus_client renders, reused until a change."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+from prometheus_client import CollectorRegistry, exposition
+
+from exporter import exposition as exporter_exposition
+from exporter.aws import LIST_OPERATION, RequestCounter
+from exporter.collector import ExporterHealthCollector, JobCountCollector, PerJobCollector
+from exporter.exposition import MetricsPage
+from exporter.jobs import RegionSnapshot, Target, TuningJob
+from tests.factories import tuning_job
+
+EU = Target(region="eu-west-1")
+US = Target(
+    region="us-east-1", role_arn="arn:aws:iam::222222222222:role/r", account_id="222222222222"
+)
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+ACCEPT_HEADERS = [
+    None,
+    "text/plain;version=0.0.4",
+    "text/plain;version=1.0.0;escaping=allow-utf-8",
+    PROMETHEUS_ACCEPT,
+    "application/openmetrics-text;version=1.0.0",
+    "application/openmetrics-text",
+]
+
+
+def job(name: str, completed: int = 3, status: str = "InProgress") -> TuningJob:
+    return tuning_job(
+        name,
+        status=status,
+        creation_time=1_795_000_000.125,
+        last_modified_time=1_795_000_500.0,
+        end_time=None if status == "InProgress" else 1_795_000_900.0,
+        training_job_counts={"Completed": completed, "NonRetryableError": 1},
+        objective_counts={"Succeeded": completed, "Failed": 0},
+        max_training_jobs=50,
+        max_runtime_seconds=86_400,
+    )
+
+
+def snapshot(target: Target, jobs: tuple[TuningJob, ...]) -> RegionSnapshot:
+    return RegionSnapshot(
+        target, target.account_id or "111111111111", jobs, True, 1.0, 0.5, published=jobs
+    )
+
+
+class Page:
+    """A MetricsPage over snapshots a test swaps, with the registry prometheus_client renders."""
+
+    def __init__(self, snapshots: list[RegionSnapshot]) -> None:
+        self.snapshots = snapshots
+        self.requests = RequestCounter()
+        self.requests.declare("eu-west-1", LIST_OPERATION)
+        counts = JobCountCollector(lambda: self.snapshots)
+        health = ExporterHealthCollector(lambda: self.snapshots, self.requests)
+        self.full = CollectorRegistry()
+        summary = CollectorRegistry()
+        for collector in (PerJobCollector(lambda: self.snapshots), counts, health):
+            self.full.register(collector)
+        for collector in (counts, health):
+            summary.register(collector)
+        self.page = MetricsPage(lambda: list(self.snapshots), self.requests, summary, self.full)
+
+    def body(self, accept: str | None = None, accept_gzip: bool = False) -> bytes:
+        response = self.page.render(accept, accept_gzip)
+        body = b"".join(response.chunks)
+        return gzip.decompress(body) if response.gzipped else body
+
+
+ODD_JOBS = (
+    job("plain"),
+    job('quote"and\\backslash'),
+    job("new\nline"),
+    job("ünïcode-名前", status="Completed"),
+)
+
+
+@pytest.mark.parametrize("accept", ACCEPT_HEADERS)
+def test_the_body_equals_what_prometheus_client_renders_for_each_format(accept: str | None) -> None:
+    page = Page([snapshot(EU, ODD_JOBS), snapshot(US, (job("other", status="Failed"),))])
+    encoder, _ = exposition.choose_encoder(accept or "")
+
+    assert page.body(accept) == encoder(page.full)
+    assert page.body(accept, accept_gzip=True) == encoder(page.full)
+
+
+def test_an_unchanged_cache_serves_the_same_response_object() -> None:
+    page = Page([snapshot(EU, ODD_JOBS)])
+
+    first = page.page.render(PROMETHEUS_ACCEPT, True)
+    second = page.page.render(PROMETHEUS_ACCEPT, True)
+
+    assert second is first
+
+
+def test_a_new_snapshot_or_request_count_renders_again() -> None:
+    page = Page([snapshot(EU, (job("a"),))])
+    before = page.body()
+
+    page.snapshots = [snapshot(EU, (job("a", completed=4),))]
+    after_refresh = page.body()
+    page.requests.record("eu-west-1", LIST_OPERATION)
+    after_request = page.body()
+
+    assert b'training_job_status="Completed"} 3.0' in before
+    assert b'training_job_status="Completed"} 4.0' in after_refresh
+    assert b'operation="ListHyperParameterTuningJobs",region="eu-west-1"} 1.0' in after_request
+    assert after_request == exposition.generate_latest(page.full)
+
+
+def test_only_changed_jobs_are_rendered_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = tuple(job(f"job-{n}") for n in range(50))
+    page = Page([snapshot(EU, jobs)])
+    page.body()
+    rendered: list[str] = []
+    render_job = exporter_exposition._render_job
+
+    def counting_render_job(labels: tuple[str, ...], tuning_job: TuningJob) -> tuple[bytes, ...]:
+        rendered.append(tuning_job.name)
+        return render_job(labels, tuning_job)
+
+    monkeypatch.setattr(exporter_exposition, "_render_job", counting_render_job)
+    changed = (*jobs[:10], replace(jobs[10], training_job_counts=MappingProxyType({})), *jobs[11:])
+    page.snapshots = [snapshot(EU, changed)]
+
+    body = page.body()
+
+    assert rendered == ["job-10"]
+    assert body == exposition.generate_latest(page.full)
+
+
+def test_a_target_with_no_published_jobs_still_gets_family_headers() -> None:
+    page = Page([])
+
+    body = page.body()
+
+    assert body.startswith(b"# HELP sagemaker_tuning_job_training_jobs ")
+    assert body == exposition.generate_latest(page.full)
