@@ -4,10 +4,10 @@ At 10,000 jobs the per-job families are about 140,000 samples, and prometheus_cl
 ``generate_latest`` takes seconds to render them. Nearly all of that is the same from one
 refresh to the next: finished jobs never change. So:
 
-* :class:`PerJobRenderer` keeps each job's rendered lines and renders a job again only when
-  its record changed, then joins the lines family by family;
-* :class:`MetricsPage` keeps the whole body, and its gzip encoding, per content type, and
-  serves them again until a refresh replaces a snapshot or an AWS request is counted.
+* :class:`PerJobRenderer` keeps each account and region's rendered lines and renders them
+  again only when that target's published jobs changed;
+* :class:`MetricsPage` keeps the whole response, and its gzip encoding, per content type, and
+  serves it again until a refresh replaces a snapshot or an AWS request is counted.
 
 The small families (job counts, the exporter's health) go through prometheus_client's own
 encoders, which also choose between the text format and OpenMetrics from the Accept header.
@@ -17,6 +17,7 @@ what prometheus_client renders from the same collectors.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -33,9 +34,10 @@ from exporter.collector import (
     job_family_help,
     job_label_values,
 )
-from exporter.jobs import RegionSnapshot, TuningJob
+from exporter.jobs import RegionSnapshot, Target, TuningJob
 
 GZIP_LEVEL = 6
+RENDER_BATCH_JOBS = 1000
 _FAST_ENCODERS = (exposition.generate_latest, openmetrics.exposition.generate_latest)
 
 
@@ -55,7 +57,10 @@ def _family_header(family: JobFamily) -> bytes:
 
 
 class PerJobRenderer:
-    """Renders the per-job families of the published jobs, reusing the lines of unchanged jobs.
+    """Renders the per-job families, reusing each account and region's lines until its jobs change.
+
+    The result is a sequence of chunks: each family's header, then that family's lines of each
+    target. Serving the chunks as they are never copies the (large) body into one buffer.
 
     Sample output (one job, first family)::
 
@@ -66,63 +71,77 @@ class PerJobRenderer:
 
     def __init__(self) -> None:
         self._headers = tuple(_family_header(family) for family in JOB_FAMILIES)
-        # (account label, region, job ARN) -> (the job as rendered, its lines per family)
-        self._lines: dict[tuple[str, str, str], tuple[TuningJob, tuple[bytes, ...]]] = {}
-        self._rendered_from: list[tuple[str, tuple[TuningJob, ...]]] | None = None
-        self._body = b""
+        # target -> (account label, published jobs as rendered, their chunks per family)
+        self._rendered: dict[
+            Target, tuple[str, tuple[TuningJob, ...], tuple[tuple[bytes, ...], ...]]
+        ] = {}
 
-    def render(self, snapshots: Sequence[RegionSnapshot]) -> bytes:
-        """The per-job families in text exposition format, every family's samples together."""
-        published = [(snapshot.account, snapshot.published) for snapshot in snapshots]
-        if (
-            self._rendered_from is not None
-            and len(published) == len(self._rendered_from)
-            and all(
-                account == old_account and jobs is old_jobs
-                for (account, jobs), (old_account, old_jobs) in zip(
-                    published, self._rendered_from, strict=True
-                )
-            )
-        ):
-            return self._body
-        lines: dict[tuple[str, str, str], tuple[TuningJob, tuple[bytes, ...]]] = {}
-        by_family: list[list[bytes]] = [[] for _ in JOB_FAMILIES]
+    def render(self, snapshots: Sequence[RegionSnapshot]) -> tuple[bytes, ...]:
+        """The per-job families in text exposition format, as chunks to send in order."""
+        rendered = {}
         for snapshot in snapshots:
-            for job in snapshot.published:
-                labels = job_label_values(snapshot, job)
-                key = (labels[0], labels[1], job.arn)
-                cached = self._lines.get(key)
-                if cached is not None and (cached[0] is job or cached[0] == job):
-                    job_lines = cached[1]
-                else:
-                    job_lines = _render_job(labels, job)
-                lines[key] = (job, job_lines)
-                for family_lines, job_family_lines in zip(by_family, job_lines, strict=True):
-                    family_lines.append(job_family_lines)
-        self._lines = lines
-        self._rendered_from = published
-        self._body = b"".join(
-            header + b"".join(family_lines)
-            for header, family_lines in zip(self._headers, by_family, strict=True)
-        )
-        return self._body
-
-
-def _render_job(labels: Sequence[str], job: TuningJob) -> tuple[bytes, ...]:
-    """The sample lines of ``job`` in each of JOB_FAMILIES, label names sorted as the client does."""
-    base = [
-        (name, _escape_label_value(value)) for name, value in zip(JOB_LABELS, labels, strict=True)
-    ]
-    rendered = []
-    for family in JOB_FAMILIES:
-        family_lines = []
-        for extra_value, value in family.samples(job):
-            pairs = (
-                base if extra_value is None else [*base, (family.extra_label or "", extra_value)]
+            cached = self._rendered.get(snapshot.target)
+            if (
+                cached is not None
+                and cached[0] == snapshot.account
+                and cached[1] is snapshot.published
+            ):
+                rendered[snapshot.target] = cached
+                continue
+            # Let the outdated lines go before rendering their replacement.
+            self._rendered.pop(snapshot.target, None)
+            rendered[snapshot.target] = (
+                snapshot.account,
+                snapshot.published,
+                render_target(snapshot),
             )
-            label_text = ",".join(f'{name}="{text}"' for name, text in sorted(pairs))
-            family_lines.append(f"{family.name}{{{label_text}}} {_go_float(value)}\n")
-        rendered.append("".join(family_lines).encode())
+        self._rendered = rendered
+        chunks: list[bytes] = []
+        for index, header in enumerate(self._headers):
+            chunks.append(header)
+            for snapshot in snapshots:
+                chunks.extend(rendered[snapshot.target][2][index])
+        return tuple(chunks)
+
+
+_SORTED_JOB_LABELS = tuple(sorted(JOB_LABELS))
+_JOB_LABEL_ORDER = tuple(JOB_LABELS.index(name) for name in _SORTED_JOB_LABELS)
+# Where each family's extra label goes among the sorted job labels, as the client sorts them.
+_EXTRA_LABEL_POSITION = tuple(
+    bisect.bisect(_SORTED_JOB_LABELS, family.extra_label) if family.extra_label else 0
+    for family in JOB_FAMILIES
+)
+
+
+def render_target(snapshot: RegionSnapshot) -> tuple[tuple[bytes, ...], ...]:
+    """The sample lines of a target's published jobs: for each family in JOB_FAMILIES, chunks.
+
+    Each chunk holds the lines of up to RENDER_BATCH_JOBS jobs, so rendering never holds more
+    than one batch as text on top of the bytes already rendered.
+    """
+    labelled = []
+    for job in snapshot.published:
+        values = job_label_values(snapshot, job)
+        parts = [
+            f'{name}="{_escape_label_value(values[index])}"'
+            for name, index in zip(_SORTED_JOB_LABELS, _JOB_LABEL_ORDER, strict=True)
+        ]
+        labelled.append((job, parts, ",".join(parts)))
+    rendered = []
+    for family, position in zip(JOB_FAMILIES, _EXTRA_LABEL_POSITION, strict=True):
+        chunks = []
+        for start in range(0, len(labelled), RENDER_BATCH_JOBS):
+            lines = []
+            for job, parts, job_text in labelled[start : start + RENDER_BATCH_JOBS]:
+                for extra_value, value in family.samples(job):
+                    if extra_value is None:
+                        label_text = job_text
+                    else:
+                        extra = f'{family.extra_label}="{_escape_label_value(extra_value)}"'
+                        label_text = ",".join([*parts[:position], extra, *parts[position:]])
+                    lines.append(f"{family.name}{{{label_text}}} {_go_float(value)}\n")
+            chunks.append("".join(lines).encode())
+        rendered.append(tuple(chunks))
     return tuple(rendered)
 
 
@@ -199,10 +218,7 @@ class MetricsPage:
         snapshots: list[RegionSnapshot],
     ) -> Response:
         if getattr(encoder, "func", encoder) in _FAST_ENCODERS:
-            chunks: tuple[bytes, ...] = (
-                self._per_job.render(snapshots),
-                encoder(self._summary_registry),
-            )
+            chunks = (*self._per_job.render(snapshots), encoder(self._summary_registry))
         else:
             chunks = (encoder(self._full_registry),)
         if not accept_gzip:

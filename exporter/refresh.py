@@ -181,7 +181,8 @@ class SnapshotCache:
                 snapshot = _failed_snapshot(target, previous, finished - started, error)
             else:
                 snapshot = self._successful_snapshot(target, previous, listing, finished - started)
-                self._listings[target] = listing
+                # The snapshot may hold the previous, equal tuple: keep only one of the two.
+                self._listings[target] = replace(listing, jobs=snapshot.jobs)
                 if listing.full:
                     self._listed_fully_at[target] = started
             self._snapshots[target] = snapshot

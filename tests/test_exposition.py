@@ -118,24 +118,28 @@ def test_a_new_snapshot_or_request_count_renders_again() -> None:
     assert after_request == exposition.generate_latest(page.full)
 
 
-def test_only_changed_jobs_are_rendered_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    jobs = tuple(job(f"job-{n}") for n in range(50))
-    page = Page([snapshot(EU, jobs)])
+def test_only_targets_whose_jobs_changed_are_rendered_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    eu_jobs = tuple(job(f"job-{n}") for n in range(50))
+    us_jobs = (job("other"),)
+    page = Page([snapshot(EU, eu_jobs), snapshot(US, us_jobs)])
     page.body()
     rendered: list[str] = []
-    render_job = exporter_exposition._render_job
+    render_target = exporter_exposition.render_target
 
-    def counting_render_job(labels: tuple[str, ...], tuning_job: TuningJob) -> tuple[bytes, ...]:
-        rendered.append(tuning_job.name)
-        return render_job(labels, tuning_job)
+    def counting_render_target(changed: RegionSnapshot) -> tuple[tuple[bytes, ...], ...]:
+        rendered.append(changed.target.region)
+        return render_target(changed)
 
-    monkeypatch.setattr(exporter_exposition, "_render_job", counting_render_job)
-    changed = (*jobs[:10], replace(jobs[10], training_job_counts=MappingProxyType({})), *jobs[11:])
-    page.snapshots = [snapshot(EU, changed)]
+    monkeypatch.setattr(exporter_exposition, "render_target", counting_render_target)
+    changed = (*eu_jobs[:10], replace(eu_jobs[10], training_job_counts=MappingProxyType({})))
+    unchanged_us = replace(page.snapshots[1], refresh_duration_seconds=0.75)
+    page.snapshots = [snapshot(EU, changed), unchanged_us]
 
     body = page.body()
 
-    assert rendered == ["job-10"]
+    assert rendered == ["eu-west-1"]
     assert body == exposition.generate_latest(page.full)
 
 
@@ -146,3 +150,10 @@ def test_a_target_with_no_published_jobs_still_gets_family_headers() -> None:
 
     assert body.startswith(b"# HELP sagemaker_tuning_job_training_jobs ")
     assert body == exposition.generate_latest(page.full)
+
+
+def test_jobs_rendered_in_several_batches_read_as_one_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exporter_exposition, "RENDER_BATCH_JOBS", 3)
+    page = Page([snapshot(EU, tuple(job(f"job-{n}") for n in range(10)))])
+
+    assert page.body() == exposition.generate_latest(page.full)

@@ -1,0 +1,467 @@
+"""Benchmark: the exporter against a naive baseline, both listing N tuning jobs per region from moto.
+
+    python bench/benchmark.py                      # 10,000 jobs in each of 2 regions
+    python bench/benchmark.py --jobs 300 --ttl 5   # a quick run
+    python bench/benchmark.py --json result.json   # also write the figures as JSON
+
+moto's SageMaker server runs in this process on 127.0.0.1, seeded with ``--jobs`` jobs per
+region (``--running`` of them InProgress, the rest finished within the last six days, so the
+default per-job retention publishes them all). Each variant runs as its own process:
+
+* ``exporter``: ``python -m exporter`` with its default settings;
+* ``naive``: the same listing code, but a full listing on every refresh and prometheus_client's
+  ``generate_latest`` on every scrape (its WSGI application), as an exporter without
+  incremental listing or a cached exposition would do.
+
+For each: the requests and wall time of the first (full) refresh; scrape latency p50/p99
+over ``--scrapes`` plain and gzip scrapes served from a warm cache; then ``--changes`` jobs per
+region change (counters move, jobs finish) and, once the TTL has passed, one scrape triggers
+a steady-state refresh whose requests and wall time are read from the exporter's own
+metrics; and the process's peak RSS. Loopback only; placeholder credentials only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ACCOUNT = "123456789012"  # moto's account for keys it did not issue
+PLACEHOLDER_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "bench-placeholder",
+    "AWS_SECRET_ACCESS_KEY": "bench-placeholder",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+FINISHED = ("Completed", "Completed", "Completed", "Failed", "Stopped")
+SCRAPE_TIMEOUT_SECONDS = "120"
+
+
+@dataclass
+class VariantResult:
+    """What one variant measured."""
+
+    variant: str
+    full_refresh_requests_per_region: float
+    full_refresh_seconds: float
+    steady_refresh_requests_per_region: float
+    steady_refresh_seconds: float
+    first_scrape_after_refresh_seconds: float
+    scrape_plain_p50_seconds: float
+    scrape_plain_p99_seconds: float
+    scrape_gzip_p50_seconds: float
+    scrape_gzip_p99_seconds: float
+    body_bytes: int
+    gzip_body_bytes: int
+    peak_rss_mib: float
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10_000, help="tuning jobs per region")
+    parser.add_argument("--regions", type=int, default=2, help="number of regions (max 4)")
+    parser.add_argument("--running", type=int, default=20, help="InProgress jobs per region")
+    parser.add_argument("--changes", type=int, default=5, help="jobs that change per region")
+    parser.add_argument("--scrapes", type=int, default=20, help="warm scrapes per format")
+    parser.add_argument(
+        "--naive-scrapes", type=int, default=5, help="warm scrapes per format for the baseline"
+    )
+    parser.add_argument("--ttl", type=float, default=60.0, help="cache.ttl of both variants")
+    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    parser.add_argument(
+        "--serve-naive", nargs=2, metavar=("CONFIG", "PORT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.serve_naive:
+        return serve_naive(Path(args.serve_naive[0]), int(args.serve_naive[1]))
+
+    regions = ("us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1")[: args.regions]
+    os.environ.update(PLACEHOLDER_ENVIRONMENT)
+    with moto_server() as endpoint_url:
+        started = time.monotonic()
+        seed_jobs(regions, args.jobs, args.running)
+        print(
+            f"seeded {args.jobs} jobs in each of {len(regions)} regions "
+            f"in {time.monotonic() - started:.1f}s",
+            file=sys.stderr,
+        )
+        results = []
+        for variant, scrapes in (("exporter", args.scrapes), ("naive", args.naive_scrapes)):
+            results.append(run_variant(variant, endpoint_url, regions, args, scrapes))
+            restore_jobs(regions, args.jobs, args.running)
+    report = {
+        "machine": machine(),
+        "command": " ".join(["python", "bench/benchmark.py", *(argv or sys.argv[1:])]),
+        "jobs_per_region": args.jobs,
+        "regions": len(regions),
+        "running_per_region": args.running,
+        "changes_per_region": args.changes,
+        "steady_request_target": math.ceil(args.running / 100) + 3,
+        "results": [asdict(result) for result in results],
+    }
+    print(markdown_table(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server on 127.0.0.1; yields its URL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def _backend(region: str) -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[ACCOUNT][region]
+
+
+def seed_jobs(regions: Sequence[str], jobs: int, running: int) -> None:
+    """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days."""
+    now = datetime.now(tz=UTC).replace(tzinfo=None)  # moto keeps naive UTC times
+    for region in regions:
+        backend = _backend(region)
+        rng = random.Random(region)
+        for index in range(jobs):
+            name = f"job-{index:05d}"
+            backend.create_hyper_parameter_tuning_job(
+                hyper_parameter_tuning_job_name=name,
+                hyper_parameter_tuning_job_config={
+                    "Strategy": STRATEGIES[index % len(STRATEGIES)],
+                    "ResourceLimits": {"MaxNumberOfTrainingJobs": 50, "MaxParallelTrainingJobs": 5},
+                    "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "auc"},
+                },
+                training_job_definition=None,
+                training_job_definitions=None,
+                warm_start_config=None,
+                tags=None,
+                autotune=None,
+            )
+            job = backend.hyper_parameter_tuning_jobs[name]
+            # Spread over six days, oldest first, so modification times differ as in a real account.
+            # The newest was modified an hour ago, so changes made now are newer than any of them.
+            created = now - timedelta(days=6, hours=1) + timedelta(seconds=index * 6 * 86400 / jobs)
+            is_running = index >= jobs - running
+            job.creation_time = created
+            job.last_modified_time = created + timedelta(minutes=30)
+            job.hyper_parameter_tuning_job_status = (
+                "InProgress" if is_running else rng.choice(FINISHED)
+            )
+            job.hyper_parameter_tuning_end_time = None if is_running else job.last_modified_time
+            done = rng.randint(1, 50)
+            job.training_job_status_counters = {
+                "Completed": done,
+                "InProgress": 5 if is_running else 0,
+                "RetryableError": rng.randint(0, 3),
+                "NonRetryableError": rng.randint(0, 3),
+                "Stopped": 0,
+            }
+            job.objective_status_counters = {"Succeeded": done, "Pending": 0, "Failed": 0}
+
+
+def change_jobs(regions: Sequence[str], jobs: int, running: int, changes: int) -> None:
+    """``changes`` running jobs per region move on: most count progress, two finish."""
+    now = datetime.now(tz=UTC).replace(tzinfo=None)
+    for region in regions:
+        backend = _backend(region)
+        for offset in range(min(changes, running)):
+            job = backend.hyper_parameter_tuning_jobs[f"job-{jobs - running + offset:05d}"]
+            counters = dict(job.training_job_status_counters)
+            counters["Completed"] += 1
+            job.training_job_status_counters = counters
+            job.last_modified_time = now
+            if offset < 2:
+                job.hyper_parameter_tuning_job_status = "Completed"
+                job.hyper_parameter_tuning_end_time = now
+
+
+def restore_jobs(regions: Sequence[str], jobs: int, running: int) -> None:
+    """Undo :func:`change_jobs`, so the next variant starts from the same account."""
+    for region in regions:
+        backend = _backend(region)
+        for name in list(backend.hyper_parameter_tuning_jobs):
+            del backend.hyper_parameter_tuning_jobs[name]
+    seed_jobs(regions, jobs, running)
+
+
+def run_variant(
+    variant: str,
+    endpoint_url: str,
+    regions: Sequence[str],
+    args: argparse.Namespace,
+    scrapes: int,
+) -> VariantResult:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "config.yaml"
+        config.write_text(
+            f"regions: [{', '.join(regions)}]\n"
+            f"aws:\n  endpoint_url: {endpoint_url}\n  max_attempts: 2\n"
+            f"cache:\n  ttl: {args.ttl}\n"
+        )
+        if variant == "exporter":
+            command = [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--config.file",
+                str(config),
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+            ]
+        else:
+            command = [sys.executable, __file__, "--serve-naive", str(config), str(port)]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **PLACEHOLDER_ENVIRONMENT},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url, process)
+            refreshed_at = time.monotonic()
+            text, first_scrape = timed_scrape(url, gzip_encoded=False)
+            full_requests = list_requests(text)
+            full_seconds = max(metric(text, "sagemaker_tuning_exporter_refresh_duration_seconds"))
+            plain = [timed_scrape(url, gzip_encoded=False)[1] for _ in range(scrapes)]
+            gzipped = [timed_scrape(url, gzip_encoded=True)[1] for _ in range(scrapes)]
+            body = fetch(url, gzip_encoded=False)
+            gzip_body = fetch(url, gzip_encoded=True, decode=False)
+            if time.monotonic() - refreshed_at >= args.ttl:
+                print(
+                    f"warning: {variant}'s warm scrapes outlasted the TTL; raise --ttl",
+                    file=sys.stderr,
+                )
+
+            change_jobs(regions, args.jobs, args.running, args.changes)
+            time.sleep(max(0.0, refreshed_at + args.ttl + 0.5 - time.monotonic()))
+            after, _ = timed_scrape(url, gzip_encoded=False)
+            steady_requests = list_requests(after) - full_requests
+            steady_seconds = max(
+                metric(after, "sagemaker_tuning_exporter_refresh_duration_seconds")
+            )
+            peak_rss_mib = peak_rss_kib(process.pid) / 1024
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return VariantResult(
+        variant=variant,
+        full_refresh_requests_per_region=full_requests / len(regions),
+        full_refresh_seconds=full_seconds,
+        steady_refresh_requests_per_region=steady_requests / len(regions),
+        steady_refresh_seconds=steady_seconds,
+        first_scrape_after_refresh_seconds=first_scrape,
+        scrape_plain_p50_seconds=percentile(plain, 50),
+        scrape_plain_p99_seconds=percentile(plain, 99),
+        scrape_gzip_p50_seconds=percentile(gzipped, 50),
+        scrape_gzip_p99_seconds=percentile(gzipped, 99),
+        body_bytes=len(body),
+        gzip_body_bytes=len(gzip_body),
+        peak_rss_mib=peak_rss_mib,
+    )
+
+
+def serve_naive(config_path: Path, port: int) -> int:
+    """The baseline: a full listing on every refresh and generate_latest on every scrape."""
+    from dataclasses import replace
+
+    from prometheus_client import make_wsgi_app
+
+    from exporter.app import Exporter
+    from exporter.config import load_config
+    from exporter.http import ExporterServer, scrape_deadline
+
+    config = load_config(config_path)
+    exporter = Exporter(replace(config, cache=replace(config.cache, full_resync_seconds=0)))
+    metrics_app = make_wsgi_app(exporter.registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/-/ready":
+            ready = exporter.cache.is_ready()
+            start_response("200 OK" if ready else "503 Service Unavailable", [])
+            return [b""]
+        exporter.cache.refresh_stale(timeout=scrape_deadline(environ))
+        return metrics_app(environ, start_response)
+
+    exporter.cache.refresh_all(timeout=None)
+    server = ExporterServer(f"127.0.0.1:{port}", app)
+    server.start()
+    # SIGTERM from the benchmark ends the process.
+    threading.Event().wait()
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 900.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the server exited: {process.stderr.read() if process.stderr else ''}"
+            )
+        try:
+            with urllib.request.urlopen(url + "/-/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} was not ready within {timeout}s")
+
+
+def fetch(url: str, gzip_encoded: bool, decode: bool = True) -> bytes:
+    headers = {"X-Prometheus-Scrape-Timeout-Seconds": SCRAPE_TIMEOUT_SECONDS}
+    if gzip_encoded:
+        headers["Accept-Encoding"] = "gzip"
+    request = urllib.request.Request(url + "/metrics", headers=headers)
+    with urllib.request.urlopen(request, timeout=300) as response:
+        body: bytes = response.read()
+    return gzip.decompress(body) if gzip_encoded and decode else body
+
+
+def timed_scrape(url: str, gzip_encoded: bool) -> tuple[str, float]:
+    started = time.perf_counter()
+    body = fetch(url, gzip_encoded, decode=False)
+    elapsed = time.perf_counter() - started
+    text = (gzip.decompress(body) if gzip_encoded else body).decode()
+    return text, elapsed
+
+
+def metric(text: str, name: str) -> list[float]:
+    return [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+def list_requests(text: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "sagemaker_tuning_exporter_api_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and sample.labels.get("operation") == "ListHyperParameterTuningJobs"
+    )
+
+
+def peak_rss_kib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1])
+    return math.nan
+
+
+def percentile(values: Sequence[float], percent: float) -> float:
+    if not values:
+        return math.nan
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    rows = {r["variant"]: r for r in report["results"]}
+    exporter, naive = rows["exporter"], rows["naive"]
+
+    def ratio(key: str) -> str:
+        return f"{naive[key] / exporter[key]:.0f}x" if exporter[key] else "-"
+
+    lines = [
+        f"{report['jobs_per_region']:,} jobs per region, {report['regions']} regions, "
+        f"{report['running_per_region']} running and {report['changes_per_region']} changed per "
+        f"region; {report['machine']}",
+        "",
+        "| measure | exporter | naive baseline | naive / exporter |",
+        "|---|---|---|---|",
+    ]
+    measures = [
+        ("requests per region, full refresh", "full_refresh_requests_per_region", "{:.0f}"),
+        (
+            "requests per region, steady-state refresh",
+            "steady_refresh_requests_per_region",
+            "{:.0f}",
+        ),
+        ("refresh wall time, full (s)", "full_refresh_seconds", "{:.2f}"),
+        ("refresh wall time, steady state (s)", "steady_refresh_seconds", "{:.2f}"),
+        ("first scrape after a refresh (s)", "first_scrape_after_refresh_seconds", "{:.3f}"),
+        ("warm scrape p50, plain (s)", "scrape_plain_p50_seconds", "{:.4f}"),
+        ("warm scrape p99, plain (s)", "scrape_plain_p99_seconds", "{:.4f}"),
+        ("warm scrape p50, gzip (s)", "scrape_gzip_p50_seconds", "{:.4f}"),
+        ("warm scrape p99, gzip (s)", "scrape_gzip_p99_seconds", "{:.4f}"),
+        ("body, plain (MB)", "body_bytes", "{:.1f}"),
+        ("body, gzip (MB)", "gzip_body_bytes", "{:.2f}"),
+        ("peak RSS (MiB)", "peak_rss_mib", "{:.0f}"),
+    ]
+    for label, key, form in measures:
+        scale = 1e6 if key.endswith("bytes") else 1
+        lines.append(
+            f"| {label} | {form.format(exporter[key] / scale)} | "
+            f"{form.format(naive[key] / scale)} | {ratio(key)} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Steady-state target: at most {report['steady_request_target']} requests per region."
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
