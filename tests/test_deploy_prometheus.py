@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from exporter.cli import DEFAULT_LISTEN_ADDRESS
@@ -15,6 +16,8 @@ from tests.prometheus import require_binary
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
 RULE_TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
+# The example to start from, and the one deploy/docker-compose.yml runs.
+PROMETHEUS_CONFIGS = ["prometheus.yml", "prometheus-demo.yml"]
 DEFAULT_PORT = int(DEFAULT_LISTEN_ADDRESS.rsplit(":", 1)[1])
 
 
@@ -81,16 +84,18 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
     assert set(alerts) - stays_silent == set(), "alerts without a not-firing test"
 
 
-def test_promtool_accepts_the_example_prometheus_config_and_its_rule_files() -> None:
-    result = promtool("check", "config", PROMETHEUS_DIR / "prometheus.yml")
+@pytest.mark.parametrize("config", PROMETHEUS_CONFIGS)
+def test_promtool_accepts_the_prometheus_config_and_its_rule_files(config: str) -> None:
+    result = promtool("check", "config", PROMETHEUS_DIR / config)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(RULE_FILES)} rule files found" in result.stdout
 
 
-def test_example_scrape_job_is_the_one_the_exporter_down_alert_selects() -> None:
-    config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
-    (job,) = config["scrape_configs"]
+@pytest.mark.parametrize("config", PROMETHEUS_CONFIGS)
+def test_scrape_job_is_the_one_the_exporter_down_alert_selects(config: str) -> None:
+    scrape_config = load_yaml(PROMETHEUS_DIR / config)
+    (job,) = scrape_config["scrape_configs"]
     rules = [
         rule
         for path in RULE_FILES
