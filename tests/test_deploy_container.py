@@ -86,6 +86,9 @@ def test_image_is_built_in_two_stages_and_runs_as_a_numeric_non_root_user() -> N
     uid, _, gid = user.partition(":")
     assert int(uid) > 0
     assert int(gid) > 0
+    (install,) = [run for run in arguments_of("RUN") if "useradd" in run]
+    assert f"--gid {gid} " in install
+    assert f"--uid {uid} --gid {gid} " in install
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in re.sub(r"\s+", " ", DOCKERFILE.read_text())
     assert requires_python == ">=3.11"
 

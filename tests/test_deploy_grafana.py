@@ -2,6 +2,7 @@
 
 A Prometheus with the rules of deploy/prometheus loaded scrapes the exporter in demo mode
 every second; each query, its Grafana variables substituted, must be valid and return data.
+The same Prometheus shows the rules evaluating without error and the demo's alerts firing.
 """
 
 from __future__ import annotations
@@ -231,3 +232,14 @@ def test_prometheus_evaluates_every_rule_without_error_when_scraping_the_demo_ex
     )
     assert [(rule["name"], rule["health"]) for rule in rules if rule["health"] != "ok"] == []
     assert queries_without_data(prometheus_url, recorded) == {}, "rules that record nothing"
+
+
+def test_demo_fires_the_alerts_the_readme_promises_when_prometheus_evaluates_the_rules(
+    prometheus_url: str, variable_values: dict[str, str]
+) -> None:
+    alerts = {
+        name: f'ALERTS{{alertname="{name}", alertstate="firing"}}'
+        for name in ("SageMakerTuningJobFailed", "SageMakerTuningTrainingJobsFailing")
+    }
+
+    assert queries_without_data(prometheus_url, alerts) == {}, "alerts that did not fire"
