@@ -77,7 +77,9 @@ def test_deployment_mounts_the_example_config_where_the_image_reads_it(
     assert f"--config.file={CONFIG_PATH}" in cmd
     assert f"{mounts['config']['mountPath']}/{key}" == CONFIG_PATH
     assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]
-    assert config_map["data"][key] == (ROOT / "config.example.yaml").read_text()
+    assert config_map["data"][key] == (ROOT / "config.example.yaml").read_text(), (
+        "copy config.example.yaml to deploy/kubernetes/exporter-config.yaml"
+    )
 
 
 def test_configmap_holds_a_configuration_the_exporter_accepts(
