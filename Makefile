@@ -35,5 +35,9 @@ lint: $(VENV)/.installed-test
 
 check: lint test
 
+# The PrometheusRule of deploy/kubernetes carries the groups of the Prometheus rule file.
+deploy/kubernetes/prometheusrule.yaml: deploy/prometheus/rules/sagemaker-tuning.rules.yml $(VENV)/.installed-test
+	$(BIN)/python -m tests.kustomize
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

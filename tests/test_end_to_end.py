@@ -6,12 +6,8 @@ skip when the binaries are missing; with ``CI`` set they fail instead.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -22,20 +18,11 @@ import pytest
 from tests.conftest import ROOT
 from tests.expected import Samples, expected_samples_from_api, seed_varied_jobs
 from tests.processes import free_port, start_exporter, wait_for
+from tests.prometheus import query, require_binary, running_prometheus, wait_for_series
 from tests.sagemaker_server import SageMakerTestServer
 
 REGIONS = ("us-east-1", "eu-west-1")
 JOB_COUNT = 40
-
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (Debian package 'prometheus')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture
@@ -58,51 +45,14 @@ def exporter_url(sagemaker: SageMakerTestServer, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def prometheus_url(exporter_url: str, tmp_path: Path) -> Iterator[str]:
-    binary = require_binary("prometheus")
-    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
         "scrape_configs:\n  - job_name: sagemaker-tuning\n"
         f"    static_configs:\n      - targets: ['{exporter_url.removeprefix('http://')}']\n"
     )
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def query(prometheus_url: str, promql: str) -> list[dict[str, object]]:
-    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        answer = json.load(response)
-    assert answer["status"] == "success", answer
-    return list(answer["data"]["result"])
-
-
-def wait_for_series(prometheus_url: str, promql: str, expected: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = query(prometheus_url, f"count({promql})")
-            if result and float(result[0]["value"][1]) == expected:  # type: ignore[index]
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"Prometheus did not see {expected} series of {promql} within {timeout}s")
+    with running_prometheus(config, tmp_path / "data") as url:
+        yield url
 
 
 def test_prometheus_stores_exactly_the_values_the_api_returns(

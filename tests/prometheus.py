@@ -1,0 +1,78 @@
+"""Helpers for tests that run a real Prometheus or promtool (Debian package ``prometheus``).
+
+Outside CI a test that needs a missing binary skips; with ``CI`` set it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.processes import free_port
+
+
+def require_binary(name: str) -> str:
+    """The path of ``name``; skips the test when it is missing, or fails it under CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package 'prometheus')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@contextmanager
+def running_prometheus(config: Path, data_dir: Path) -> Iterator[str]:
+    """A Prometheus process on 127.0.0.1 with ``config``; yields its base URL."""
+    binary = require_binary("prometheus")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data_dir}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def query(prometheus_url: str, promql: str) -> list[dict[str, object]]:
+    """The result of an instant query; asserts Prometheus accepted it."""
+    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        answer = json.load(response)
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def wait_for_series(prometheus_url: str, promql: str, expected: int, timeout: float = 60) -> None:
+    """Wait until ``count(promql)`` is ``expected``; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = query(prometheus_url, f"count({promql})")
+            if result and float(result[0]["value"][1]) == expected:  # type: ignore[index]
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"Prometheus did not see {expected} series of {promql} within {timeout}s")
