@@ -1,4 +1,7 @@
-"""The HTTP server: /metrics, a landing page, and /-/healthy and /-/ready probes."""
+"""The HTTP server: /metrics, a landing page, and /-/healthy and /-/ready probes.
+
+With a web configuration, it serves them over TLS and behind basic authentication.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ import html
 import logging
 import math
 import socket
+import ssl
+import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -15,7 +20,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import make_wsgi_app
 
 from exporter import __version__
+from exporter.basic_auth import BasicAuthenticator, require_basic_auth
 from exporter.refresh import SnapshotCache
+from exporter.webconfig import WebConfig, build_ssl_context, ssl_error_reason
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -29,6 +36,8 @@ DEFAULT_SCRAPE_DEADLINE_SECONDS = 10.0
 SCRAPE_DEADLINE_MARGIN_SECONDS = 0.5
 MINIMUM_SCRAPE_DEADLINE_SECONDS = 0.1
 MAXIMUM_SCRAPE_DEADLINE_SECONDS = 300.0
+# How long a client has to finish the TLS handshake it started.
+TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
 _LANDING_PAGE = """<!DOCTYPE html>
 <html>
@@ -109,10 +118,71 @@ def _respond(
     return [body]
 
 
+def add_response_headers(app: WSGIApplication, headers: Mapping[str, str]) -> WSGIApplication:
+    """``app`` with ``headers`` (http_server_config.headers) added to every response."""
+    extra = list(headers.items())
+
+    def with_headers(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start_with_headers(
+            status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            return start_response(status, [*response_headers, *extra], exc_info)
+
+        return app(environ, start_with_headers)
+
+    return with_headers
+
+
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """Serves each request on its own thread, so a slow scrape never blocks a probe."""
+    """Serves each request on its own thread, so a slow scrape never blocks a probe.
+
+    With ``ssl_context`` set, each connection's TLS handshake also happens on its own
+    thread, so a client that connects and sends nothing holds up no other.
+    """
 
     daemon_threads = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, client_address = super().get_request()
+        if self.ssl_context is None:
+            return connection, client_address
+        secure = self.ssl_context.wrap_socket(
+            connection, server_side=True, do_handshake_on_connect=False
+        )
+        return secure, client_address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket) and not _handshake(request, client_address):
+            return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-request is no fault of the exporter: no traceback.
+        error = sys.exception()
+        log.debug("connection from %s ended: %s", client_address[0], _describe_error(error))
+
+
+def _handshake(connection: ssl.SSLSocket, client_address: Any) -> bool:
+    """Complete the TLS handshake within the timeout; log why not, without secrets."""
+    connection.settimeout(TLS_HANDSHAKE_TIMEOUT_SECONDS)
+    try:
+        connection.do_handshake()
+    except (OSError, ValueError) as error:
+        log.info("TLS handshake with %s failed: %s", client_address[0], _describe_error(error))
+        return False
+    connection.settimeout(None)
+    return True
+
+
+def _describe_error(error: BaseException | None) -> str:
+    if isinstance(error, ssl.SSLError):
+        return ssl_error_reason(error)
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__
 
 
 class _IPv6ThreadingWSGIServer(_ThreadingWSGIServer):
@@ -121,6 +191,12 @@ class _IPv6ThreadingWSGIServer(_ThreadingWSGIServer):
 
 class _LoggingHandler(WSGIRequestHandler):
     """Logs requests through ``logging`` at debug level instead of to stderr."""
+
+    def get_environ(self) -> WSGIEnvironment:
+        environ = super().get_environ()
+        if isinstance(self.connection, ssl.SSLSocket):
+            environ["HTTPS"] = "on"  # wsgi.url_scheme becomes https
+        return environ
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -141,14 +217,31 @@ def parse_listen_address(address: str) -> tuple[str, int]:
 
 
 class ExporterServer:
-    """The HTTP server, running on a background thread until :meth:`stop`."""
+    """The HTTP server, running on a background thread until :meth:`stop`.
 
-    def __init__(self, address: str, app: Callable[..., Iterable[bytes]]) -> None:
+    ``web_config`` adds TLS, basic authentication (of every path) and response headers.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        app: WSGIApplication,
+        web_config: WebConfig | None = None,
+    ) -> None:
         host, port = parse_listen_address(address)
+        web_config = web_config or WebConfig()
+        if web_config.basic_auth_users:
+            app = require_basic_auth(app, BasicAuthenticator(web_config.basic_auth_users))
+        if web_config.headers:
+            app = add_response_headers(app, web_config.headers)
+        # Built before the socket is bound: a certificate removed since the check fails here.
+        ssl_context = build_ssl_context(web_config.tls) if web_config.tls else None
         server_class = _IPv6ThreadingWSGIServer if ":" in host else _ThreadingWSGIServer
         self._server = make_server(
             host, port, app, server_class=server_class, handler_class=_LoggingHandler
         )
+        self._server.ssl_context = ssl_context
+        self.scheme = "https" if ssl_context else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
