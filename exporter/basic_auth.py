@@ -51,7 +51,8 @@ class BasicAuthenticator:
         self._hashes = {
             user: password_hash.encode("ascii") for user, password_hash in users.items()
         }
-        self._decoy_hash = min(self._hashes.values())
+        # The costliest hash, so an unknown user takes as long as the slowest real one.
+        self._decoy_hash = max(self._hashes.values(), key=_bcrypt_cost)
         self._check_password = check_password
         self._fingerprint_key = secrets.token_bytes(32)
         self._verified: set[bytes] = set()
@@ -83,6 +84,11 @@ class BasicAuthenticator:
                 self._verified.clear()
             self._verified.add(fingerprint)
         return True
+
+
+def _bcrypt_cost(password_hash: bytes) -> int:
+    """The cost of a ``$2b$10$...`` hash (10); webconfig has checked the format."""
+    return int(password_hash.split(b"$")[2])
 
 
 def parse_basic_credentials(header: str) -> tuple[str, bytes] | None:

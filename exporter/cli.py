@@ -15,7 +15,12 @@ from prometheus_client import generate_latest
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import ConfigError, ExporterConfig, load_config
-from exporter.http import ExporterServer, create_app, parse_listen_address
+from exporter.http import (
+    ExporterServer,
+    create_app,
+    listens_on_every_interface,
+    parse_listen_address,
+)
 from exporter.webconfig import TlsSetupError, WebConfig, load_web_config
 
 log = logging.getLogger("exporter")
@@ -168,6 +173,13 @@ def _serve(config: ExporterConfig, listen_address: str, web_config: WebConfig | 
         ", basic auth" if web_config and web_config.basic_auth_users else "",
         len(exporter.cache.targets),
     )
+    protected = web_config is not None and bool(web_config.tls or web_config.basic_auth_users)
+    if not protected and listens_on_every_interface(listen_address):
+        log.info(
+            "serving plain HTTP without authentication on every interface: anyone who reaches "
+            "port %d can read the metrics; see the README's 'Securing the endpoint'",
+            server.port,
+        )
     # Warm the cache so the first scrape and /-/ready need not wait for AWS.
     exporter.cache.refresh_stale(timeout=0)
     stop.wait()

@@ -158,9 +158,12 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
         super().finish_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that goes away mid-request is no fault of the exporter: no traceback.
         error = sys.exception()
-        log.debug("connection from %s ended: %s", client_address[0], _describe_error(error))
+        if isinstance(error, OSError):
+            # A client that breaks the connection or its TLS is no fault of the exporter.
+            log.debug("connection from %s ended: %s", client_address[0], _describe_error(error))
+        else:
+            log.error("error serving %s", client_address[0], exc_info=error)
 
 
 def _handshake(connection: ssl.SSLSocket, client_address: Any) -> bool:
@@ -169,7 +172,14 @@ def _handshake(connection: ssl.SSLSocket, client_address: Any) -> bool:
     try:
         connection.do_handshake()
     except (OSError, ValueError) as error:
-        log.info("TLS handshake with %s failed: %s", client_address[0], _describe_error(error))
+        # A client that hangs up before speaking TLS (a TCP health check, a port scan) is
+        # routine; anything else (wrong certificate, protocol, plain HTTP) is worth seeing.
+        level = (
+            logging.DEBUG if isinstance(error, ssl.SSLEOFError | ConnectionError) else logging.INFO
+        )
+        log.log(
+            level, "TLS handshake with %s failed: %s", client_address[0], _describe_error(error)
+        )
         return False
     connection.settimeout(None)
     return True
@@ -214,6 +224,16 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port_text)
+
+
+def listens_on_every_interface(address: str) -> bool:
+    """Whether the listen address ``HOST:PORT`` binds every interface rather than one.
+
+    >>> [listens_on_every_interface(a) for a in (":10071", "[::]:1", "127.0.0.1:10071")]
+    [True, True, False]
+    """
+    host, _ = parse_listen_address(address)
+    return host in ("", "0.0.0.0", "::")  # noqa: S104 - recognising it, not binding it
 
 
 class ExporterServer:

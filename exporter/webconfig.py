@@ -182,14 +182,16 @@ class _WebValidator(KeyPathValidator):
         top = self.mapping(
             data, "", ("tls_server_config", "http_server_config", "basic_auth_users")
         )
+        # A key written with no value is an error, not "off": a template that rendered
+        # nothing must not leave the endpoint open.
         tls = None
-        if top.get("tls_server_config") is not None:
+        if "tls_server_config" in top:
             tls = self.tls(top["tls_server_config"])
         headers: Mapping[str, str] = {}
-        if top.get("http_server_config") is not None:
+        if "http_server_config" in top:
             headers = self.http_server_config(top["http_server_config"])
         users: Mapping[str, str] = {}
-        if top.get("basic_auth_users") is not None:
+        if "basic_auth_users" in top:
             users = self.basic_auth_users(top["basic_auth_users"])
         return WebConfig(tls=tls, headers=headers, basic_auth_users=users)
 
@@ -306,7 +308,7 @@ class _WebValidator(KeyPathValidator):
 
     def basic_auth_users(self, value: object) -> Mapping[str, str]:
         path = "basic_auth_users"
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or not value:
             raise self.fail(path, "expected a mapping of user names to bcrypt hashes")
         users: dict[str, str] = {}
         for user, password_hash in value.items():

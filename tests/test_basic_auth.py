@@ -19,9 +19,11 @@ class CountingBcrypt:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.hashes: list[bytes] = []
 
     def __call__(self, password: bytes, password_hash: bytes) -> bool:
         self.calls += 1
+        self.hashes.append(password_hash)
         return bcrypt.checkpw(password, password_hash)
 
 
@@ -69,6 +71,15 @@ def test_an_unknown_user_costs_a_bcrypt_check_and_is_refused_even_with_a_real_pa
 
     assert refused == [False, False, False]
     assert check.calls == 3
+
+
+def test_an_unknown_user_is_checked_against_the_costliest_hash() -> None:
+    costly_hash = bcrypt.hashpw(b"costly-placeholder", bcrypt.gensalt(rounds=6)).decode()
+    check = CountingBcrypt()
+    auth = BasicAuthenticator({"a": PROMETHEUS_HASH, "b": costly_hash, "c": GRAFANA_HASH}, check)
+
+    assert not auth.verify("mallory", b"costly-placeholder")
+    assert check.hashes == [costly_hash.encode()]
 
 
 def test_a_remembered_password_does_not_let_another_user_in() -> None:

@@ -25,7 +25,11 @@ EXPECTED_ERRORS = {
         "key_file, client_auth_type, client_ca_file, min_version, max_version, "
         "prefer_server_cipher_suites, cipher_suites, curve_preferences"
     ),
-    "missing_key_file": "2: tls_server_config: missing required key 'key_file'",
+    "missing_key_file": "1: tls_server_config: missing required key 'key_file'",
+    "tls_server_config_without_value": "2: tls_server_config: expected a mapping, got nothing",
+    "no_basic_auth_users": (
+        "2: basic_auth_users: expected a mapping of user names to bcrypt hashes"
+    ),
     "unreadable_cert_file": (
         f"2: tls_server_config.cert_file: cannot read {FIXTURES}/no-such-server.crt: "
         "No such file or directory"
