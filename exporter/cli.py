@@ -21,7 +21,7 @@ from exporter.http import (
     listens_on_every_interface,
     parse_listen_address,
 )
-from exporter.webconfig import TlsSetupError, WebConfig, load_web_config
+from exporter.webreload import ReloadingWebConfig
 
 log = logging.getLogger("exporter")
 
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         web_config = None
         if args.web_config_file is not None:
-            web_config = load_web_config(args.web_config_file)
+            web_config = ReloadingWebConfig(args.web_config_file)
         if args.demo:
             return _run_demo(args, web_config)
         config = load_config(args.config_file)
@@ -135,7 +135,9 @@ def _run_once(config: ExporterConfig) -> int:
     return EXIT_FAILURE if failed else 0
 
 
-def _serve(config: ExporterConfig, listen_address: str, web_config: WebConfig | None) -> int:
+def _serve(
+    config: ExporterConfig, listen_address: str, web_config: ReloadingWebConfig | None
+) -> int:
     try:
         parse_listen_address(listen_address)
     except ValueError as error:
@@ -146,9 +148,6 @@ def _serve(config: ExporterConfig, listen_address: str, web_config: WebConfig | 
         server = ExporterServer(
             listen_address, create_app(exporter.registry, exporter.cache), web_config
         )
-    except TlsSetupError as error:  # a TLS file changed since it was checked
-        print(f"sagemaker-tuning-exporter: configuration error: {error}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
     except OSError as error:
         print(
             f"sagemaker-tuning-exporter: cannot listen on {listen_address}: {error.strerror}",
@@ -164,16 +163,17 @@ def _serve(config: ExporterConfig, listen_address: str, web_config: WebConfig | 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     server.start()
+    security = web_config.current() if web_config else None
     log.info(
         "sagemaker-tuning-exporter %s listening on %s (port %d, %s%s) for %d account/region pairs",
         __version__,
         listen_address,
         server.port,
         server.scheme,
-        ", basic auth" if web_config and web_config.basic_auth_users else "",
+        ", basic auth" if security and security.authenticator else "",
         len(exporter.cache.targets),
     )
-    protected = web_config is not None and bool(web_config.tls or web_config.basic_auth_users)
+    protected = security is not None and bool(security.ssl_context or security.authenticator)
     if not protected and listens_on_every_interface(listen_address):
         log.info(
             "serving plain HTTP without authentication on every interface: anyone who reaches "
@@ -189,7 +189,7 @@ def _serve(config: ExporterConfig, listen_address: str, web_config: WebConfig | 
     return 0
 
 
-def _run_demo(args: argparse.Namespace, web_config: WebConfig | None) -> int:
+def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -> int:
     from exporter.demo import DemoSageMaker, DemoUnavailableError, use_placeholder_credentials
 
     use_placeholder_credentials()
@@ -204,7 +204,7 @@ def _run_demo(args: argparse.Namespace, web_config: WebConfig | None) -> int:
             return _run_once(demo.config())
         log.info(
             "demo: open %s://127.0.0.1:%s/metrics",
-            "https" if web_config and web_config.tls else "http",
+            "https" if web_config and web_config.current().ssl_context else "http",
             args.listen_address.rsplit(":", 1)[-1],
         )
         return _serve(demo.config(), args.listen_address, web_config)

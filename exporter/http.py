@@ -20,9 +20,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import make_wsgi_app
 
 from exporter import __version__
-from exporter.basic_auth import BasicAuthenticator, require_basic_auth
+from exporter.basic_auth import require_basic_auth
 from exporter.refresh import SnapshotCache
-from exporter.webconfig import WebConfig, build_ssl_context, ssl_error_reason
+from exporter.webconfig import ssl_error_reason
+from exporter.webreload import ReloadingWebConfig
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -133,21 +134,39 @@ def add_response_headers(app: WSGIApplication, headers: Mapping[str, str]) -> WS
     return with_headers
 
 
+def secure_app(app: WSGIApplication, web_config: ReloadingWebConfig) -> WSGIApplication:
+    """``app`` behind the basic auth and response headers web_config holds at each request."""
+
+    def secured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        security = web_config.current()
+        inner = app
+        if security.authenticator is not None:
+            inner = require_basic_auth(inner, security.authenticator)
+        if security.config.headers:
+            inner = add_response_headers(inner, security.config.headers)
+        return inner(environ, start_response)
+
+    return secured
+
+
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     """Serves each request on its own thread, so a slow scrape never blocks a probe.
 
-    With ``ssl_context`` set, each connection's TLS handshake also happens on its own
+    With TLS in ``web_config``, each connection's TLS handshake also happens on its own
     thread, so a client that connects and sends nothing holds up no other.
     """
 
     daemon_threads = True
-    ssl_context: ssl.SSLContext | None = None
+    web_config: ReloadingWebConfig | None = None
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, client_address = super().get_request()
-        if self.ssl_context is None:
+        if self.web_config is None:
             return connection, client_address
-        secure = self.ssl_context.wrap_socket(
+        ssl_context = self.web_config.current().ssl_context
+        if ssl_context is None:
+            return connection, client_address
+        secure = ssl_context.wrap_socket(
             connection, server_side=True, do_handshake_on_connect=False
         )
         return secure, client_address
@@ -239,29 +258,26 @@ def listens_on_every_interface(address: str) -> bool:
 class ExporterServer:
     """The HTTP server, running on a background thread until :meth:`stop`.
 
-    ``web_config`` adds TLS, basic authentication (of every path) and response headers.
+    ``web_config`` adds TLS, basic authentication (of every path) and response headers, as
+    they stand at each connection and request.
     """
 
     def __init__(
         self,
         address: str,
         app: WSGIApplication,
-        web_config: WebConfig | None = None,
+        web_config: ReloadingWebConfig | None = None,
     ) -> None:
         host, port = parse_listen_address(address)
-        web_config = web_config or WebConfig()
-        if web_config.basic_auth_users:
-            app = require_basic_auth(app, BasicAuthenticator(web_config.basic_auth_users))
-        if web_config.headers:
-            app = add_response_headers(app, web_config.headers)
-        # Built before the socket is bound: a certificate removed since the check fails here.
-        ssl_context = build_ssl_context(web_config.tls) if web_config.tls else None
+        if web_config is not None:
+            app = secure_app(app, web_config)
         server_class = _IPv6ThreadingWSGIServer if ":" in host else _ThreadingWSGIServer
         self._server = make_server(
             host, port, app, server_class=server_class, handler_class=_LoggingHandler
         )
-        self._server.ssl_context = ssl_context
-        self.scheme = "https" if ssl_context else "http"
+        self._server.web_config = web_config
+        tls_at_start = web_config is not None and web_config.current().ssl_context is not None
+        self.scheme = "https" if tls_at_start else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property

@@ -13,7 +13,7 @@ import pytest
 from exporter.app import Exporter
 from exporter.config import AwsSettings, CacheSettings, ExporterConfig
 from exporter.http import ExporterServer, create_app
-from exporter.webconfig import WebConfig
+from exporter.webreload import ReloadingWebConfig
 from tests.sagemaker_server import SageMakerTestServer
 from tests.tls_material import TlsMaterial, make_tls_material
 
@@ -101,7 +101,9 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
 def run_exporter() -> Iterator[Callable[..., RunningExporter]]:
     started: list[RunningExporter] = []
 
-    def start(config: ExporterConfig, web_config: WebConfig | None = None) -> RunningExporter:
+    def start(
+        config: ExporterConfig, web_config: ReloadingWebConfig | None = None
+    ) -> RunningExporter:
         exporter = Exporter(config)
         server = ExporterServer(
             "127.0.0.1:0", create_app(exporter.registry, exporter.cache), web_config

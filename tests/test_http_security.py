@@ -18,10 +18,10 @@ import pytest
 
 from exporter import http as exporter_http
 from exporter.config import ExporterConfig
-from exporter.webconfig import load_web_config
+from exporter.webreload import ReloadingWebConfig
 from tests.conftest import RunningExporter
 from tests.sagemaker_server import SageMakerTestServer
-from tests.tls_material import KeyPair, TlsMaterial
+from tests.tls_material import KeyPair, TlsMaterial, make_tls_material, replace_file
 
 Response = tuple[int, dict[str, str], bytes]
 Serve = Callable[[str], RunningExporter]
@@ -85,7 +85,7 @@ def serve(
     def start(text: str) -> RunningExporter:
         path = tmp_path / "web.yml"
         path.write_text(text)
-        return run_exporter(make_config(regions=("eu-west-1",)), load_web_config(path))
+        return run_exporter(make_config(regions=("eu-west-1",)), ReloadingWebConfig(path))
 
     return start
 
@@ -220,6 +220,25 @@ def test_clients_that_hang_up_before_the_handshake_are_logged_at_debug_only(
     handshake_records = [record for record in caplog.records if "handshake" in record.message]
     assert {record.levelno for record in handshake_records} == {logging.DEBUG}
     assert "Traceback" not in caplog.text
+
+
+def test_a_renewed_certificate_is_served_to_new_connections_without_a_restart(
+    serve: Serve, tls_material: TlsMaterial, tmp_path: Path
+) -> None:
+    served = KeyPair(tmp_path / "served.crt", tmp_path / "served.key")
+    replace_file(served.cert_file, tls_material.server.cert_file.read_bytes())
+    replace_file(served.key_file, tls_material.server.key_file.read_bytes())
+    exporter = serve("tls_server_config:\n  cert_file: served.crt\n  key_file: served.key\n")
+    assert get(exporter, context=tls_material.client_context())[0] == 200
+    (tmp_path / "renewed").mkdir()
+    renewed = make_tls_material(tmp_path / "renewed")  # from a new CA, to tell them apart
+
+    replace_file(served.cert_file, renewed.server.cert_file.read_bytes())
+    replace_file(served.key_file, renewed.server.key_file.read_bytes())
+
+    assert get(exporter, context=renewed.client_context())[0] == 200
+    with pytest.raises(ssl.SSLCertVerificationError):
+        get(exporter, context=tls_material.client_context())
 
 
 def test_basic_auth_lets_the_right_user_in_and_answers_401_to_everyone_else(serve: Serve) -> None:

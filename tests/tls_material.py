@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,3 +148,10 @@ def make_tls_material(directory: Path) -> TlsMaterial:
         client=authority.issue(directory, "client", server=False),
         other_ca_client=stranger.issue(directory, "stranger", server=False),
     )
+
+
+def replace_file(path: Path, content: bytes) -> None:
+    """Write ``content`` the way deployment tools do: a new file renamed over the old one."""
+    staging = path.with_name(path.name + ".new")
+    staging.write_bytes(content)
+    os.replace(staging, path)
