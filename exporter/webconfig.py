@@ -147,6 +147,10 @@ def build_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
             f"cannot load {tls.cert_file} with key_file {tls.key_file}: expected a PEM "
             f"certificate and its unencrypted private key ({ssl_error_reason(error)})",
         ) from None
+    except OSError as error:  # removed or made unreadable since it was checked
+        raise TlsSetupError(
+            "cert_file", f"cannot read {tls.cert_file} or {tls.key_file}: {error.strerror}"
+        ) from None
     context.verify_mode = CLIENT_AUTH_TYPES[tls.client_auth_type]
     if tls.client_ca_file is not None:
         try:
@@ -156,6 +160,10 @@ def build_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
                 "client_ca_file",
                 f"cannot load {tls.client_ca_file}: expected PEM CA certificates "
                 f"({ssl_error_reason(error)})",
+            ) from None
+        except OSError as error:
+            raise TlsSetupError(
+                "client_ca_file", f"cannot read {tls.client_ca_file}: {error.strerror}"
             ) from None
     return context
 

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from exporter.config import ConfigError
-from exporter.webconfig import TlsSettings, WebConfig, build_ssl_context, load_web_config
+from exporter.webconfig import (
+    TlsSettings,
+    TlsSetupError,
+    WebConfig,
+    build_ssl_context,
+    load_web_config,
+)
 from tests.conftest import ROOT
 from tests.tls_material import TlsMaterial, make_tls_material
 
@@ -194,6 +201,43 @@ def test_should_refuse_a_key_that_does_not_match_the_certificate(
         f"{path}:2: tls_server_config.cert_file: cannot load {tls_material.server.cert_file} "
         f"with key_file {tls_material.directory}/client.key: expected a PEM certificate and its "
         "unencrypted private key (KEY_VALUES_MISMATCH)"
+    )
+
+
+def test_should_refuse_an_encrypted_key_without_prompting_for_its_passphrase(
+    tls_material: TlsMaterial, tmp_path: Path
+) -> None:
+    key = serialization.load_pem_private_key(tls_material.server.key_file.read_bytes(), None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase-placeholder"),
+    )
+    (tmp_path / "encrypted.key").write_bytes(encrypted)
+    path = tmp_path / "web.yml"
+    path.write_text(
+        f"tls_server_config:\n  cert_file: {tls_material.server.cert_file}\n"
+        "  key_file: encrypted.key\n"
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_web_config(path)
+
+    assert str(raised.value) == (
+        f"{path}:3: tls_server_config.key_file: the private key is encrypted; "
+        "expected an unencrypted key"
+    )
+
+
+def test_a_tls_file_removed_after_its_check_is_a_setup_error_not_a_crash(tmp_path: Path) -> None:
+    tls = TlsSettings(cert_file=tmp_path / "gone.crt", key_file=tmp_path / "gone.key")
+
+    with pytest.raises(TlsSetupError) as raised:
+        build_ssl_context(tls)
+
+    assert raised.value.key == "cert_file"
+    assert raised.value.reason == (
+        f"cannot read {tmp_path}/gone.crt or {tmp_path}/gone.key: No such file or directory"
     )
 
 
