@@ -15,7 +15,13 @@ from prometheus_client import generate_latest
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import ConfigError, ExporterConfig, load_config
-from exporter.http import ExporterServer, create_app, parse_listen_address
+from exporter.http import (
+    ExporterServer,
+    create_app,
+    listens_on_every_interface,
+    parse_listen_address,
+)
+from exporter.webreload import ReloadingWebConfig
 
 log = logging.getLogger("exporter")
 
@@ -48,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="listen_address",
         default=DEFAULT_LISTEN_ADDRESS,
         help=f"HOST:PORT to serve metrics on (default: {DEFAULT_LISTEN_ADDRESS}, every interface)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="path to a web configuration (exporter-toolkit format) enabling TLS, mutual TLS "
+        "and basic auth (default: none, plain HTTP without authentication)",
     )
     parser.add_argument(
         "--log.level",
@@ -89,15 +102,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # exporter logs each failed refresh itself, once, with its account and region.
         logging.getLogger("botocore").setLevel(logging.ERROR)
     try:
+        web_config = None
+        if args.web_config_file is not None:
+            web_config = ReloadingWebConfig(args.web_config_file)
         if args.demo:
-            return _run_demo(args)
+            return _run_demo(args, web_config)
         config = load_config(args.config_file)
         if args.check_config:
             print(f"{args.config_file}: configuration is valid")
+            if args.web_config_file is not None:
+                print(f"{args.web_config_file}: web configuration is valid")
             return 0
         if args.once:
             return _run_once(config)
-        return _serve(config, args.listen_address)
+        return _serve(config, args.listen_address, web_config)
     except ConfigError as error:
         print(f"sagemaker-tuning-exporter: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -117,7 +135,9 @@ def _run_once(config: ExporterConfig) -> int:
     return EXIT_FAILURE if failed else 0
 
 
-def _serve(config: ExporterConfig, listen_address: str) -> int:
+def _serve(
+    config: ExporterConfig, listen_address: str, web_config: ReloadingWebConfig | None
+) -> int:
     try:
         parse_listen_address(listen_address)
     except ValueError as error:
@@ -125,7 +145,9 @@ def _serve(config: ExporterConfig, listen_address: str) -> int:
         return EXIT_CONFIG_ERROR
     exporter = Exporter(config)
     try:
-        server = ExporterServer(listen_address, create_app(exporter.cache, exporter.metrics_page))
+        server = ExporterServer(
+            listen_address, create_app(exporter.cache, exporter.metrics_page), web_config
+        )
     except OSError as error:
         print(
             f"sagemaker-tuning-exporter: cannot listen on {listen_address}: {error.strerror}",
@@ -141,13 +163,23 @@ def _serve(config: ExporterConfig, listen_address: str) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     server.start()
+    security = web_config.current() if web_config else None
     log.info(
-        "sagemaker-tuning-exporter %s listening on %s (port %d) for %d account/region pairs",
+        "sagemaker-tuning-exporter %s listening on %s (port %d, %s%s) for %d account/region pairs",
         __version__,
         listen_address,
         server.port,
+        server.scheme,
+        ", basic auth" if security and security.authenticator else "",
         len(exporter.cache.targets),
     )
+    protected = security is not None and bool(security.ssl_context or security.authenticator)
+    if not protected and listens_on_every_interface(listen_address):
+        log.info(
+            "serving plain HTTP without authentication on every interface: anyone who reaches "
+            "port %d can read the metrics; see the README's 'Securing the endpoint'",
+            server.port,
+        )
     # Warm the cache so the first scrape and /-/ready need not wait for AWS.
     exporter.cache.refresh_stale(timeout=0)
     stop.wait()
@@ -157,7 +189,7 @@ def _serve(config: ExporterConfig, listen_address: str) -> int:
     return 0
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -> int:
     from exporter.demo import DemoSageMaker, DemoUnavailableError, use_placeholder_credentials
 
     use_placeholder_credentials()
@@ -170,7 +202,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     try:
         if args.once:
             return _run_once(demo.config())
-        log.info("demo: open http://127.0.0.1:%s/metrics", args.listen_address.rsplit(":", 1)[-1])
-        return _serve(demo.config(), args.listen_address)
+        log.info(
+            "demo: open %s://127.0.0.1:%s/metrics",
+            "https" if web_config and web_config.current().ssl_context else "http",
+            args.listen_address.rsplit(":", 1)[-1],
+        )
+        return _serve(demo.config(), args.listen_address, web_config)
     finally:
         demo.stop()

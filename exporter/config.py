@@ -134,13 +134,17 @@ class ExporterConfig:
 def load_config(path: str | Path) -> ExporterConfig:
     """Read, parse and validate the YAML file at ``path``."""
     path = Path(path)
+    return parse_config(read_text_file(path, "config file"), source=str(path))
+
+
+def read_text_file(path: Path, kind: str) -> str:
+    """The UTF-8 text of ``path``; ``kind`` (``config file``) names it in the error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {kind}: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config file is not UTF-8 text") from None
-    return parse_config(text, source=str(path))
+        raise ConfigError(f"{path}: {kind} is not UTF-8 text") from None
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -155,10 +159,20 @@ _ConfigLoader.yaml_implicit_resolvers = {
 
 def parse_config(text: str, source: str = "<config>") -> ExporterConfig:
     """Parse and validate YAML ``text``; ``source`` names it in error messages."""
+    data, lines = parse_yaml(text, source, "the file is empty; expected a mapping with 'regions'")
+    return _Validator(source, lines).config(data)
+
+
+def parse_yaml(text: str, source: str, empty_message: str) -> tuple[object, dict[str, int]]:
+    """The document in YAML ``text`` and the line of each of its key paths.
+
+    Duplicate, complex and recursive keys are errors; ``empty_message`` is the error for an
+    empty document.
+    """
     try:
         root = yaml.compose(text, Loader=_ConfigLoader)
         if root is None:
-            raise ConfigError(f"{source}: the file is empty; expected a mapping with 'regions'")
+            raise ConfigError(f"{source}: {empty_message}")
         lines: dict[str, int] = {}
         _index_node_lines(root, "", lines, source, ancestors=(), visited=set())
         data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
@@ -168,7 +182,7 @@ def parse_config(text: str, source: str = "<config>") -> ExporterConfig:
         raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
     except ValueError as error:  # e.g. an integer literal longer than Python converts
         raise ConfigError(f"{source}: invalid YAML: {error}") from None
-    return _Validator(source, lines).config(data)
+    return data, lines
 
 
 def parse_duration(value: object) -> float | None:
@@ -261,14 +275,15 @@ def _index_node_lines(
             )
 
 
-class _Validator:
-    """Turns the parsed YAML document into an :class:`ExporterConfig`, or raises."""
+class KeyPathValidator:
+    """Checks parts of a parsed YAML document; each failure names its file, line and key path."""
 
     def __init__(self, source: str, lines: Mapping[str, int]) -> None:
         self._source = source
         self._lines = lines
 
     def fail(self, path: str, message: str) -> ConfigError:
+        """The error to raise for the value at ``path``."""
         line = self._line_of(path)
         where = f"{self._source}:{line}" if line is not None else self._source
         return ConfigError(f"{where}: {path or '(top level)'}: {message}")
@@ -280,6 +295,7 @@ class _Validator:
         return self._lines.get(path)
 
     def mapping(self, value: object, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        """``value`` as a mapping whose keys are all in ``allowed``."""
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping, got {_type_name(value)}")
         for key in value:
@@ -289,19 +305,26 @@ class _Validator:
         return value
 
     def string(self, value: object, path: str) -> str:
+        """``value`` as a non-empty string."""
         if not isinstance(value, str) or not value:
-            raise self.fail(path, f"expected a non-empty string, got {_describe(value)}")
+            raise self.fail(path, f"expected a non-empty string, got {describe_value(value)}")
         return value
 
     def optional_string(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
+        """``parent[key]`` as a non-empty string, or None when absent or empty."""
         if parent.get(key) is None:
             return None
         return self.string(parent[key], f"{path}.{key}" if path else key)
 
     def string_list(self, value: object, path: str) -> list[str]:
+        """``value`` as a list of non-empty strings."""
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list, got {_type_name(value)}")
         return [self.string(item, f"{path}[{index}]") for index, item in enumerate(value)]
+
+
+class _Validator(KeyPathValidator):
+    """Turns the parsed YAML document into an :class:`ExporterConfig`, or raises."""
 
     def config(self, data: object) -> ExporterConfig:
         top = self.mapping(
@@ -415,7 +438,7 @@ class _Validator:
         seconds = parse_duration(parent[key])
         if seconds is None:
             raise self.fail(
-                f"{path}.{key}", f"expected {_DURATION_HINT}, got {_describe(parent[key])}"
+                f"{path}.{key}", f"expected {_DURATION_HINT}, got {describe_value(parent[key])}"
             )
         return seconds
 
@@ -438,7 +461,7 @@ class _Validator:
         ):
             raise self.fail(
                 f"{path}.{key}",
-                f"expected a whole number from {minimum} to {maximum}, got {_describe(number)}",
+                f"expected a whole number from {minimum} to {maximum}, got {describe_value(number)}",
             )
         return number
 
@@ -478,7 +501,7 @@ class _Validator:
         raise self.fail(
             path,
             f"expected a duration such as 7d or an ISO-8601 time such as 2026-01-31T00:00:00Z, "
-            f"got {_describe(value)}",
+            f"got {describe_value(value)}",
         )
 
 
@@ -499,7 +522,8 @@ def _type_name(value: object) -> str:
     )
 
 
-def _describe(value: object) -> str:
+def describe_value(value: object) -> str:
+    """A short, printable description of ``value`` for an error message."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**50:
         return "a number too large"
     if isinstance(value, str | int | float) and not isinstance(value, bool):

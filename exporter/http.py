@@ -1,4 +1,7 @@
-"""The HTTP server: /metrics, a landing page, and /-/healthy and /-/ready probes."""
+"""The HTTP server: /metrics, a landing page, and /-/healthy and /-/ready probes.
+
+With a web configuration, it serves them over TLS and behind basic authentication.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,20 @@ import html
 import logging
 import math
 import socket
+import ssl
+import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from exporter import __version__
+from exporter.basic_auth import require_basic_auth
 from exporter.exposition import MetricsPage
 from exporter.refresh import SnapshotCache
+from exporter.webconfig import ssl_error_reason
+from exporter.webreload import ReloadingWebConfig
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -27,6 +35,8 @@ DEFAULT_SCRAPE_DEADLINE_SECONDS = 10.0
 SCRAPE_DEADLINE_MARGIN_SECONDS = 0.5
 MINIMUM_SCRAPE_DEADLINE_SECONDS = 0.1
 MAXIMUM_SCRAPE_DEADLINE_SECONDS = 300.0
+# How long a client has to finish the TLS handshake it started.
+TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
 _LANDING_PAGE = """<!DOCTYPE html>
 <html>
@@ -123,10 +133,99 @@ def _respond(
     return [body]
 
 
+def add_response_headers(app: WSGIApplication, headers: Mapping[str, str]) -> WSGIApplication:
+    """``app`` with ``headers`` (http_server_config.headers) added to every response."""
+    extra = list(headers.items())
+
+    def with_headers(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start_with_headers(
+            status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            return start_response(status, [*response_headers, *extra], exc_info)
+
+        return app(environ, start_with_headers)
+
+    return with_headers
+
+
+def secure_app(app: WSGIApplication, web_config: ReloadingWebConfig) -> WSGIApplication:
+    """``app`` behind the basic auth and response headers web_config holds at each request."""
+
+    def secured(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        security = web_config.current()
+        inner = app
+        if security.authenticator is not None:
+            inner = require_basic_auth(inner, security.authenticator)
+        if security.config.headers:
+            inner = add_response_headers(inner, security.config.headers)
+        return inner(environ, start_response)
+
+    return secured
+
+
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """Serves each request on its own thread, so a slow scrape never blocks a probe."""
+    """Serves each request on its own thread, so a slow scrape never blocks a probe.
+
+    With TLS in ``web_config``, each connection's TLS handshake also happens on its own
+    thread, so a client that connects and sends nothing holds up no other.
+    """
 
     daemon_threads = True
+    web_config: ReloadingWebConfig | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, client_address = super().get_request()
+        if self.web_config is None:
+            return connection, client_address
+        ssl_context = self.web_config.current().ssl_context
+        if ssl_context is None:
+            return connection, client_address
+        secure = ssl_context.wrap_socket(
+            connection, server_side=True, do_handshake_on_connect=False
+        )
+        return secure, client_address
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket) and not _handshake(request, client_address):
+            return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exception()
+        if isinstance(error, OSError):
+            # A client that breaks the connection or its TLS is no fault of the exporter.
+            log.debug("connection from %s ended: %s", client_address[0], _describe_error(error))
+        else:
+            log.error("error serving %s", client_address[0], exc_info=error)
+
+
+def _handshake(connection: ssl.SSLSocket, client_address: Any) -> bool:
+    """Complete the TLS handshake within the timeout; log why not, without secrets."""
+    connection.settimeout(TLS_HANDSHAKE_TIMEOUT_SECONDS)
+    try:
+        connection.do_handshake()
+    except (OSError, ValueError) as error:
+        # A client that hangs up before speaking TLS (a TCP health check, a port scan) is
+        # routine; anything else (wrong certificate, protocol, plain HTTP) is worth seeing.
+        level = (
+            logging.DEBUG if isinstance(error, ssl.SSLEOFError | ConnectionError) else logging.INFO
+        )
+        log.log(
+            level, "TLS handshake with %s failed: %s", client_address[0], _describe_error(error)
+        )
+        return False
+    connection.settimeout(None)
+    return True
+
+
+def _describe_error(error: BaseException | None) -> str:
+    if isinstance(error, ssl.SSLError):
+        return ssl_error_reason(error)
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__
 
 
 class _IPv6ThreadingWSGIServer(_ThreadingWSGIServer):
@@ -135,6 +234,12 @@ class _IPv6ThreadingWSGIServer(_ThreadingWSGIServer):
 
 class _LoggingHandler(WSGIRequestHandler):
     """Logs requests through ``logging`` at debug level instead of to stderr."""
+
+    def get_environ(self) -> WSGIEnvironment:
+        environ = super().get_environ()
+        if isinstance(self.connection, ssl.SSLSocket):
+            environ["HTTPS"] = "on"  # wsgi.url_scheme becomes https
+        return environ
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -154,15 +259,39 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-class ExporterServer:
-    """The HTTP server, running on a background thread until :meth:`stop`."""
+def listens_on_every_interface(address: str) -> bool:
+    """Whether the listen address ``HOST:PORT`` binds every interface rather than one.
 
-    def __init__(self, address: str, app: Callable[..., Iterable[bytes]]) -> None:
+    >>> [listens_on_every_interface(a) for a in (":10071", "[::]:1", "127.0.0.1:10071")]
+    [True, True, False]
+    """
+    host, _ = parse_listen_address(address)
+    return host in ("", "0.0.0.0", "::")  # noqa: S104 - recognising it, not binding it
+
+
+class ExporterServer:
+    """The HTTP server, running on a background thread until :meth:`stop`.
+
+    ``web_config`` adds TLS, basic authentication (of every path) and response headers, as
+    they stand at each connection and request.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        app: WSGIApplication,
+        web_config: ReloadingWebConfig | None = None,
+    ) -> None:
         host, port = parse_listen_address(address)
+        if web_config is not None:
+            app = secure_app(app, web_config)
         server_class = _IPv6ThreadingWSGIServer if ":" in host else _ThreadingWSGIServer
         self._server = make_server(
             host, port, app, server_class=server_class, handler_class=_LoggingHandler
         )
+        self._server.web_config = web_config
+        tls_at_start = web_config is not None and web_config.current().ssl_context is not None
+        self.scheme = "https" if tls_at_start else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property

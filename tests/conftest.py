@@ -13,7 +13,9 @@ import pytest
 from exporter.app import Exporter
 from exporter.config import AwsSettings, CacheSettings, ExporterConfig
 from exporter.http import ExporterServer, create_app
+from exporter.webreload import ReloadingWebConfig
 from tests.sagemaker_server import SageMakerTestServer
+from tests.tls_material import TlsMaterial, make_tls_material
 
 # Placeholder keys that only moto accepts; set before any botocore session exists.
 TEST_ENVIRONMENT = {
@@ -71,7 +73,7 @@ class RunningExporter:
     def __init__(self, exporter: Exporter, server: ExporterServer) -> None:
         self.exporter = exporter
         self.server = server
-        self.url = f"http://127.0.0.1:{server.port}"
+        self.url = f"{server.scheme}://127.0.0.1:{server.port}"
 
     def get(
         self, path: str, headers: dict[str, str] | None = None
@@ -89,13 +91,23 @@ class RunningExporter:
         return body.decode()
 
 
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
+    """A test CA, a server certificate for 127.0.0.1, and clients of that CA and another."""
+    return make_tls_material(tmp_path_factory.mktemp("tls"))
+
+
 @pytest.fixture
-def run_exporter() -> Iterator[Callable[[ExporterConfig], RunningExporter]]:
+def run_exporter() -> Iterator[Callable[..., RunningExporter]]:
     started: list[RunningExporter] = []
 
-    def start(config: ExporterConfig) -> RunningExporter:
+    def start(
+        config: ExporterConfig, web_config: ReloadingWebConfig | None = None
+    ) -> RunningExporter:
         exporter = Exporter(config)
-        server = ExporterServer("127.0.0.1:0", create_app(exporter.cache, exporter.metrics_page))
+        server = ExporterServer(
+            "127.0.0.1:0", create_app(exporter.cache, exporter.metrics_page), web_config
+        )
         server.start()
         running = RunningExporter(exporter, server)
         started.append(running)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,12 +35,29 @@ def start_exporter(
     )
 
 
-def wait_for(url: str, timeout: float) -> bool:
-    """Poll ``url`` until it answers 200; False if it has not within ``timeout`` seconds."""
+def stop_with_sigterm(process: subprocess.Popen[str]) -> str:
+    """Send SIGTERM, wait for the exit, and return what the process wrote to stderr."""
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=15)
+    return stderr
+
+
+def wait_for(
+    url: str,
+    timeout: float,
+    *,
+    context: ssl.SSLContext | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> bool:
+    """Poll ``url`` until it answers 200; False if it has not within ``timeout`` seconds.
+
+    ``context`` is the TLS client context for an https URL; ``headers`` go with each request.
+    """
     deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers=dict(headers or {}))
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(request, timeout=2, context=context) as response:
                 if response.status == 200:
                     return True
         except OSError:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from tests.conftest import ROOT
-from tests.processes import free_port, start_exporter, wait_for
+from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
+from tests.tls_material import TlsMaterial
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
 
@@ -128,8 +133,7 @@ def test_server_warms_up_serves_and_stops_cleanly_on_sigterm(
         requests_before_scrape = sagemaker.received()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             body = response.read().decode()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
+        stderr = stop_with_sigterm(process)
     finally:
         if process.poll() is None:
             process.kill()
@@ -197,3 +201,92 @@ def test_module_and_console_script_print_the_version(command: list[str]) -> None
 
     assert result.returncode == 0
     assert result.stdout.startswith("sagemaker-tuning-exporter ")
+
+
+WEB_FIXTURES = Path(__file__).parent / "fixtures" / "web_config"
+# Cost 4, bcrypt's lowest, keeps the tests fast.
+DEMO_PASSWORD = secrets.token_urlsafe(16)  # made per run: no password in the code
+DEMO_HASH = bcrypt.hashpw(DEMO_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+def write_web_config(tmp_path: Path, tls: TlsMaterial) -> Path:
+    path = tmp_path / "web.yml"
+    path.write_text(
+        "tls_server_config:\n"
+        f"  cert_file: {tls.server.cert_file}\n"
+        f"  key_file: {tls.server.key_file}\n"
+        f"basic_auth_users:\n  prometheus: '{DEMO_HASH}'\n"
+    )
+    return path
+
+
+def test_a_broken_web_config_is_reported_with_exit_code_2_and_no_traceback(
+    tmp_path: Path, sagemaker: SageMakerTestServer
+) -> None:
+    path = WEB_FIXTURES / "bad_client_auth_type.yaml"
+
+    result = run_cli(
+        "--config.file", str(write_config(tmp_path, sagemaker)), "--web.config.file", str(path)
+    )
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"sagemaker-tuning-exporter: configuration error: {path}:4: "
+        "tls_server_config.client_auth_type: expected one of NoClientCert, "
+        "VerifyClientCertIfGiven, RequireAndVerifyClientCert, got 'RequireClientCert'\n"
+    )
+
+
+def test_check_config_validates_the_web_config_too(
+    tmp_path: Path, sagemaker: SageMakerTestServer, tls_material: TlsMaterial
+) -> None:
+    config = write_config(tmp_path, sagemaker)
+    web_config = write_web_config(tmp_path, tls_material)
+    missing = tmp_path / "missing-web.yml"
+
+    valid = run_cli(
+        "--check-config", "--config.file", str(config), "--web.config.file", str(web_config)
+    )
+    invalid = run_cli(
+        "--check-config", "--config.file", str(config), "--web.config.file", str(missing)
+    )
+
+    assert valid.returncode == 0, valid.stderr
+    assert valid.stdout == (
+        f"{config}: configuration is valid\n{web_config}: web configuration is valid\n"
+    )
+    assert invalid.returncode == 2
+    assert invalid.stderr == (
+        f"sagemaker-tuning-exporter: configuration error: {missing}: cannot read web config "
+        "file: No such file or directory\n"
+    )
+
+
+def test_demo_serves_over_tls_with_basic_auth(tmp_path: Path, tls_material: TlsMaterial) -> None:
+    port = free_port()
+    web_config = write_web_config(tmp_path, tls_material)
+    process = start_exporter("--demo", "--web.config.file", str(web_config), port=port)
+    url = f"https://127.0.0.1:{port}"
+    context = tls_material.client_context()
+    token = base64.b64encode(f"prometheus:{DEMO_PASSWORD}".encode()).decode()
+    authorization = {"Authorization": f"Basic {token}"}
+    try:
+        ready = wait_for(f"{url}/-/ready", timeout=60, context=context, headers=authorization)
+        request = urllib.request.Request(f"{url}/metrics", headers=authorization)
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            body = response.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"{url}/metrics", timeout=10, context=context)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        stderr = stop_with_sigterm(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert ready
+    assert 'sagemaker_tuning_exporter_up{account="123456789012",region="us-east-1"} 1.0' in body
+    assert anonymous.value.code == 401
+    assert f"listening on 127.0.0.1:{port} (port {port}, https, basic auth)" in stderr
+    assert DEMO_PASSWORD not in stderr
+    assert process.returncode == 0
