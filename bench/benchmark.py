@@ -154,26 +154,21 @@ def _backend(region: str) -> Any:
 
 def seed_jobs(regions: Sequence[str], jobs: int, running: int) -> None:
     """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days."""
+    from exporter.demo import create_moto_tuning_job
+
     now = datetime.now(tz=UTC).replace(tzinfo=None)  # moto keeps naive UTC times
     for region in regions:
         backend = _backend(region)
         rng = random.Random(region)
         for index in range(jobs):
             name = f"job-{index:05d}"
-            backend.create_hyper_parameter_tuning_job(
-                hyper_parameter_tuning_job_name=name,
-                hyper_parameter_tuning_job_config={
-                    "Strategy": STRATEGIES[index % len(STRATEGIES)],
-                    "ResourceLimits": {"MaxNumberOfTrainingJobs": 50, "MaxParallelTrainingJobs": 5},
-                    "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "auc"},
-                },
-                training_job_definition=None,
-                training_job_definitions=None,
-                warm_start_config=None,
-                tags=None,
-                autotune=None,
+            job = create_moto_tuning_job(
+                backend,
+                name,
+                STRATEGIES[index % len(STRATEGIES)],
+                {"MaxNumberOfTrainingJobs": 50, "MaxParallelTrainingJobs": 5},
+                metric="auc",
             )
-            job = backend.hyper_parameter_tuning_jobs[name]
             # Spread over six days, oldest first, so modification times differ as in a real account.
             # The newest was modified an hour ago, so changes made now are newer than any of them.
             created = now - timedelta(days=6, hours=1) + timedelta(seconds=index * 6 * 86400 / jobs)

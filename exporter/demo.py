@@ -178,21 +178,7 @@ class DemoSageMaker:
         }
         if self._random.random() < 0.5:
             limits["MaxRuntimeInSeconds"] = self._random.choice((3600, 7200, 86400))
-        backend = _backend(region)
-        backend.create_hyper_parameter_tuning_job(
-            hyper_parameter_tuning_job_name=name,
-            hyper_parameter_tuning_job_config={
-                "Strategy": strategy,
-                "ResourceLimits": limits,
-                "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "accuracy"},
-            },
-            training_job_definition=None,
-            training_job_definitions=None,
-            warm_start_config=None,
-            tags=None,
-            autotune=None,
-        )
-        job = backend.hyper_parameter_tuning_jobs[name]
+        job = create_moto_tuning_job(_backend(region), name, strategy, limits)
         now = self._clock()
         job.creation_time = now - timedelta(minutes=self._random.randint(0, 600))
         self._plans[(region, name)] = _JobPlan(max_jobs, self._random.choice((0.05, 0.1, 0.3)))
@@ -227,6 +213,26 @@ def _set_status(job: Any, status: str, now: datetime) -> None:
     job.hyper_parameter_tuning_job_status = status
     job.last_modified_time = now
     job.hyper_parameter_tuning_end_time = None if status in _RUNNING_STATUSES else now
+
+
+def create_moto_tuning_job(
+    backend: Any, name: str, strategy: str, limits: dict[str, int], metric: str = "accuracy"
+) -> Any:
+    """Create a tuning job in a moto SageMaker backend; returns moto's job object to adjust."""
+    backend.create_hyper_parameter_tuning_job(
+        hyper_parameter_tuning_job_name=name,
+        hyper_parameter_tuning_job_config={
+            "Strategy": strategy,
+            "ResourceLimits": limits,
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": metric},
+        },
+        training_job_definition=None,
+        training_job_definitions=None,
+        warm_start_config=None,
+        tags=None,
+        autotune=None,
+    )
+    return backend.hyper_parameter_tuning_jobs[name]
 
 
 def _backend(region: str) -> Any:

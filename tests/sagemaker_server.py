@@ -23,6 +23,8 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from moto.sagemaker.models import sagemaker_backends
 from werkzeug.serving import make_server
 
+from exporter.demo import create_moto_tuning_job
+
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for keys it did not issue
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 
@@ -242,24 +244,16 @@ class SageMakerTestServer:
         """Create a tuning job in moto's backend and set its state; returns moto's job object."""
         backend = sagemaker_backends[account][region]
         self._touched.add((account, region))
-        backend.create_hyper_parameter_tuning_job(
-            hyper_parameter_tuning_job_name=name,
-            hyper_parameter_tuning_job_config={
-                "Strategy": strategy,
-                "ResourceLimits": dict(
-                    limits
-                    if limits is not None
-                    else {"MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 4}
-                ),
-                "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "accuracy"},
-            },
-            training_job_definition=None,
-            training_job_definitions=None,
-            warm_start_config=None,
-            tags=None,
-            autotune=None,
+        job: Any = create_moto_tuning_job(
+            backend,
+            name,
+            strategy,
+            dict(
+                limits
+                if limits is not None
+                else {"MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 4}
+            ),
         )
-        job: Any = backend.hyper_parameter_tuning_jobs[name]
         job.hyper_parameter_tuning_job_status = status
         if training is not None:
             job.training_job_status_counters = dict(training)

@@ -45,6 +45,7 @@ def test_the_benchmark_runs_small_and_reports_both_variants(tmp_path: Path) -> N
     assert naive["full_refresh_requests_per_region"] == math.ceil(250 / 100)
     assert exporter["steady_refresh_requests_per_region"] <= report["steady_request_target"]
     assert naive["steady_refresh_requests_per_region"] == math.ceil(250 / 100)
-    assert exporter["body_bytes"] == naive["body_bytes"]
+    # The same samples; only the exporter's own figures (durations) differ in length.
+    assert abs(exporter["body_bytes"] - naive["body_bytes"]) < 0.01 * naive["body_bytes"]
     assert exporter["peak_rss_mib"] > 0
     assert "| warm scrape p50, plain (s) |" in completed.stdout
