@@ -60,18 +60,13 @@ class _DriftError(Exception):
     """An incremental listing cannot account for a job: list in full instead."""
 
 
-def list_tuning_jobs(client: SageMakerClient, filters: JobFilters, now: float) -> list[TuningJob]:
-    """Every tuning job matching ``filters``, sorted by name.
+def list_full(client: SageMakerClient, filters: JobFilters, now: float) -> Listing:
+    """A full listing: every job matching ``filters``, sorted by name.
 
     NameContains, StatusEquals (one listing per status) and CreationTimeAfter go to the API;
     the same filters are checked again locally, so an endpoint that ignores one cannot widen
     the result.
     """
-    return list(list_full(client, filters, now).jobs)
-
-
-def list_full(client: SageMakerClient, filters: JobFilters, now: float) -> Listing:
-    """A full listing: every job matching ``filters``."""
     base = _base_request(filters, now)
     requests = [{**base, "StatusEquals": status} for status in filters.statuses] or [base]
     jobs: dict[str, TuningJob] = {}

@@ -20,7 +20,7 @@ from exporter.aws import (
 )
 from exporter.config import AwsSettings, CreatedAfter, ExporterConfig, JobFilters
 from exporter.jobs import Target
-from exporter.listing import list_tuning_jobs
+from exporter.listing import list_full
 from tests.sagemaker_server import FaultRule, SageMakerTestServer, at, epoch
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def test_should_follow_next_token_over_more_than_100_jobs(sagemaker: SageMakerTe
         sagemaker.add_job("eu-west-1", f"job-{index:03d}")
     counter = RequestCounter()
 
-    jobs = list_tuning_jobs(_client(sagemaker, counter=counter), JobFilters(), now=NOW)
+    jobs = list_full(_client(sagemaker, counter=counter), JobFilters(), now=NOW).jobs
 
     assert [job.name for job in jobs] == [f"job-{index:03d}" for index in range(250)]
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 3
@@ -73,7 +73,7 @@ def test_should_parse_every_field_of_a_summary(sagemaker: SageMakerTestServer) -
         modified=at("2026-11-02T11:30:00"),
     )
 
-    (job,) = list_tuning_jobs(_client(sagemaker), JobFilters(), now=NOW)
+    (job,) = list_full(_client(sagemaker), JobFilters(), now=NOW).jobs
 
     assert job.name == "xgb-1"
     assert job.arn == "arn:aws:sagemaker:eu-west-1:123456789012:hyper-parameter-tuning-job/xgb-1"
@@ -100,7 +100,7 @@ def test_should_parse_every_field_of_a_summary(sagemaker: SageMakerTestServer) -
 def test_should_leave_absent_resource_limits_unset(sagemaker: SageMakerTestServer) -> None:
     sagemaker.add_job("eu-west-1", "sparse", limits={"MaxNumberOfTrainingJobs": 8})
 
-    (job,) = list_tuning_jobs(_client(sagemaker), JobFilters(), now=NOW)
+    (job,) = list_full(_client(sagemaker), JobFilters(), now=NOW).jobs
 
     assert (job.max_training_jobs, job.max_parallel_training_jobs, job.max_runtime_seconds) == (
         8,
@@ -131,7 +131,7 @@ def test_should_filter_by_name_status_and_creation_time(sagemaker: SageMakerTest
         created_after=CreatedAfter(relative_seconds=7 * 86400),
     )
 
-    jobs = list_tuning_jobs(_client(sagemaker), filters, now=NOW)
+    jobs = list_full(_client(sagemaker), filters, now=NOW).jobs
 
     assert [job.name for job in jobs] == ["xgb-new-done", "xgb-new-running"]
     # One listing per status, each a single page.
@@ -145,7 +145,7 @@ def test_should_retry_throttled_requests_and_count_every_attempt(
     sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle", times=2))
     counter = RequestCounter()
 
-    jobs = list_tuning_jobs(_client(sagemaker, counter=counter), JobFilters(), now=NOW)
+    jobs = list_full(_client(sagemaker, counter=counter), JobFilters(), now=NOW).jobs
 
     assert [job.name for job in jobs] == ["a"]
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 3
@@ -165,7 +165,7 @@ def test_should_count_failed_attempts_by_kind_of_error(
     counter.declare("eu-west-1", LIST_OPERATION)
 
     with pytest.raises(ClientError):
-        list_tuning_jobs(_client(sagemaker, counter=counter), JobFilters(), now=NOW)
+        list_full(_client(sagemaker, counter=counter), JobFilters(), now=NOW)
 
     errors = counter.error_counts()
     assert errors[("eu-west-1", LIST_OPERATION, kind)] == attempts
@@ -185,7 +185,7 @@ def test_should_count_a_read_timeout_as_timeout(sagemaker: SageMakerTestServer) 
     )
     counter.attach(client)
 
-    jobs = list_tuning_jobs(client, JobFilters(), now=NOW)
+    jobs = list_full(client, JobFilters(), now=NOW).jobs
 
     assert [job.name for job in jobs] == ["a"]
     assert counter.error_counts() == {("eu-west-1", LIST_OPERATION, "timeout"): 1}
@@ -195,7 +195,7 @@ def test_should_raise_access_denied_without_retrying(sagemaker: SageMakerTestSer
     sagemaker.add_fault(FaultRule(region="eu-west-1", kind="access_denied"))
 
     with pytest.raises(ClientError, match="AccessDenied"):
-        list_tuning_jobs(_client(sagemaker), JobFilters(), now=NOW)
+        list_full(_client(sagemaker), JobFilters(), now=NOW)
 
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 1
 
@@ -210,7 +210,7 @@ def test_should_stop_when_a_next_token_repeats() -> None:
             "list_hyper_parameter_tuning_jobs", page, {"MaxResults": 100, "NextToken": "same"}
         )
         with pytest.raises(PaginationError, match="same NextToken twice"):
-            list_tuning_jobs(client, JobFilters(), now=NOW)
+            list_full(client, JobFilters(), now=NOW)
 
 
 def test_should_list_an_assumed_roles_account(
@@ -227,7 +227,7 @@ def test_should_list_an_assumed_roles_account(
     counter = RequestCounter()
     client = SageMakerClients(make_config().aws, counter).get(target)
 
-    jobs = list_tuning_jobs(client, JobFilters(), now=NOW)
+    jobs = list_full(client, JobFilters(), now=NOW).jobs
 
     assert [(job.name, job.account) for job in jobs] == [("theirs", "111111111111")]
     assert sagemaker.received("eu-west-1", "AssumeRole") == 1
@@ -251,14 +251,14 @@ def test_assumed_role_credentials_are_renewed_before_they_expire(
     # Credentials with an hour left are reused for the next call.
     sagemaker.issue_credentials_expiring_in(3600)
     long_lived = SageMakerClients(aws, RequestCounter()).get(target)
-    list_tuning_jobs(long_lived, JobFilters(), now=NOW)
-    list_tuning_jobs(long_lived, JobFilters(), now=NOW)
+    list_full(long_lived, JobFilters(), now=NOW)
+    list_full(long_lived, JobFilters(), now=NOW)
     after_long_lived = sagemaker.received("eu-west-1", "AssumeRole")
     # Credentials with five minutes left are renewed before the next call.
     sagemaker.issue_credentials_expiring_in(300)
     short_lived = SageMakerClients(aws, RequestCounter()).get(target)
-    list_tuning_jobs(short_lived, JobFilters(), now=NOW)
-    list_tuning_jobs(short_lived, JobFilters(), now=NOW)
+    list_full(short_lived, JobFilters(), now=NOW)
+    list_full(short_lived, JobFilters(), now=NOW)
 
     assert after_long_lived == 1
     assert sagemaker.received("eu-west-1", "AssumeRole") == 3
