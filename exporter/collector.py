@@ -13,7 +13,14 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.aws import RequestCounter
 from exporter.config import TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES
-from exporter.jobs import OBJECTIVE_STATUSES, TRAINING_JOB_STATUSES, RegionSnapshot, TuningJob
+from exporter.jobs import (
+    INVALID_FIELDS,
+    OBJECTIVE_STATUSES,
+    SKIP_REASONS,
+    TRAINING_JOB_STATUSES,
+    RegionSnapshot,
+    TuningJob,
+)
 
 JOB_LABELS = ("account", "region", "job_name", "status", "strategy")
 TARGET_LABELS = ["account", "region"]
@@ -231,6 +238,18 @@ class ExporterHealthCollector(Collector):
             "(over per_job_metrics.max_jobs).",
             labels=[*TARGET_LABELS, "reason"],
         )
+        skipped = CounterMetricFamily(
+            "sagemaker_tuning_exporter_skipped_job_summaries",
+            "Job summaries the listings returned that were not published at all, since the "
+            "exporter started, by reason: missing_name or invalid_name (not a string).",
+            labels=[*TARGET_LABELS, "reason"],
+        )
+        invalid = CounterMetricFamily(
+            "sagemaker_tuning_exporter_invalid_job_fields",
+            "Fields of job summaries the listings returned that were missing or unusable and "
+            "left out of the job's samples, since the exporter started, by API field name.",
+            labels=[*TARGET_LABELS, "field"],
+        )
         for snapshot in self._snapshots():
             labels = [snapshot.account, snapshot.target.region]
             up.add_metric(labels, 1 if snapshot.up else 0)
@@ -241,6 +260,11 @@ class ExporterHealthCollector(Collector):
             listings.add_metric([*labels, "incremental"], snapshot.incremental_listings)
             unpublished.add_metric([*labels, "retention"], snapshot.hidden_by_retention)
             unpublished.add_metric([*labels, "limit"], snapshot.hidden_by_limit)
+            # Every reason and field from 0, so rate() sees the first problem.
+            for reason in SKIP_REASONS:
+                skipped.add_metric([*labels, reason], snapshot.skipped_summaries.get(reason, 0))
+            for field in INVALID_FIELDS:
+                invalid.add_metric([*labels, field], snapshot.invalid_fields.get(field, 0))
 
         requests = CounterMetricFamily(
             "sagemaker_tuning_exporter_api_requests",
@@ -273,6 +297,8 @@ class ExporterHealthCollector(Collector):
             failures,
             listings,
             unpublished,
+            skipped,
+            invalid,
             requests,
             errors,
             build_info,

@@ -14,19 +14,23 @@ in an active state that neither listing returns any more has changed in a way th
 cannot show; a Deleting job is then gone, anything else means drift, and the refresh lists
 in full instead. So does a misbehaving incremental listing (empty pages with a NextToken,
 loops). Deleted terminal jobs disappear at the next full listing (``cache.full_resync``).
+
+A status this exporter does not know (one SageMaker added later) is treated like a terminal
+one: such a job is listed again when its LastModifiedTime moves, and at every full listing.
+Jobs are keyed by name, unique per account and region, as the ARN may be missing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from exporter.aws import PAGE_SIZE, PaginationError, iter_summaries
 from exporter.config import JobFilters
-from exporter.jobs import TuningJob, parse_job_summary
+from exporter.jobs import ParsedSummary, SummaryProblems, TuningJob, parse_job_summary
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -48,12 +52,15 @@ class Listing:
     """The jobs of one account and region after a refresh, and how to list changes next time.
 
     ``watermark`` is the newest LastModifiedTime (epoch seconds) the API reported, None
-    when no job has one; ``full`` says whether this refresh listed every job.
+    when no job has one; ``full`` says whether this refresh listed every job. ``problems``
+    counts the summaries this refresh's requests returned that were skipped or left fields
+    out, once per time a request returned them.
     """
 
     jobs: tuple[TuningJob, ...]
     watermark: float | None
     full: bool
+    problems: SummaryProblems = field(default_factory=SummaryProblems)
 
 
 class _DriftError(Exception):
@@ -70,9 +77,10 @@ def list_full(client: SageMakerClient, filters: JobFilters, now: float) -> Listi
     base = _base_request(filters, now)
     requests = [{**base, "StatusEquals": status} for status in filters.statuses] or [base]
     jobs: dict[str, TuningJob] = {}
+    problems: list[ParsedSummary] = []
     for request in requests:
-        jobs.update(_jobs_of(client, request))
-    return _listing(jobs.values(), filters, now, previous_watermark=None, full=True)
+        jobs.update(_jobs_of(client, request, problems))
+    return _listing(jobs.values(), filters, now, None, True, parsed_with_problems=problems)
 
 
 def list_changes(
@@ -102,27 +110,35 @@ def _list_changes(
     base = _base_request(filters, now)
     statuses = [s for s in ACTIVE_STATUSES if not filters.statuses or s in filters.statuses]
     active: dict[str, TuningJob] = {}
+    problems: list[ParsedSummary] = []
     for status in statuses:
         request = {**base, "StatusEquals": status}
-        active.update(_jobs_of(client, request, max_empty_pages=MAX_EMPTY_PAGES))
+        active.update(_jobs_of(client, request, problems, max_empty_pages=MAX_EMPTY_PAGES))
     since = datetime.fromtimestamp(watermark - WATERMARK_OVERLAP_SECONDS, tz=UTC)
     modified = dict(
-        _jobs_of(client, {**base, "LastModifiedTimeAfter": since}, max_empty_pages=MAX_EMPTY_PAGES)
+        _jobs_of(
+            client,
+            {**base, "LastModifiedTimeAfter": since},
+            problems,
+            max_empty_pages=MAX_EMPTY_PAGES,
+        )
     )
 
-    jobs = {job.arn: job for job in previous.jobs}
-    for arn, job in list(jobs.items()):
-        if job.status not in statuses or arn in active or arn in modified:
+    jobs = {job.name: job for job in previous.jobs}
+    for name, job in list(jobs.items()):
+        # A status not in ACTIVE_STATUSES, known or not, is never listed by status: only a
+        # modification or the next full listing can show its changes, so it is no drift.
+        if job.status not in statuses or name in active or name in modified:
             continue
         if job.status == "Deleting":  # no longer Deleting and not modified: deleted
-            del jobs[arn]
+            del jobs[name]
             continue
         raise _DriftError(
             f"job {job.name!r} left status {job.status} without being listed as modified"
         )
     jobs.update(active)
     jobs.update(modified)
-    return _listing(jobs.values(), filters, now, previous_watermark=watermark, full=False)
+    return _listing(jobs.values(), filters, now, watermark, False, parsed_with_problems=problems)
 
 
 def _base_request(filters: JobFilters, now: float) -> dict[str, Any]:
@@ -135,20 +151,21 @@ def _base_request(filters: JobFilters, now: float) -> dict[str, Any]:
 
 
 def _jobs_of(
-    client: SageMakerClient, request: Mapping[str, Any], max_empty_pages: int | None = None
+    client: SageMakerClient,
+    request: Mapping[str, Any],
+    problems: list[ParsedSummary],
+    max_empty_pages: int | None = None,
 ) -> Iterable[tuple[str, TuningJob]]:
-    """(ARN, job) for every usable summary the request lists; unusable ones are logged and skipped."""
+    """(name, job) for every summary the request lists that names its job.
+
+    The summaries that were skipped or left fields out are appended to ``problems``.
+    """
     for summary in iter_summaries(client, request, max_empty_pages):
-        try:
-            job = parse_job_summary(summary)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            log.warning(
-                "skipping a tuning job summary with unusable field %s: %r",
-                error,
-                summary.get("HyperParameterTuningJobName"),
-            )
-            continue
-        yield job.arn, job
+        parsed = parse_job_summary(summary)
+        if parsed.skip_reason is not None or parsed.invalid_fields:
+            problems.append(parsed)
+        if parsed.job is not None:
+            yield parsed.job.name, parsed.job
 
 
 def _listing(
@@ -157,6 +174,8 @@ def _listing(
     now: float,
     previous_watermark: float | None,
     full: bool,
+    *,
+    parsed_with_problems: list[ParsedSummary],
 ) -> Listing:
     created_after = (
         filters.created_after.resolve(now).timestamp() if filters.created_after else None
@@ -167,7 +186,23 @@ def _listing(
     stamps = [job.last_modified_time for job in kept if job.last_modified_time is not None]
     if previous_watermark is not None:
         stamps.append(previous_watermark)
-    return Listing(jobs=tuple(kept), watermark=max(stamps, default=None), full=full)
+    problems = SummaryProblems.of(parsed_with_problems)
+    _log_problems(problems, parsed_with_problems)
+    return Listing(tuple(kept), max(stamps, default=None), full, problems)
+
+
+def _log_problems(problems: SummaryProblems, parsed: list[ParsedSummary]) -> None:
+    """One line per listing that met unusable summaries, naming a few of the jobs."""
+    if not parsed:
+        return
+    named = [p.job.name[:100] for p in parsed if p.job is not None][:5]
+    log.warning(
+        "skipped %d tuning job summaries by reason %s; left out fields %s (jobs %s)",
+        sum(problems.skipped.values()),
+        dict(problems.skipped),
+        dict(problems.invalid_fields),
+        named,
+    )
 
 
 def _matches(job: TuningJob, filters: JobFilters, created_after: float | None) -> bool:
@@ -175,4 +210,5 @@ def _matches(job: TuningJob, filters: JobFilters, created_after: float | None) -
         return False
     if filters.statuses and job.status not in filters.statuses:
         return False
-    return created_after is None or job.creation_time > created_after
+    # Without a usable CreationTime only the API's own CreationTimeAfter filter vouches for it.
+    return created_after is None or job.creation_time is None or job.creation_time > created_after

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from exporter.jobs import RegionSnapshot, Target, TuningJob
+from exporter.jobs import RegionSnapshot, SummaryProblems, Target, TuningJob
 from exporter.listing import Listing
 from exporter.retention import PublishedJobs
 
@@ -213,6 +213,7 @@ class SnapshotCache:
                 jobs = previous.jobs
             if published_jobs == previous.published:
                 published_jobs = previous.published
+        problems = _problems_since_start(previous, listing)
         return RegionSnapshot(
             target=target,
             account=_account_label(target, jobs, previous),
@@ -227,7 +228,16 @@ class SnapshotCache:
             full_listings=(previous.full_listings if previous else 0) + listing.full,
             incremental_listings=(previous.incremental_listings if previous else 0)
             + (not listing.full),
+            skipped_summaries=problems.skipped,
+            invalid_fields=problems.invalid_fields,
         )
+
+
+def _problems_since_start(previous: RegionSnapshot | None, listing: Listing) -> SummaryProblems:
+    """The previous snapshot's counts of unusable summaries and fields, this listing's added."""
+    if previous is None:
+        return listing.problems
+    return SummaryProblems(previous.skipped_summaries, previous.invalid_fields) + listing.problems
 
 
 def _wait_all(events: Sequence[threading.Event], timeout: float | None) -> None:

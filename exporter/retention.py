@@ -7,6 +7,7 @@ families are limited.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,13 +25,30 @@ class PublishedJobs:
     hidden_by_limit: int = 0
 
 
-def ended_at(job: TuningJob) -> float:
-    """When a job stopped changing: its end time, else its last modification, else its creation."""
+def ended_at(job: TuningJob) -> float | None:
+    """When a job stopped changing: its end time, else its last modification, else its creation.
+
+    None when the API gave none of the three usable.
+    """
     if job.end_time is not None:
         return job.end_time
     if job.last_modified_time is not None:
         return job.last_modified_time
     return job.creation_time
+
+
+def _is_recent(job: TuningJob, cutoff: float) -> bool:
+    """Running, or ended at or after ``cutoff``; a job of unknown age is kept, not hidden."""
+    if job.status in RUNNING_STATUSES:
+        return True
+    moment = ended_at(job)
+    return moment is None or moment >= cutoff
+
+
+def _rank(job: TuningJob) -> tuple[bool, float]:
+    """Sort key under the cap: running first, then most recently ended, unknown age last."""
+    moment = ended_at(job)
+    return (job.status not in RUNNING_STATUSES, -moment if moment is not None else math.inf)
 
 
 def select_published_jobs(
@@ -39,7 +57,8 @@ def select_published_jobs(
     """The running jobs and those ended within ``retention_seconds`` (0: all), at most ``max_jobs``.
 
     Over the cap, running jobs go first, then the most recently ended; the result keeps the
-    order of ``jobs``.
+    order of ``jobs``. A status this exporter does not know counts as ended. A job with no
+    usable time cannot be placed: the retention keeps it and the cap ranks it last.
 
     >>> from exporter.jobs import TuningJob
     >>> def job(name, status, end):
@@ -51,16 +70,13 @@ def select_published_jobs(
     """
     if retention_seconds > 0:
         cutoff = now - retention_seconds
-        kept = [job for job in jobs if job.status in RUNNING_STATUSES or ended_at(job) >= cutoff]
+        kept = [job for job in jobs if _is_recent(job, cutoff)]
     else:
         kept = list(jobs)
     hidden_by_retention = len(jobs) - len(kept)
     if len(kept) <= max_jobs:
         return PublishedJobs(tuple(kept), hidden_by_retention)
-    ranked = sorted(
-        range(len(kept)),
-        key=lambda index: (kept[index].status not in RUNNING_STATUSES, -ended_at(kept[index])),
-    )
+    ranked = sorted(range(len(kept)), key=lambda index: _rank(kept[index]))
     chosen = sorted(ranked[:max_jobs])
     return PublishedJobs(
         tuple(kept[index] for index in chosen), hidden_by_retention, len(kept) - max_jobs
