@@ -20,6 +20,7 @@ from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from exporter import __version__
 from exporter.config import AwsSettings
 from exporter.jobs import Target
+from exporter.responses import BEFORE_PARSE_LISTING, lenient_timestamp, repair_listing_shapes
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -279,6 +280,7 @@ class SageMakerClients:
         if self._loader is None:
             self._loader = botocore.loaders.create_loader(session.get_config_variable("data_path"))
         session.register_component("data_loader", self._loader)
+        _tolerate_malformed_listings(session)
         return session
 
     def _assume_role_fetcher(self, role_arn: str, target: Target) -> Callable[[], dict[str, str]]:
@@ -308,6 +310,14 @@ class SageMakerClients:
             }
 
         return fetch_credentials
+
+
+def _tolerate_malformed_listings(session: botocore.session.Session) -> None:
+    """Keep one malformed job summary from failing its whole listing page (see responses)."""
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=lenient_timestamp
+    )
+    session.register(BEFORE_PARSE_LISTING, repair_listing_shapes)
 
 
 def iter_summaries(

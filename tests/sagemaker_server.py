@@ -1,7 +1,8 @@
 """A real SageMaker API for tests: moto's server on 127.0.0.1 behind a fault-injecting middleware.
 
 The middleware counts every request it receives per (region, operation) and can answer
-chosen requests with throttling, 500s or AccessDenied, or hold them, before moto sees them.
+chosen requests with throttling, 500s or AccessDenied, or hold them, before moto sees them,
+or rewrite the job summaries of moto's answer as a malformed API might send them.
 Tests set job state by editing moto's in-process backends.
 """
 
@@ -50,7 +51,9 @@ class FaultRule:
     """Answer matching requests with ``kind``, ``times`` times.
 
     ``kind`` is a FAULT_RESPONSES key, ``hang`` (hold the request ``hang_seconds``, then answer
-    it), or ``empty_page`` (an empty page with a fresh NextToken).
+    it), ``empty_page`` (an empty page with a fresh NextToken), or ``rewrite`` (moto's answer,
+    each of its job summaries replaced by what ``rewrite_summary`` returns for it: any JSON
+    value, so a field can be dropped, nulled or given another type).
     """
 
     region: str
@@ -59,6 +62,7 @@ class FaultRule:
     operation: str | None = None
     hang_seconds: float = 0.0
     body_contains: str | None = None  # e.g. a role ARN, to fault one account's AssumeRole
+    rewrite_summary: Callable[[dict[str, Any]], Any] | None = None
 
 
 @dataclass
@@ -85,6 +89,11 @@ class _FaultInjector:
             lifetime = self.credential_lifetime_seconds
         if rule is not None and rule.kind == "hang":
             time.sleep(rule.hang_seconds)
+        elif rule is not None and rule.kind == "rewrite":
+            assert rule.rewrite_summary is not None
+            return _with_rewritten_summaries(
+                self.app, environ, start_response, rule.rewrite_summary
+            )
         elif rule is not None and rule.kind == "empty_page":
             # An empty page that still carries a new NextToken, as some List APIs answer.
             page = {
@@ -152,6 +161,37 @@ def _with_expiration(
     headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
     start_response(status, [*headers, ("Content-Length", str(len(rewritten)))])
     return [rewritten]
+
+
+def _with_rewritten_summaries(
+    app: Callable[..., Iterable[bytes]],
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    rewrite_summary: Callable[[dict[str, Any]], Any],
+) -> Iterable[bytes]:
+    """moto's listing page, each job summary replaced by ``rewrite_summary`` of it."""
+    captured: list[Any] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+        captured.extend((status, headers))
+
+    page = json.loads(b"".join(app(environ, capture)))
+    status, headers = captured
+    if "HyperParameterTuningJobSummaries" in page:
+        page["HyperParameterTuningJobSummaries"] = [
+            rewrite_summary(summary) for summary in page["HyperParameterTuningJobSummaries"]
+        ]
+    rewritten = json.dumps(page).encode()
+    headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    start_response(status, [*headers, ("Content-Length", str(len(rewritten)))])
+    return [rewritten]
+
+
+def for_job(name: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """A ``rewrite_summary`` that applies ``change`` to the summary of job ``name`` only."""
+    return lambda summary: (
+        change(summary) if summary.get("HyperParameterTuningJobName") == name else summary
+    )
 
 
 def _region_of(environ: Mapping[str, Any]) -> str:

@@ -1,0 +1,285 @@
+"""Malformed or unexpected ListHyperParameterTuningJobs answers, at the wire and generated.
+
+The wire tests rewrite moto's answers in the test server's middleware and scrape the exporter
+over HTTP. The generated tests feed hypothesis' summaries through parsing, snapshots,
+collectors and the cached renderer, and have prometheus_client's parsers and promtool read
+every exposition.
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients
+from exporter.config import AwsSettings, ExporterConfig, JobFilters
+from exporter.jobs import Target
+from exporter.listing import list_changes, list_full
+from tests.conftest import RunningExporter
+from tests.expected import expected_samples_from_api, samples, value
+from tests.prometheus import require_binary
+from tests.sagemaker_server import FaultRule, SageMakerTestServer, for_job
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+
+StartExporter = Callable[[ExporterConfig], RunningExporter]
+REGION = "eu-west-1"
+OTHER_REGION = "us-east-1"
+HUGE_NAME = "x" * 10_000 + '"quote\\backslash\nnewline\x00nul\ud800surrogate名'
+HUGE_NAME_AS_PUBLISHED = HUGE_NAME.replace("\ud800", "\ufffd")
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def without(*keys: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda summary: {k: v for k, v in summary.items() if k not in keys}
+
+
+def with_fields(**fields: Any) -> Callable[[dict[str, Any]], Any]:
+    return lambda summary: {**summary, **fields}
+
+
+def with_counters(member: str, **counts: Any) -> Callable[[dict[str, Any]], Any]:
+    return lambda summary: {**summary, member: {**summary[member], **counts}}
+
+
+MALFORMED = {
+    "no-name": without("HyperParameterTuningJobName"),
+    "not-an-object": lambda _summary: "not-an-object",
+    "no-arn-or-creation-time": without("HyperParameterTuningJobArn", "CreationTime"),
+    "null-and-text-counters": with_counters(
+        "ObjectiveStatusCounters", Succeeded="many", Pending=None
+    ),
+    "garbage-times": with_fields(LastModifiedTime="soon", HyperParameterTuningEndTime={"a": 1}),
+    "bad-shapes": with_fields(TrainingJobStatusCounters="lots", ResourceLimits=[1]),
+    "new-status": with_fields(HyperParameterTuningJobStatus="Pausing", Strategy="Evolutionary"),
+    "huge": with_fields(HyperParameterTuningJobName=HUGE_NAME),
+}
+
+
+def rewrite_malformed(summary: dict[str, Any]) -> Any:
+    for name, change in MALFORMED.items():
+        summary = for_job(name, change)(summary)
+        if not isinstance(summary, dict):
+            break
+    return summary
+
+
+def seed(sagemaker: SageMakerTestServer) -> None:
+    ended = datetime.now(tz=UTC).replace(tzinfo=None) - timedelta(hours=1)
+    for region in (REGION, OTHER_REGION):
+        for name in ("healthy-1", "healthy-2"):
+            sagemaker.add_job(
+                region,
+                name,
+                status="Completed",
+                training={"Completed": 5, "Stopped": 1},
+                objective={"Succeeded": 5, "Failed": 1},
+                ended=ended,
+            )
+    for name in MALFORMED:
+        sagemaker.add_job(
+            REGION,
+            name,
+            status="InProgress",
+            training={"Completed": 2, "InProgress": 1},
+            objective={"Succeeded": 2, "Pending": 1, "Failed": 0},
+            limits={"MaxNumberOfTrainingJobs": 9},
+        )
+
+
+def test_malformed_summaries_leave_other_jobs_intact_and_are_counted(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    seed(sagemaker)
+    regions = (REGION, OTHER_REGION)
+    healthy = {
+        key: number
+        for key, number in expected_samples_from_api(sagemaker.url, regions).items()
+        if dict(key[1])["job_name"].startswith("healthy-")
+    }
+    sagemaker.add_fault(
+        FaultRule(REGION, "rewrite", operation=LIST_OPERATION, rewrite_summary=rewrite_malformed)
+    )
+    exporter = run_exporter(make_config(regions=regions))
+
+    text = exporter.scrape()
+    scraped = samples(text)
+
+    assert value(text, "sagemaker_tuning_exporter_up", region=REGION) == 1
+    assert len(healthy) == 4 * 9  # 2 + 2 counters, 2 limits, 3 timestamps
+    assert {key: scraped.get(key) for key in healthy} == healthy
+    published = {
+        dict(labels)["job_name"]
+        for name, labels in scraped
+        if name.startswith("sagemaker_tuning_job_")
+    }
+    assert published == {
+        "healthy-1",
+        "healthy-2",
+        "no-arn-or-creation-time",
+        "null-and-text-counters",
+        "garbage-times",
+        "bad-shapes",
+        "new-status",
+        HUGE_NAME_AS_PUBLISHED,
+    }
+
+    def job_value(name: str, job_name: str, **labels: str) -> float | None:
+        return value(text, name, region=REGION, job_name=job_name, **labels)
+
+    # The job without an ARN keeps the account learnt from the others, and no creation time.
+    assert job_value("sagemaker_tuning_job_max_training_jobs", "no-arn-or-creation-time") == 9
+    assert (
+        job_value("sagemaker_tuning_job_max_training_jobs", "no-arn-or-creation-time", account="")
+        is None
+    )
+    assert (
+        job_value("sagemaker_tuning_job_creation_timestamp_seconds", "no-arn-or-creation-time")
+        is None
+    )
+    # Unusable counters are left out; their siblings stay.
+    objective = "sagemaker_tuning_job_objective_evaluations"
+    assert job_value(objective, "null-and-text-counters", objective_status="Succeeded") is None
+    assert job_value(objective, "null-and-text-counters", objective_status="Pending") is None
+    assert job_value(objective, "null-and-text-counters", objective_status="Failed") == 0
+    assert (
+        job_value("sagemaker_tuning_job_last_modified_timestamp_seconds", "garbage-times") is None
+    )
+    assert job_value("sagemaker_tuning_job_creation_timestamp_seconds", "garbage-times")
+    assert job_value("sagemaker_tuning_job_max_training_jobs", "bad-shapes") is None
+    assert job_value(objective, "bad-shapes", objective_status="Succeeded") == 2
+    # A status and strategy nobody declared go through raw, per job and in the counts.
+    assert (
+        job_value(
+            "sagemaker_tuning_job_training_jobs",
+            "new-status",
+            status="Pausing",
+            strategy="Evolutionary",
+            training_job_status="Completed",
+        )
+        == 2
+    )
+    assert (
+        value(
+            text, "sagemaker_tuning_jobs", region=REGION, status="Pausing", strategy="Evolutionary"
+        )
+        == 1
+    )
+    assert job_value("sagemaker_tuning_job_max_training_jobs", HUGE_NAME_AS_PUBLISHED) == 9
+
+    skipped = "sagemaker_tuning_exporter_skipped_job_summaries_total"
+    assert value(text, skipped, region=REGION, reason="missing_name") == 2
+    assert value(text, skipped, region=REGION, reason="invalid_name") == 0
+    assert value(text, skipped, region=OTHER_REGION, reason="missing_name") == 0
+    invalid = "sagemaker_tuning_exporter_invalid_job_fields_total"
+    # A null counter reaches nobody: botocore drops nulls, so it reads as a counter not sent.
+    assert {
+        field: value(text, invalid, region=REGION, field=field)
+        for field in (
+            "HyperParameterTuningJobArn",
+            "CreationTime",
+            "LastModifiedTime",
+            "HyperParameterTuningEndTime",
+            "TrainingJobStatusCounters",
+            "ObjectiveStatusCounters",
+            "ResourceLimits",
+            "Strategy",
+        )
+    } == {
+        "HyperParameterTuningJobArn": 1,
+        "CreationTime": 1,
+        "LastModifiedTime": 1,
+        "HyperParameterTuningEndTime": 1,
+        "TrainingJobStatusCounters": 1,
+        "ObjectiveStatusCounters": 1,
+        "ResourceLimits": 1,
+        "Strategy": 0,
+    }
+
+
+def test_malformed_summaries_give_valid_exposition_in_every_format(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    seed(sagemaker)
+    sagemaker.add_fault(
+        FaultRule(REGION, "rewrite", operation=LIST_OPERATION, rewrite_summary=rewrite_malformed)
+    )
+    exporter = run_exporter(make_config(regions=(REGION,)))
+
+    _, _, plain = exporter.get("/metrics")
+    _, _, plain_gzip = exporter.get("/metrics", {"Accept-Encoding": "gzip"})
+    _, _, openmetrics = exporter.get("/metrics", {"Accept": OPENMETRICS})
+    _, _, openmetrics_gzip = exporter.get(
+        "/metrics", {"Accept": OPENMETRICS, "Accept-Encoding": "gzip"}
+    )
+
+    assert gzip.decompress(plain_gzip) == plain
+    assert gzip.decompress(openmetrics_gzip) == openmetrics
+    text_names = {
+        sample.labels.get("job_name")
+        for family in text_string_to_metric_families(plain.decode())
+        for sample in family.samples
+    }
+    openmetrics_names = {
+        sample.labels.get("job_name")
+        for family in openmetrics_families(openmetrics.decode())  # type: ignore[no-untyped-call]
+        for sample in family.samples
+    }
+    assert HUGE_NAME_AS_PUBLISHED in text_names
+    assert text_names == openmetrics_names
+    checked = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=plain,
+        capture_output=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr.decode()
+
+
+def _client(sagemaker: SageMakerTestServer) -> SageMakerClient:
+    aws = AwsSettings(endpoint_url=sagemaker.url, max_attempts=1)
+    return SageMakerClients(aws, RequestCounter()).get(Target(region=REGION))
+
+
+def test_a_job_that_moves_to_an_unknown_status_is_relisted_then_tracked_incrementally(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    start = datetime.now(tz=UTC).replace(tzinfo=None, microsecond=0)
+    # Modified long before the newest job, so that only its status can list it.
+    job = sagemaker.add_job(
+        REGION, "moving", status="InProgress", modified=start - timedelta(hours=1)
+    )
+    sagemaker.add_job(REGION, "newest", status="Completed", modified=start)
+    client = _client(sagemaker)
+    now = start.replace(tzinfo=UTC).timestamp()
+    first = list_full(client, JobFilters(), now)
+
+    # Pausing unseen: not listed as InProgress any more and not modified, so this is drift.
+    job.hyper_parameter_tuning_job_status = "Pausing"
+    relisted = list_changes(client, JobFilters(), now + 60, first)
+    # Pausing is not an active state this exporter knows: no drift, and no full listing.
+    steady = list_changes(client, JobFilters(), now + 120, relisted)
+    # Its next change moves LastModifiedTime, which the incremental listing does see.
+    job.hyper_parameter_tuning_job_status = "Completed"
+    job.last_modified_time = start + timedelta(minutes=3)
+    finished = list_changes(client, JobFilters(), now + 180, steady)
+
+    assert [
+        (j.name, j.status, listing.full)
+        for listing in (relisted, steady, finished)
+        for j in listing.jobs
+        if j.name == "moving"
+    ] == [("moving", "Pausing", True), ("moving", "Pausing", False), ("moving", "Completed", False)]
