@@ -82,6 +82,18 @@ ODD_JOBS = (
     job('quote"and\\backslash'),
     job("new\nline"),
     job("ünïcode-名前", status="Completed"),
+    job("nul\x00carriage\rtab\tline\u2028separator"),
+    job("replaced-surrogate-\ufffd-emoji-\U0001f600", status="Pausing"),
+    job("h" * 10_000 + '\\"\n', status="Completed"),
+    tuning_job(
+        "what-a-malformed-summary-leaves",
+        account="",
+        arn="",
+        status="",
+        strategy="Evolutionary",
+        creation_time=None,
+        training_job_counts={"Stopped": 0},
+    ),
 )
 
 

@@ -8,25 +8,53 @@ every exposition.
 
 from __future__ import annotations
 
+import functools
 import gzip
+import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import botocore.session
+from botocore.model import Shape
+from botocore.parsers import ResponseParser, ResponseParserFactory
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import (
+    generate_latest as openmetrics_generate_latest,
+)
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients
+from exporter.collector import (
+    JOB_FAMILIES,
+    ExporterHealthCollector,
+    JobCountCollector,
+    PerJobCollector,
+)
 from exporter.config import AwsSettings, ExporterConfig, JobFilters
-from exporter.jobs import Target
+from exporter.exposition import MetricsPage
+from exporter.jobs import (
+    OBJECTIVE_STATUSES,
+    TRAINING_JOB_STATUSES,
+    RegionSnapshot,
+    SummaryProblems,
+    Target,
+    parse_job_summary,
+)
 from exporter.listing import list_changes, list_full
+from exporter.responses import lenient_timestamp, repair_listing_shapes
+from exporter.retention import select_published_jobs
 from tests.conftest import RunningExporter
 from tests.expected import expected_samples_from_api, samples, value
 from tests.prometheus import require_binary
 from tests.sagemaker_server import FaultRule, SageMakerTestServer, for_job
+from tests.test_jobs import DETERMINISTIC, ODD_TEXT
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -37,6 +65,8 @@ OTHER_REGION = "us-east-1"
 HUGE_NAME = "x" * 10_000 + '"quote\\backslash\nnewline\x00nul\ud800surrogate名'
 HUGE_NAME_AS_PUBLISHED = HUGE_NAME.replace("\ud800", "\ufffd")
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+JOB_ARN = "arn:aws:sagemaker:eu-west-1:111111111111:hyper-parameter-tuning-job/generated"
+NOW = 1_795_000_000.0
 
 
 def without(*keys: str) -> Callable[[dict[str, Any]], Any]:
@@ -283,3 +313,176 @@ def test_a_job_that_moves_to_an_unknown_status_is_relisted_then_tracked_incremen
         for j in listing.jobs
         if j.name == "moving"
     ] == [("moving", "Pausing", True), ("moving", "Pausing", False), ("moving", "Completed", False)]
+
+
+# Values as JSON carries them, for summaries that go through botocore as the wire's would.
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(),  # NaN and Infinity included: Python's json reads and writes them
+    ODD_TEXT,
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+JSON_TIMESTAMPS = st.one_of(
+    st.floats(min_value=NOW - 30 * 86400, max_value=NOW),
+    st.floats(min_value=0, max_value=4_000_000_000),
+    st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat),
+    JSON_VALUES,
+)
+
+
+def json_counters(keys: tuple[str, ...]) -> st.SearchStrategy[object]:
+    """Mostly objects of counts, so that most jobs have samples to render."""
+    counts = st.one_of(st.integers(min_value=-3, max_value=10**13), JSON_VALUES)
+    return st.one_of(st.dictionaries(st.sampled_from(keys), counts, min_size=1), JSON_VALUES)
+
+
+WIRE_SUMMARIES = st.one_of(
+    st.fixed_dictionaries(
+        {"HyperParameterTuningJobName": st.one_of(ODD_TEXT.filter(bool), st.just(HUGE_NAME))},
+        optional={
+            "HyperParameterTuningJobArn": st.one_of(st.just(JOB_ARN), JSON_VALUES),
+            "HyperParameterTuningJobStatus": st.one_of(
+                st.sampled_from(["Completed", "InProgress", "Pausing"]), JSON_VALUES
+            ),
+            "Strategy": st.one_of(st.sampled_from(["Bayesian", "Evolutionary"]), JSON_VALUES),
+            "CreationTime": JSON_TIMESTAMPS,
+            "LastModifiedTime": JSON_TIMESTAMPS,
+            "HyperParameterTuningEndTime": JSON_TIMESTAMPS,
+            "TrainingJobStatusCounters": json_counters(TRAINING_JOB_STATUSES),
+            "ObjectiveStatusCounters": json_counters(OBJECTIVE_STATUSES),
+            "ResourceLimits": json_counters(
+                ("MaxNumberOfTrainingJobs", "MaxParallelTrainingJobs", "MaxRuntimeInSeconds")
+            ),
+        },
+    ),
+    JSON_VALUES,
+)
+
+
+@functools.cache
+def listing_parser() -> tuple[ResponseParser, Shape]:
+    """botocore's parser of SageMaker's answers as the exporter sets it up, and a page's shape."""
+    service = botocore.session.get_session().get_service_model("sagemaker")
+    factory = ResponseParserFactory()
+    factory.set_parser_defaults(timestamp_parser=lenient_timestamp)
+    shape = service.operation_model(LIST_OPERATION).output_shape
+    assert shape is not None
+    return factory.create_parser(service.protocol), shape
+
+
+def parse_page_as_botocore_would(summaries: list[object]) -> list[object]:
+    """The summaries of a listing page sent as JSON, parsed by botocore with the exporter's hooks."""
+    parser, shape = listing_parser()
+    response = {
+        "body": json.dumps({"HyperParameterTuningJobSummaries": summaries}).encode(),
+        "headers": {},
+        "status_code": 200,
+    }
+    repair_listing_shapes(response_dict=response)
+    parsed = parser.parse(response, shape)
+    return list(parsed["HyperParameterTuningJobSummaries"])
+
+
+def snapshot_of(target: Target, summaries: list[object]) -> RegionSnapshot:
+    """What a refresh of ``target`` makes of a listing that returned ``summaries``."""
+    parsed = [parse_job_summary(summary) for summary in summaries]
+    jobs = {p.job.name: p.job for p in parsed if p.job is not None}  # the listing keys by name
+    listed = tuple(sorted(jobs.values(), key=lambda job: job.name))
+    published = select_published_jobs(listed, NOW, retention_seconds=0, max_jobs=6)
+    problems = SummaryProblems.of(p for p in parsed if p.skip_reason or p.invalid_fields)
+    return RegionSnapshot(
+        target,
+        next((job.account for job in listed if job.account), ""),
+        listed,
+        True,
+        NOW,
+        0.25,
+        published=published.jobs,
+        hidden_by_retention=published.hidden_by_retention,
+        hidden_by_limit=published.hidden_by_limit,
+        skipped_summaries=problems.skipped,
+        invalid_fields=problems.invalid_fields,
+    )
+
+
+class Exposition:
+    """The /metrics page of some snapshots, and the registry prometheus_client renders it from."""
+
+    def __init__(self, snapshots: list[RegionSnapshot]) -> None:
+        requests = RequestCounter()
+        counts = JobCountCollector(lambda: snapshots)
+        health = ExporterHealthCollector(lambda: snapshots, requests)
+        self.full = CollectorRegistry()
+        summary = CollectorRegistry()
+        for collector in (PerJobCollector(lambda: snapshots), counts, health):
+            self.full.register(collector)
+        for collector in (counts, health):
+            summary.register(collector)
+        self.page = MetricsPage(lambda: list(snapshots), requests, summary, self.full)
+
+    def body(self, accept: str | None = None, accept_gzip: bool = False) -> bytes:
+        response = self.page.render(accept, accept_gzip)
+        body = b"".join(response.chunks)
+        return gzip.decompress(body) if response.gzipped else body
+
+
+def job_names_in(families: Iterable[Any]) -> set[str]:
+    return {
+        sample.labels["job_name"]
+        for family in families
+        for sample in family.samples
+        if "job_name" in sample.labels
+    }
+
+
+GENERATED_LISTINGS = 150
+PROMTOOL_BATCH = 50
+
+
+def test_generated_listings_render_exposition_that_parsers_and_promtool_accept() -> None:
+    promtool = require_binary("promtool")
+    generated: list[RegionSnapshot] = []
+
+    @settings(DETERMINISTIC, max_examples=GENERATED_LISTINGS)
+    @given(st.lists(WIRE_SUMMARIES, max_size=8))
+    def render_and_parse(summaries: list[object]) -> None:
+        target = Target(region=f"generated-{len(generated)}")
+        snapshot = snapshot_of(target, parse_page_as_botocore_would(summaries))
+        exposition = Exposition([snapshot])
+
+        text = exposition.body()
+        openmetrics = exposition.body(OPENMETRICS)
+        assert exposition.body(accept_gzip=True) == text
+        assert exposition.body(OPENMETRICS, accept_gzip=True) == openmetrics
+        # The cached renderer stays byte for byte what prometheus_client renders.
+        assert text == generate_latest(exposition.full)
+        assert openmetrics == openmetrics_generate_latest(exposition.full)  # type: ignore[no-untyped-call]
+        expected_names = {
+            job.name
+            for job in snapshot.published
+            if any(list(family.samples(job)) for family in JOB_FAMILIES)
+        }
+        assert job_names_in(text_string_to_metric_families(text.decode())) == expected_names
+        assert (
+            job_names_in(openmetrics_families(openmetrics.decode()))  # type: ignore[no-untyped-call]
+            == expected_names
+        )
+        generated.append(snapshot)
+
+    render_and_parse()
+
+    # promtool reads one exposition per run: many generated listings, as targets, in each.
+    batches = [
+        generated[start : start + PROMTOOL_BATCH]
+        for start in range(0, len(generated), PROMTOOL_BATCH)
+    ]
+    assert len(batches) >= 3
+    for batch in batches:
+        body = Exposition(batch).body()
+        checked = subprocess.run(
+            [promtool, "check", "metrics"], input=body, capture_output=True, check=False
+        )
+        assert checked.returncode == 0, checked.stderr.decode()[:2000]
