@@ -238,6 +238,44 @@ def test_malformed_summaries_leave_other_jobs_intact_and_are_counted(
     }
 
 
+def test_problem_counters_rise_with_each_listing_and_survive_a_failed_refresh(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    seed(sagemaker)
+    sagemaker.add_fault(
+        FaultRule(REGION, "rewrite", operation=LIST_OPERATION, rewrite_summary=rewrite_malformed)
+    )
+    # One attempt, so that the failed refresh fails without retries' backoff.
+    aws = AwsSettings(endpoint_url=sagemaker.url, max_attempts=1)
+    exporter = run_exporter(make_config(regions=(REGION,), aws=aws))
+    skipped = "sagemaker_tuning_exporter_skipped_job_summaries_total"
+    invalid = "sagemaker_tuning_exporter_invalid_job_fields_total"
+
+    def counts() -> tuple[float | None, float | None]:
+        text = exporter.scrape()
+        return (
+            value(text, skipped, reason="missing_name"),
+            value(text, invalid, field="CreationTime"),
+        )
+
+    first = counts()
+    exporter.exporter.cache.refresh_all(timeout=30)
+    second = counts()
+    sagemaker.clear_faults()
+    sagemaker.add_fault(FaultRule(REGION, "server_error"))
+    exporter.exporter.cache.refresh_all(timeout=30)
+    after_failure = counts()
+    up = value(exporter.scrape(), "sagemaker_tuning_exporter_up")
+
+    assert first == (2, 1)
+    # The malformed jobs are running, so the incremental listing returns them again.
+    assert second[0] is not None and second[0] > 2
+    assert second[1] is not None and second[1] > 1
+    assert (up, after_failure) == (0, second)
+
+
 def test_malformed_summaries_give_valid_exposition_in_every_format(
     sagemaker: SageMakerTestServer,
     make_config: Callable[..., ExporterConfig],
