@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -51,6 +51,26 @@ class Target:
     account_id: str = ""
 
 
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class JobTags:
+    """The allowlisted tags of a target's tuning jobs, as last read from the tagging API.
+
+    ``by_arn`` maps each job's ARN, in lower case, to its allowlisted tags (key -> value);
+    jobs with none of them are absent. ``read_time`` is the wall time of the last successful
+    read, None before the first.
+    """
+
+    by_arn: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    read_time: float | None = None
+
+    def of(self, job: TuningJob) -> Mapping[str, str]:
+        """The allowlisted tags of ``job``; ARNs are compared in lower case, as their case varies."""
+        return self.by_arn.get(job.arn.lower(), _NO_TAGS)
+
+
 @dataclass(frozen=True)
 class RegionSnapshot:
     """What the exporter knows about one target after its latest refresh.
@@ -60,7 +80,8 @@ class RegionSnapshot:
     the target's failed refreshes since start. ``published`` are the jobs that get per-job
     series (see :mod:`exporter.retention`); the ``hidden_by_*`` counts say how many of
     ``jobs`` were left out and why. ``full_listings`` and ``incremental_listings`` count
-    the successful refreshes of each kind since start.
+    the successful refreshes of each kind since start. ``tags`` are the jobs' allowlisted
+    tags as last read, kept when a read fails.
     """
 
     target: Target
@@ -76,6 +97,7 @@ class RegionSnapshot:
     hidden_by_limit: int = 0
     full_listings: int = 0
     incremental_listings: int = 0
+    tags: JobTags = field(default_factory=JobTags)
 
 
 def account_from_arn(arn: str) -> str:
