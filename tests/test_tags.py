@@ -27,7 +27,13 @@ from exporter.collector import (
     PerJobCollector,
     TagReadCollector,
 )
-from exporter.config import AwsSettings, CacheSettings, ExporterConfig, tag_label_name
+from exporter.config import (
+    AccountSettings,
+    AwsSettings,
+    CacheSettings,
+    ExporterConfig,
+    tag_label_name,
+)
 from exporter.exposition import MetricsPage
 from exporter.http import ExporterServer, create_app
 from exporter.jobs import JobTags, RegionSnapshot, Target, TuningJob
@@ -585,3 +591,27 @@ def test_new_tags_render_the_tags_lines_again_and_leave_the_per_job_lines(
     assert b'tag_team="before"' not in after
     assert rendered == []
     assert after == exposition.generate_latest(page.full)
+
+
+def test_tags_are_read_with_the_assumed_roles_credentials_in_its_account(
+    sagemaker: SageMakerTestServer,
+    tags_config: ExporterConfig,
+    run_exporter: Callable[[ExporterConfig], RunningExporter],
+) -> None:
+    role_arn = "arn:aws:iam::111111111111:role/sagemaker-tuning-exporter"
+    sagemaker.add_job(REGION, "watched", account="111111111111", tags={"team": "watched"})
+    sagemaker.add_job(REGION, "ambient", tags={"team": "ambient"})
+
+    text = run_exporter(replace(tags_config, accounts=(AccountSettings(role_arn),))).scrape()
+
+    assert tag_series(text) == {
+        "watched": {
+            "account": "111111111111",
+            "region": REGION,
+            "job_name": "watched",
+            "status": "Completed",
+            "strategy": "Bayesian",
+            "tag_team": "watched",
+            "tag_project": "",
+        }
+    }
