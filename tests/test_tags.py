@@ -32,13 +32,14 @@ from exporter.config import (
     AwsSettings,
     CacheSettings,
     ExporterConfig,
+    parse_config,
     tag_label_name,
 )
 from exporter.exposition import MetricsPage
 from exporter.http import ExporterServer, create_app
 from exporter.jobs import JobTags, RegionSnapshot, Target, TuningJob
 from exporter.tags import TagCache, read_job_tags
-from tests.conftest import RunningExporter
+from tests.conftest import ROOT, RunningExporter
 from tests.expected import samples, value
 from tests.factories import tuning_job
 from tests.processes import free_port, start_exporter, wait_for
@@ -615,3 +616,32 @@ def test_tags_are_read_with_the_assumed_roles_credentials_in_its_account(
             "tag_project": "",
         }
     }
+
+
+def test_config_reads_the_tag_allowlist_and_its_ttl() -> None:
+    config = parse_config(
+        "regions: [eu-west-1]\ncache:\n  tags_ttl: 30m\n"
+        "tags: [team, cost-center, 'aws:cloudformation:stack-name', Project Name]\n"
+    )
+
+    assert config.tags == ("team", "cost-center", "aws:cloudformation:stack-name", "Project Name")
+    assert config.cache.tags_ttl_seconds == 1800
+    assert parse_config("regions: [eu-west-1]").cache.tags_ttl_seconds == 600
+
+
+@pytest.mark.parametrize("text", ["tags: []", "tags:", ""])
+def test_an_empty_or_absent_allowlist_disables_tags(text: str) -> None:
+    assert parse_config(f"regions: [eu-west-1]\n{text}\n").tags == ()
+
+
+def test_the_commented_example_keys_are_valid_once_uncommented() -> None:
+    text = (ROOT / "config.example.yaml").read_text()
+    uncommented = text.replace("# tags_ttl: 10m", "tags_ttl: 10m").replace(
+        "# tags: [team, project]", "tags: [team, project]"
+    )
+
+    config = parse_config(uncommented)
+
+    assert uncommented != text
+    assert config.tags == ("team", "project")
+    assert config.cache.tags_ttl_seconds == 600
