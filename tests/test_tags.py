@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import subprocess
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -43,7 +45,7 @@ from tests.conftest import ROOT, RunningExporter
 from tests.expected import samples, value
 from tests.factories import tuning_job
 from tests.processes import free_port, start_exporter, wait_for
-from tests.prometheus import query, running_prometheus, wait_for_series
+from tests.prometheus import query, require_binary, running_prometheus, wait_for_series
 from tests.sagemaker_server import DEFAULT_ACCOUNT, FaultRule, SageMakerTestServer
 from tests.test_exposition import ACCEPT_HEADERS
 
@@ -435,6 +437,14 @@ def test_prometheus_joins_tags_onto_a_per_job_family_with_group_left(
             "scrape_configs:\n  - job_name: sagemaker-tuning\n"
             f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
         )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            exposition_text = response.read()
+        lint = subprocess.run(
+            [require_binary("promtool"), "check", "metrics"],
+            input=exposition_text,
+            capture_output=True,
+            check=False,
+        )
         with running_prometheus(prometheus_config, tmp_path / "data") as prometheus:
             wait_for_series(prometheus, "sagemaker_tuning_job_tags", 3)
             joined = query(
@@ -451,6 +461,8 @@ def test_prometheus_joins_tags_onto_a_per_job_family_with_group_left(
         process.terminate()
         process.wait(timeout=15)
 
+    assert b'tag_project="intent",tag_team="nlp"} 1.0' in exposition_text
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, b"")
     assert {
         labels_of(series)["job_name"]: (
             labels_of(series).get("tag_team", ""),
