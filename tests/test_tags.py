@@ -657,3 +657,17 @@ def test_the_commented_example_keys_are_valid_once_uncommented() -> None:
     assert uncommented != text
     assert config.tags == ("team", "project")
     assert config.cache.tags_ttl_seconds == 600
+
+
+def test_tags_family_header_shows_without_jobs_and_batches_read_as_one_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    empty = TaggedPage([])
+    monkeypatch.setattr(exporter_exposition, "RENDER_BATCH_JOBS", 3)
+    jobs = tuple(tuning_job(f"job-{n}") for n in range(10))
+    batched = TaggedPage([tagged_snapshot(EU, jobs, {jobs[4].arn: {"team": "t"}})])
+
+    assert b"# TYPE sagemaker_tuning_job_tags gauge\n" in empty.body()
+    assert empty.body() == exposition.generate_latest(empty.full)
+    assert batched.body() == exposition.generate_latest(batched.full)
+    assert batched.body().count(b"sagemaker_tuning_job_tags{") == 10
