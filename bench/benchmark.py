@@ -3,6 +3,7 @@
     python bench/benchmark.py                      # 10,000 jobs in each of 2 regions
     python bench/benchmark.py --jobs 300 --ttl 5   # a quick run
     python bench/benchmark.py --json result.json   # also write the figures as JSON
+    python bench/benchmark.py --jobs 1020 --regions 1 --tags   # tags: the extra GetResources
 
 moto's SageMaker server runs in this process on 127.0.0.1, seeded with ``--jobs`` jobs per
 region (``--running`` of them InProgress, the rest finished within the last six days, so the
@@ -18,6 +19,12 @@ over ``--scrapes`` plain and gzip scrapes served from a warm cache; then ``--cha
 region change (counters move, jobs finish) and, once the TTL has passed, one scrape triggers
 a steady-state refresh whose requests and wall time are read from the exporter's own
 metrics; and the process's peak RSS. Loopback only; placeholder credentials only.
+
+With ``--tags`` every job carries ``team`` and ``project`` tags, both variants publish them
+(``tags: [team, project]``, ``cache.tags_ttl`` from ``--tags-ttl``), and the GetResources
+requests of the full and the steady-state refresh are reported too. The server is then the
+test suite's (tests/sagemaker_server.py), whose GetResources pages by ResourcesPerPage as
+AWS does.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ PLACEHOLDER_ENVIRONMENT = {
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 FINISHED = ("Completed", "Completed", "Completed", "Failed", "Stopped")
 SCRAPE_TIMEOUT_SECONDS = "120"
+TAGGING_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"
 
 
 @dataclass
@@ -78,6 +86,8 @@ class VariantResult:
     body_bytes: int
     gzip_body_bytes: int
     peak_rss_mib: float
+    full_refresh_tag_requests_per_region: float = 0.0
+    steady_refresh_tag_requests_per_region: float = 0.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ttl", type=float, default=60.0, help="cache.ttl of both variants")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     parser.add_argument(
+        "--tags", action="store_true", help="tag every job and publish tags team and project"
+    )
+    parser.add_argument(
+        "--tags-ttl", type=float, default=600.0, help="cache.tags_ttl of both variants"
+    )
+    parser.add_argument(
         "--serve-naive", nargs=2, metavar=("CONFIG", "PORT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -101,9 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     regions = ("us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1")[: args.regions]
     os.environ.update(PLACEHOLDER_ENVIRONMENT)
-    with moto_server() as endpoint_url:
+    with moto_server(tagging=args.tags) as endpoint_url:
         started = time.monotonic()
-        seed_jobs(regions, args.jobs, args.running)
+        seed_jobs(regions, args.jobs, args.running, tagged=args.tags)
         print(
             f"seeded {args.jobs} jobs in each of {len(regions)} regions "
             f"in {time.monotonic() - started:.1f}s",
@@ -112,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = []
         for variant, scrapes in (("exporter", args.scrapes), ("naive", args.naive_scrapes)):
             results.append(run_variant(variant, endpoint_url, regions, args, scrapes))
-            restore_jobs(regions, args.jobs, args.running)
+            restore_jobs(regions, args.jobs, args.running, tagged=args.tags)
     report = {
         "machine": machine(),
         "command": " ".join(["python", "bench/benchmark.py", *(argv or sys.argv[1:])]),
@@ -120,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "regions": len(regions),
         "running_per_region": args.running,
         "changes_per_region": args.changes,
+        "tags": args.tags,
+        "tags_ttl_seconds": args.tags_ttl,
         "steady_request_target": math.ceil(args.running / 100) + 3,
         "results": [asdict(result) for result in results],
     }
@@ -130,13 +148,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's server on 127.0.0.1; yields its URL."""
+def moto_server(tagging: bool = False) -> Iterator[str]:
+    """moto's server on 127.0.0.1; yields its URL.
+
+    With ``tagging``, the test suite's server, whose GetResources pages as AWS does, and the
+    tagging API's endpoint pointed at it.
+    """
     import logging
 
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    if tagging:
+        from tests.sagemaker_server import SageMakerTestServer
+
+        test_server = SageMakerTestServer()
+        test_server.start()
+        os.environ[TAGGING_ENDPOINT_VARIABLE] = test_server.url
+        try:
+            yield test_server.url
+        finally:
+            test_server.stop()
+        return
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -152,8 +185,11 @@ def _backend(region: str) -> Any:
     return sagemaker_backends[ACCOUNT][region]
 
 
-def seed_jobs(regions: Sequence[str], jobs: int, running: int) -> None:
-    """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days."""
+def seed_jobs(regions: Sequence[str], jobs: int, running: int, tagged: bool = False) -> None:
+    """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days.
+
+    With ``tagged``, each job has a ``team`` (one of 5) and a ``project`` (one of 17) tag.
+    """
     from exporter.demo import create_moto_tuning_job
 
     now = datetime.now(tz=UTC).replace(tzinfo=None)  # moto keeps naive UTC times
@@ -168,6 +204,9 @@ def seed_jobs(regions: Sequence[str], jobs: int, running: int) -> None:
                 STRATEGIES[index % len(STRATEGIES)],
                 {"MaxNumberOfTrainingJobs": 50, "MaxParallelTrainingJobs": 5},
                 metric="auc",
+                tags={"team": f"team-{index % 5}", "project": f"project-{index % 17}"}
+                if tagged
+                else None,
             )
             # Spread over six days, oldest first, so modification times differ as in a real account.
             # The newest was modified an hour ago, so changes made now are newer than any of them.
@@ -206,13 +245,13 @@ def change_jobs(regions: Sequence[str], jobs: int, running: int, changes: int) -
                 job.hyper_parameter_tuning_end_time = now
 
 
-def restore_jobs(regions: Sequence[str], jobs: int, running: int) -> None:
+def restore_jobs(regions: Sequence[str], jobs: int, running: int, tagged: bool = False) -> None:
     """Undo :func:`change_jobs`, so the next variant starts from the same account."""
     for region in regions:
         backend = _backend(region)
         for name in list(backend.hyper_parameter_tuning_jobs):
             del backend.hyper_parameter_tuning_jobs[name]
-    seed_jobs(regions, jobs, running)
+    seed_jobs(regions, jobs, running, tagged=tagged)
 
 
 def run_variant(
@@ -230,6 +269,9 @@ def run_variant(
             f"aws:\n  endpoint_url: {endpoint_url}\n  max_attempts: 2\n"
             f"cache:\n  ttl: {args.ttl}\n"
         )
+        if args.tags:
+            with config.open("a") as config_text:
+                config_text.write(f"  tags_ttl: {args.tags_ttl}\ntags: [team, project]\n")
         if variant == "exporter":
             command = [
                 sys.executable,
@@ -256,6 +298,7 @@ def run_variant(
             refreshed_at = time.monotonic()
             text, first_scrape = timed_scrape(url, gzip_encoded=False)
             full_requests = list_requests(text)
+            full_tag_requests = list_requests(text, "GetResources")
             full_seconds = max(metric(text, "sagemaker_tuning_exporter_refresh_duration_seconds"))
             plain = [timed_scrape(url, gzip_encoded=False)[1] for _ in range(scrapes)]
             gzipped = [timed_scrape(url, gzip_encoded=True)[1] for _ in range(scrapes)]
@@ -271,6 +314,7 @@ def run_variant(
             time.sleep(max(0.0, refreshed_at + args.ttl + 0.5 - time.monotonic()))
             after, _ = timed_scrape(url, gzip_encoded=False)
             steady_requests = list_requests(after) - full_requests
+            steady_tag_requests = list_requests(after, "GetResources") - full_tag_requests
             steady_seconds = max(
                 metric(after, "sagemaker_tuning_exporter_refresh_duration_seconds")
             )
@@ -292,6 +336,8 @@ def run_variant(
         body_bytes=len(body),
         gzip_body_bytes=len(gzip_body),
         peak_rss_mib=peak_rss_mib,
+        full_refresh_tag_requests_per_region=full_tag_requests / len(regions),
+        steady_refresh_tag_requests_per_region=steady_tag_requests / len(regions),
     )
 
 
@@ -375,14 +421,14 @@ def metric(text: str, name: str) -> list[float]:
     ]
 
 
-def list_requests(text: str) -> float:
+def list_requests(text: str, operation: str = "ListHyperParameterTuningJobs") -> float:
+    """The requests the exporter counted for ``operation``, retries included."""
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
         if family.name == "sagemaker_tuning_exporter_api_requests"
         for sample in family.samples
-        if sample.name.endswith("_total")
-        and sample.labels.get("operation") == "ListHyperParameterTuningJobs"
+        if sample.name.endswith("_total") and sample.labels.get("operation") == operation
     )
 
 
@@ -433,6 +479,22 @@ def markdown_table(report: dict[str, Any]) -> str:
             "requests per region, steady-state refresh",
             "steady_refresh_requests_per_region",
             "{:.0f}",
+        ),
+        *(
+            [
+                (
+                    "GetResources requests per region, full refresh",
+                    "full_refresh_tag_requests_per_region",
+                    "{:.0f}",
+                ),
+                (
+                    "GetResources requests per region, steady-state refresh",
+                    "steady_refresh_tag_requests_per_region",
+                    "{:.0f}",
+                ),
+            ]
+            if report["tags"]
+            else []
         ),
         ("refresh wall time, full (s)", "full_refresh_seconds", "{:.2f}"),
         ("refresh wall time, steady state (s)", "steady_refresh_seconds", "{:.2f}"),

@@ -6,15 +6,23 @@ import time
 from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
 from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients
-from exporter.collector import ExporterHealthCollector, JobCountCollector, PerJobCollector
+from exporter.collector import (
+    ExporterHealthCollector,
+    JobCountCollector,
+    JobTagsCollector,
+    PerJobCollector,
+    TagReadCollector,
+)
 from exporter.config import ExporterConfig
 from exporter.exposition import MetricsPage
 from exporter.jobs import Target, TuningJob
 from exporter.listing import Listing, list_changes, list_full
 from exporter.refresh import SnapshotCache
 from exporter.retention import PublishedJobs, select_published_jobs
+from exporter.tags import TAGGING_OPERATION, TagCache
 
 
 def targets_from_config(config: ExporterConfig) -> list[Target]:
@@ -52,6 +60,17 @@ class Exporter:
             self.requests.declare(region, LIST_OPERATION)
         self._clock = clock
         self._clients = SageMakerClients(config.aws, self.requests)
+        tag_cache = None
+        if config.tags:  # no allowlist, no tagging call at all
+            for region in config.regions:
+                self.requests.declare(region, TAGGING_OPERATION)
+            tag_cache = TagCache(
+                config.tags,
+                self._clients.tagging,
+                config.cache.tags_ttl_seconds,
+                clock=clock,
+                monotonic=monotonic,
+            )
         self.cache = SnapshotCache(
             targets_from_config(config),
             self._list_jobs,
@@ -59,19 +78,32 @@ class Exporter:
             full_resync_seconds=config.cache.full_resync_seconds,
             max_concurrent_refreshes=config.cache.max_concurrent_refreshes,
             select_published=self._select_published,
+            read_tags=tag_cache.tags_of if tag_cache is not None else None,
             clock=clock,
             monotonic=monotonic,
         )
         job_counts = JobCountCollector(self.cache.snapshots, config.filters.statuses)
         health = ExporterHealthCollector(self.cache.snapshots, self.requests)
+        # The tags family follows the per-job ones, where MetricsPage renders it.
+        tag_families: list[Collector] = []
+        tag_health: list[Collector] = []
+        if config.tags:
+            tag_families.append(JobTagsCollector(self.cache.snapshots, config.tags))
+            tag_health.append(TagReadCollector(self.cache.snapshots))
         self.registry = CollectorRegistry()
         summary_registry = CollectorRegistry()
-        for collector in (PerJobCollector(self.cache.snapshots), job_counts, health):
+        for collector in (
+            PerJobCollector(self.cache.snapshots),
+            *tag_families,
+            job_counts,
+            health,
+            *tag_health,
+        ):
             self.registry.register(collector)
-        for collector in (job_counts, health):
+        for collector in (job_counts, health, *tag_health):
             summary_registry.register(collector)
         self.metrics_page = MetricsPage(
-            self.cache.snapshots, self.requests, summary_registry, self.registry
+            self.cache.snapshots, self.requests, summary_registry, self.registry, config.tags
         )
 
     def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:

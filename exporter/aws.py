@@ -23,6 +23,7 @@ from exporter.jobs import Target
 from exporter.responses import BEFORE_PARSE_LISTING, lenient_timestamp, repair_listing_shapes
 
 if TYPE_CHECKING:
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sts import STSClient
 
@@ -233,6 +234,8 @@ class SageMakerClients:
         self._counter = counter
         self._lock = threading.Lock()
         self._clients: dict[Target, SageMakerClient] = {}
+        self._sessions: dict[Target, botocore.session.Session] = {}
+        self._tagging_clients: dict[Target, ResourceGroupsTaggingAPIClient] = {}
         self._loader: botocore.loaders.Loader | None = None
         self._source: botocore.session.Session | None = None
 
@@ -244,17 +247,40 @@ class SageMakerClients:
                 client = self._clients[target] = self._create(target)
             return client
 
+    def tagging(self, target: Target) -> ResourceGroupsTaggingAPIClient:
+        """The Resource Groups Tagging API client for ``target``, on the same session and credentials.
+
+        ``aws.endpoint_url`` is SageMaker's endpoint, so it does not apply here; botocore's
+        ``AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API`` sets this service's endpoint.
+        """
+        with self._lock:
+            client = self._tagging_clients.get(target)
+            if client is None:
+                client = cast(
+                    "ResourceGroupsTaggingAPIClient",
+                    self._session(target).create_client(
+                        "resourcegroupstaggingapi",
+                        region_name=target.region,
+                        config=client_config(self._aws),
+                    ),
+                )
+                self._counter.attach(client)
+                self._tagging_clients[target] = client
+            return client
+
     def _source_session(self) -> botocore.session.Session:
         """The session with the ambient credentials, shared by targets without a role."""
         if self._source is None:
             self._source = self._new_session()
         return self._source
 
-    def _create(self, target: Target) -> SageMakerClient:
+    def _session(self, target: Target) -> botocore.session.Session:
+        """The session of ``target``'s clients: one per role, kept so its clients share credentials."""
         if target.role_arn is None:
-            session = self._source_session()
-        else:
-            session = self._new_session()
+            return self._source_session()
+        session = self._sessions.get(target)
+        if session is None:
+            session = self._sessions[target] = self._new_session()
             credentials = DeferredRefreshableCredentials(
                 refresh_using=self._assume_role_fetcher(target.role_arn, target),
                 method=_FixedCredentialProvider.METHOD,
@@ -262,9 +288,12 @@ class SageMakerClients:
             session.register_component(
                 "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
             )
+        return session
+
+    def _create(self, target: Target) -> SageMakerClient:
         client = cast(
             "SageMakerClient",
-            session.create_client(
+            self._session(target).create_client(
                 "sagemaker",
                 region_name=target.region,
                 endpoint_url=self._aws.endpoint_url,

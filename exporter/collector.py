@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.aws import RequestCounter
-from exporter.config import TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES
+from exporter.config import TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES, tag_label_name
 from exporter.jobs import (
     INVALID_FIELDS,
     OBJECTIVE_STATUSES,
@@ -142,6 +142,80 @@ class PerJobCollector(Collector):
                         extra_values = [] if extra_value is None else [extra_value]
                         gauge.add_metric([*labels, *extra_values], value)
             yield gauge
+
+
+TAGS_FAMILY = "sagemaker_tuning_job_tags"
+TAGS_HELP = (
+    "The tuning job's allowlisted tags as tag_<key> labels, empty where the job lacks the tag; "
+    "always 1. Join it onto any per-job family with "
+    "* on(account, region, job_name) group_left(tag_<key>). Values may be up to "
+    "cache.tags_ttl old."
+)
+
+
+def tag_label_values(
+    snapshot: RegionSnapshot, job: TuningJob, tag_keys: Sequence[str]
+) -> list[str]:
+    """The values of the tag labels of ``job``, in the order of ``tag_keys``; ``""`` when absent."""
+    tags = snapshot.tags.of(job)
+    return [tags.get(key, "") for key in tag_keys]
+
+
+class JobTagsCollector(Collector):
+    """One always-1 series per published job, its allowlisted tags as labels (kube-state-metrics' *_labels).
+
+    Sample output::
+
+        # HELP sagemaker_tuning_job_tags The tuning job's allowlisted tags as tag_<key> labels, ...
+        # TYPE sagemaker_tuning_job_tags gauge
+        sagemaker_tuning_job_tags{account="111111111111",job_name="xgb-1",region="eu-west-1",status="Completed",strategy="Bayesian",tag_project="churn",tag_team=""} 1.0
+    """
+
+    def __init__(
+        self, snapshots: Callable[[], Sequence[RegionSnapshot]], tag_keys: Sequence[str]
+    ) -> None:
+        self._snapshots = snapshots
+        self._tag_keys = tuple(tag_keys)
+        self._labels = [*JOB_LABELS, *(tag_label_name(key) for key in self._tag_keys)]
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(TAGS_FAMILY, TAGS_HELP, labels=self._labels)
+        for snapshot in self._snapshots():
+            for job in snapshot.published:
+                gauge.add_metric(
+                    [
+                        *job_label_values(snapshot, job),
+                        *tag_label_values(snapshot, job, self._tag_keys),
+                    ],
+                    1,
+                )
+        yield gauge
+
+
+class TagReadCollector(Collector):
+    """When each account and region's tags were last read successfully.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_exporter_tags_last_read_success_timestamp_seconds Time of the last successful read ...
+        # TYPE sagemaker_tuning_exporter_tags_last_read_success_timestamp_seconds gauge
+        sagemaker_tuning_exporter_tags_last_read_success_timestamp_seconds{account="111111111111",region="eu-west-1"} 1.7950009e+09
+    """
+
+    def __init__(self, snapshots: Callable[[], Sequence[RegionSnapshot]]) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        last_read = GaugeMetricFamily(
+            "sagemaker_tuning_exporter_tags_last_read_success_timestamp_seconds",
+            "Time of the last successful read of the account and region's tuning-job tags "
+            "(GetResources), in seconds since the epoch; absent before the first.",
+            labels=TARGET_LABELS,
+        )
+        for snapshot in self._snapshots():
+            labels = [snapshot.account, snapshot.target.region]
+            _add_optional(last_read, labels, snapshot.tags.read_time)
+        yield last_read
 
 
 class JobCountCollector(Collector):

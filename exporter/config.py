@@ -43,6 +43,9 @@ _MAX_DURATION_SECONDS = 10 * 365 * 86400
 _MAX_ATTEMPTS = 20
 _MAX_CONCURRENT_REFRESHES = 256
 _MAX_PER_JOB_SERIES_JOBS = 10_000_000
+# What AWS allows in a tag key: 1-128 Unicode letters, digits, spaces and _ . : / = + - @.
+_TAG_KEY_PATTERN = re.compile(r"[\w .:/=+\-@]{1,128}")
+_TAG_KEY_HINT = "1 to 128 letters, digits, spaces or _ . : / = + - @ characters (an AWS tag key)"
 
 
 class ConfigError(Exception):
@@ -82,6 +85,7 @@ class CacheSettings:
     ttl_seconds: float = 60.0
     full_resync_seconds: float = 3600.0
     max_concurrent_refreshes: int = 8
+    tags_ttl_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,16 @@ class ExporterConfig:
     cache: CacheSettings = field(default_factory=CacheSettings)
     filters: JobFilters = field(default_factory=JobFilters)
     per_job_metrics: PerJobMetricsSettings = field(default_factory=PerJobMetricsSettings)
+    tags: tuple[str, ...] = ()
+
+
+def tag_label_name(key: str) -> str:
+    """The label a tag key becomes: ``tag_`` and the key, other than [a-zA-Z0-9_] made ``_``.
+
+    >>> tag_label_name("cost-center:team")
+    'tag_cost_center_team'
+    """
+    return "tag_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
 def load_config(path: str | Path) -> ExporterConfig:
@@ -328,7 +342,9 @@ class _Validator(KeyPathValidator):
 
     def config(self, data: object) -> ExporterConfig:
         top = self.mapping(
-            data, "", ("regions", "aws", "accounts", "cache", "filters", "per_job_metrics")
+            data,
+            "",
+            ("regions", "aws", "accounts", "cache", "filters", "per_job_metrics", "tags"),
         )
         if "regions" not in top:
             raise self.fail("", "missing required key 'regions' (a list of AWS regions)")
@@ -339,6 +355,7 @@ class _Validator(KeyPathValidator):
             cache=self.cache(_or_default(top.get("cache"), {})),
             filters=self.filters(_or_default(top.get("filters"), {})),
             per_job_metrics=self.per_job_metrics(_or_default(top.get("per_job_metrics"), {})),
+            tags=self.tags(_or_default(top.get("tags"), [])),
         )
 
     def regions(self, value: object) -> tuple[str, ...]:
@@ -398,7 +415,9 @@ class _Validator(KeyPathValidator):
         return tuple(accounts)
 
     def cache(self, value: object) -> CacheSettings:
-        cache = self.mapping(value, "cache", ("ttl", "full_resync", "max_concurrent_refreshes"))
+        cache = self.mapping(
+            value, "cache", ("ttl", "full_resync", "max_concurrent_refreshes", "tags_ttl")
+        )
         return CacheSettings(
             ttl_seconds=self.duration(cache, "ttl", "cache", CacheSettings.ttl_seconds),
             full_resync_seconds=self.duration(
@@ -412,7 +431,30 @@ class _Validator(KeyPathValidator):
                 minimum=1,
                 maximum=_MAX_CONCURRENT_REFRESHES,
             ),
+            tags_ttl_seconds=self.duration(
+                cache, "tags_ttl", "cache", CacheSettings.tags_ttl_seconds
+            ),
         )
+
+    def tags(self, value: object) -> tuple[str, ...]:
+        keys = self.string_list(value, "tags")
+        labels: dict[str, int] = {}
+        for index, key in enumerate(keys):
+            path = f"tags[{index}]"
+            if not _TAG_KEY_PATTERN.fullmatch(key):
+                raise self.fail(path, f"expected {_TAG_KEY_HINT}, got {describe_value(key)}")
+            if key in keys[:index]:
+                raise self.fail(path, f"tag key {key!r} is listed twice")
+            label = tag_label_name(key)
+            if label in labels:
+                other = keys[labels[label]]
+                raise self.fail(
+                    path,
+                    f"tag keys {other!r} (tags[{labels[label]}]) and {key!r} both become "
+                    f"the label {label}; keep one of them",
+                )
+            labels[label] = index
+        return tuple(keys)
 
     def per_job_metrics(self, value: object) -> PerJobMetricsSettings:
         settings = self.mapping(value, "per_job_metrics", ("retention", "max_jobs"))

@@ -37,6 +37,17 @@ _SEED_STATUSES = (
     "DeleteFailed",
 )
 _MODELS = ("xgboost-churn", "resnet-cifar", "bert-intent", "lightgbm-fraud", "prophet-demand")
+# The demo's tags: a team per model, and a project named after what the model predicts.
+DEMO_TAG_KEYS = ("team", "project")
+_TEAMS = {
+    "xgboost-churn": "growth",
+    "resnet-cifar": "vision",
+    "bert-intent": "nlp",
+    "lightgbm-fraud": "risk",
+    "prophet-demand": "forecasting",
+}
+# Every this many jobs one has a team but no project, so empty tag labels show too.
+_UNTAGGED_PROJECT_EVERY = 4
 
 
 class DemoUnavailableError(Exception):
@@ -77,6 +88,8 @@ class DemoSageMaker:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        # Tags are read through the tagging API, whose endpoint aws.endpoint_url does not set.
+        os.environ["AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"] = self.endpoint_url
         for region in DEMO_REGIONS:
             for index in range(DEMO_JOBS_PER_REGION):
                 self._create_job(region, status=_SEED_STATUSES[index % len(_SEED_STATUSES)])
@@ -97,7 +110,8 @@ class DemoSageMaker:
         return ExporterConfig(
             regions=DEMO_REGIONS,
             aws=AwsSettings(endpoint_url=self.endpoint_url, max_attempts=2),
-            cache=CacheSettings(ttl_seconds=DEMO_TTL_SECONDS),
+            cache=CacheSettings(ttl_seconds=DEMO_TTL_SECONDS, tags_ttl_seconds=DEMO_TTL_SECONDS),
+            tags=DEMO_TAG_KEYS,
         )
 
     def job_count(self) -> int:
@@ -178,7 +192,10 @@ class DemoSageMaker:
         }
         if self._random.random() < 0.5:
             limits["MaxRuntimeInSeconds"] = self._random.choice((3600, 7200, 86400))
-        job = create_moto_tuning_job(_backend(region), name, strategy, limits)
+        tags = {"team": _TEAMS[model], "project": model.split("-", 1)[1]}
+        if self._counter % _UNTAGGED_PROJECT_EVERY == 0:
+            del tags["project"]
+        job = create_moto_tuning_job(_backend(region), name, strategy, limits, tags=tags)
         now = self._clock()
         job.creation_time = now - timedelta(minutes=self._random.randint(0, 600))
         self._plans[(region, name)] = _JobPlan(max_jobs, self._random.choice((0.05, 0.1, 0.3)))
@@ -216,9 +233,18 @@ def _set_status(job: Any, status: str, now: datetime) -> None:
 
 
 def create_moto_tuning_job(
-    backend: Any, name: str, strategy: str, limits: dict[str, int], metric: str = "accuracy"
+    backend: Any,
+    name: str,
+    strategy: str,
+    limits: dict[str, int],
+    metric: str = "accuracy",
+    *,
+    tags: dict[str, str] | None = None,
 ) -> Any:
-    """Create a tuning job in a moto SageMaker backend; returns moto's job object to adjust."""
+    """Create a tuning job in a moto SageMaker backend; returns moto's job object to adjust.
+
+    ``tags`` are stored as CreateHyperParameterTuningJob's Tags would be.
+    """
     backend.create_hyper_parameter_tuning_job(
         hyper_parameter_tuning_job_name=name,
         hyper_parameter_tuning_job_config={
@@ -229,7 +255,7 @@ def create_moto_tuning_job(
         training_job_definition=None,
         training_job_definitions=None,
         warm_start_config=None,
-        tags=None,
+        tags=[{"Key": key, "Value": value} for key, value in (tags or {}).items()],
         autotune=None,
     )
     return backend.hyper_parameter_tuning_jobs[name]

@@ -30,10 +30,14 @@ from exporter.aws import RequestCounter
 from exporter.collector import (
     JOB_FAMILIES,
     JOB_LABELS,
+    TAGS_FAMILY,
+    TAGS_HELP,
     JobFamily,
     job_family_help,
     job_label_values,
+    tag_label_values,
 )
+from exporter.config import tag_label_name
 from exporter.jobs import RegionSnapshot, Target, TuningJob
 
 GZIP_LEVEL = 6
@@ -52,8 +56,12 @@ def _escape_label_value(value: str) -> str:
 
 
 def _family_header(family: JobFamily) -> bytes:
-    documentation = job_family_help(family).replace("\\", r"\\").replace("\n", r"\n")
-    return f"# HELP {family.name} {documentation}\n# TYPE {family.name} gauge\n".encode()
+    return _gauge_header(family.name, job_family_help(family))
+
+
+def _gauge_header(name: str, documentation: str) -> bytes:
+    documentation = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode()
 
 
 class PerJobRenderer:
@@ -69,8 +77,9 @@ class PerJobRenderer:
         sagemaker_tuning_job_training_jobs{account="111111111111",job_name="xgb-1",region="eu-west-1",status="InProgress",strategy="Bayesian",training_job_status="Completed"} 12.0
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tag_keys: Sequence[str] = ()) -> None:
         self._headers = tuple(_family_header(family) for family in JOB_FAMILIES)
+        self._tags = TagLinesRenderer(tag_keys) if tag_keys else None
         # target -> (account label, published jobs as rendered, their chunks per family)
         self._rendered: dict[
             Target, tuple[str, tuple[TuningJob, ...], tuple[tuple[bytes, ...], ...]]
@@ -101,6 +110,67 @@ class PerJobRenderer:
             chunks.append(header)
             for snapshot in snapshots:
                 chunks.extend(rendered[snapshot.target][2][index])
+        if self._tags is not None:
+            chunks.extend(self._tags.render(snapshots))
+        return tuple(chunks)
+
+
+class TagLinesRenderer:
+    """Renders the sagemaker_tuning_job_tags family, reusing a target's lines until its jobs or tags change.
+
+    Kept apart from the per-job families so that new tags render only these lines again.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_job_tags The tuning job's allowlisted tags as tag_<key> labels, ...
+        # TYPE sagemaker_tuning_job_tags gauge
+        sagemaker_tuning_job_tags{account="111111111111",job_name="xgb-1",region="eu-west-1",status="Completed",strategy="Bayesian",tag_team="search"} 1.0
+    """
+
+    def __init__(self, tag_keys: Sequence[str]) -> None:
+        self._tag_keys = tuple(tag_keys)
+        self._header = _gauge_header(TAGS_FAMILY, TAGS_HELP)
+        names = [*JOB_LABELS, *(tag_label_name(key) for key in self._tag_keys)]
+        # prometheus_client writes labels sorted by name: the index of each, in that order.
+        self._label_order = sorted(range(len(names)), key=lambda index: names[index])
+        self._label_names = [names[index] for index in self._label_order]
+        # target -> ((account label, published jobs, tags by ARN) as rendered, their chunks)
+        self._rendered: dict[Target, tuple[tuple[object, ...], tuple[bytes, ...]]] = {}
+
+    def render(self, snapshots: Sequence[RegionSnapshot]) -> list[bytes]:
+        """The family's header and the lines of every target, as chunks."""
+        rendered = {}
+        for snapshot in snapshots:
+            source = (snapshot.account, snapshot.published, snapshot.tags.by_arn)
+            cached = self._rendered.get(snapshot.target)
+            if cached is not None and all(
+                new is old for new, old in zip(source, cached[0], strict=True)
+            ):
+                rendered[snapshot.target] = cached
+            else:
+                rendered[snapshot.target] = (source, self._render_target(snapshot))
+        self._rendered = rendered
+        chunks = [self._header]
+        for snapshot in snapshots:
+            chunks.extend(rendered[snapshot.target][1])
+        return chunks
+
+    def _render_target(self, snapshot: RegionSnapshot) -> tuple[bytes, ...]:
+        chunks = []
+        jobs = snapshot.published
+        for start in range(0, len(jobs), RENDER_BATCH_JOBS):
+            lines = []
+            for job in jobs[start : start + RENDER_BATCH_JOBS]:
+                values = [
+                    *job_label_values(snapshot, job),
+                    *tag_label_values(snapshot, job, self._tag_keys),
+                ]
+                label_text = ",".join(
+                    f'{name}="{_escape_label_value(values[index])}"'
+                    for name, index in zip(self._label_names, self._label_order, strict=True)
+                )
+                lines.append(f"{TAGS_FAMILY}{{{label_text}}} 1.0\n")
+            chunks.append("".join(lines).encode())
         return tuple(chunks)
 
 
@@ -163,7 +233,8 @@ class MetricsPage:
     """The /metrics response, rendered again only after a refresh or an AWS request.
 
     ``summary_registry`` holds the families other than the per-job ones (job counts, the
-    exporter's health); ``full_registry`` holds all of them and serves the rare request this
+    exporter's health); ``full_registry`` holds all of them, the tags family (of ``tag_keys``,
+    when any) right after the per-job ones, and serves the rare request this
     class does not render itself (an encoder it does not know). A plain response is served
     as two chunks (the per-job part and the rest) so the large part is never copied.
     """
@@ -174,12 +245,13 @@ class MetricsPage:
         requests: RequestCounter,
         summary_registry: CollectorRegistry,
         full_registry: CollectorRegistry,
+        tag_keys: Sequence[str] = (),
     ) -> None:
         self._snapshots = snapshots
         self._requests = requests
         self._summary_registry = summary_registry
         self._full_registry = full_registry
-        self._per_job = PerJobRenderer()
+        self._per_job = PerJobRenderer(tag_keys)
         self._lock = threading.Lock()
         self._rendered_from: tuple[list[RegionSnapshot], int] | None = None
         self._responses: dict[tuple[str, bool], Response] = {}

@@ -77,6 +77,26 @@ class Target:
     account_id: str = ""
 
 
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class JobTags:
+    """The allowlisted tags of a target's tuning jobs, as last read from the tagging API.
+
+    ``by_arn`` maps each job's ARN, in lower case, to its allowlisted tags (key -> value);
+    jobs with none of them are absent. ``read_time`` is the wall time of the last successful
+    read, None before the first.
+    """
+
+    by_arn: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    read_time: float | None = None
+
+    def of(self, job: TuningJob) -> Mapping[str, str]:
+        """The allowlisted tags of ``job``; ARNs are compared in lower case, as their case varies."""
+        return self.by_arn.get(job.arn.lower(), _NO_TAGS)
+
+
 @dataclass(frozen=True)
 class RegionSnapshot:
     """What the exporter knows about one target after its latest refresh.
@@ -89,6 +109,8 @@ class RegionSnapshot:
     the successful refreshes of each kind since start. ``skipped_summaries`` (by
     SKIP_REASONS entry) and ``invalid_fields`` (by INVALID_FIELDS entry) count the summaries
     the listings returned since start that could not be used at all, and the fields left out.
+    ``tags`` are the jobs' allowlisted
+    tags as last read, kept when a read fails.
     """
 
     target: Target
@@ -106,6 +128,7 @@ class RegionSnapshot:
     incremental_listings: int = 0
     skipped_summaries: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     invalid_fields: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    tags: JobTags = field(default_factory=JobTags)
 
 
 def account_from_arn(arn: str) -> str:

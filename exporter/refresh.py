@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from exporter.jobs import RegionSnapshot, SummaryProblems, Target, TuningJob
+from exporter.jobs import JobTags, RegionSnapshot, SummaryProblems, Target, TuningJob
 from exporter.listing import Listing
 from exporter.retention import PublishedJobs
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 ListJobs = Callable[[Target, Listing | None], Listing]
 # Choose the jobs that get per-job series from a target's jobs at a wall time.
 SelectPublished = Callable[[Sequence[TuningJob], float], PublishedJobs]
+# The tags of a target's jobs (see exporter.tags); it never raises.
+ReadTags = Callable[[Target], JobTags]
 
 
 def publish_every_job(jobs: Sequence[TuningJob], _now: float) -> PublishedJobs:
@@ -52,6 +54,7 @@ class SnapshotCache:
         full_resync_seconds: float = 3600.0,
         max_concurrent_refreshes: int = 8,
         select_published: SelectPublished = publish_every_job,
+        read_tags: ReadTags | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -61,6 +64,7 @@ class SnapshotCache:
         self._full_resync_seconds = full_resync_seconds
         self._max_workers = max(1, max_concurrent_refreshes)
         self._select_published = select_published
+        self._read_tags = read_tags
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -174,6 +178,8 @@ class SnapshotCache:
                 target.region,
                 error,
             )
+        # Outside the lock, like the listing: reading tags may call AWS.
+        tags = self._read_tags(target) if listing is not None and self._read_tags else None
         finished = self._monotonic()
         with self._lock:
             previous = self._snapshots.get(target)
@@ -181,6 +187,8 @@ class SnapshotCache:
                 snapshot = _failed_snapshot(target, previous, finished - started, error)
             else:
                 snapshot = self._successful_snapshot(target, previous, listing, finished - started)
+                if tags is not None:
+                    snapshot = replace(snapshot, tags=tags)
                 # The snapshot may hold the previous, equal tuple: keep only one of the two.
                 self._listings[target] = replace(listing, jobs=snapshot.jobs)
                 if listing.full:

@@ -38,6 +38,7 @@ def sagemaker_server() -> Iterator[SageMakerTestServer]:
     server = SageMakerTestServer()
     server.start()
     os.environ["AWS_ENDPOINT_URL_STS"] = server.url
+    os.environ["AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"] = server.url
     yield server
     server.stop()
 

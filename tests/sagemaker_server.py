@@ -4,6 +4,11 @@ The middleware counts every request it receives per (region, operation) and can 
 chosen requests with throttling, 500s or AccessDenied, or hold them, before moto sees them,
 or rewrite the job summaries of moto's answer as a malformed API might send them.
 Tests set job state by editing moto's in-process backends.
+
+The Resource Groups Tagging API's GetResources is answered here, from the tags moto's
+SageMaker backend stores for tuning jobs (CreateHyperParameterTuningJob, AddTags): moto
+implements it too, but also ends a page at 100 tags when only ResourcesPerPage is given,
+where AWS pages by ResourcesPerPage alone. As on AWS, jobs never tagged are not listed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from moto.iam.models import get_account_id_from
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sagemaker.models import sagemaker_backends
 from werkzeug.serving import make_server
@@ -28,6 +34,8 @@ from exporter.demo import create_moto_tuning_job
 
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for keys it did not issue
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
+_ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
+TUNING_JOB_RESOURCE_TYPE = "sagemaker:hyper-parameter-tuning-job"
 
 # Error bodies in the awsJson1_1 shape that botocore parses into ClientError codes.
 FAULT_RESPONSES: dict[str, tuple[str, dict[str, str]]] = {
@@ -72,6 +80,8 @@ class _FaultInjector:
     received: Counter[tuple[str, str]] = field(default_factory=Counter)
     bodies: list[tuple[str, str, str]] = field(default_factory=list)
     credential_lifetime_seconds: float | None = None
+    # How GetResources writes ARNs: as the listing does, or in upper case as a case test needs.
+    tagging_arns_upper_case: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
@@ -122,6 +132,23 @@ class _FaultInjector:
             return [data]
         if operation == "AssumeRole" and lifetime is not None:
             return _with_expiration(self.app, environ, start_response, lifetime)
+        if operation == "GetResources":
+            data = json.dumps(
+                _tuning_job_resources(
+                    region,
+                    _account_of(environ),
+                    json.loads(body or b"{}"),
+                    upper_case=self.tagging_arns_upper_case,
+                )
+            ).encode()
+            start_response(
+                "200 OK",
+                [
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("Content-Length", str(len(data))),
+                ],
+            )
+            return [data]
         return self.app(environ, start_response)
 
     def _take_rule(self, region: str, operation: str, body: str) -> FaultRule | None:
@@ -192,6 +219,41 @@ def for_job(name: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[dic
     return lambda summary: (
         change(summary) if summary.get("HyperParameterTuningJobName") == name else summary
     )
+def _tuning_job_resources(
+    region: str, account: str, request: Mapping[str, Any], *, upper_case: bool
+) -> dict[str, Any]:
+    """A GetResources page (botocore's GetResourcesOutput) of the tagged tuning jobs in moto.
+
+    Pages hold ResourcesPerPage resources (AWS's default 50); the PaginationToken is the
+    offset of the next page, empty on the last.
+    """
+    types = request.get("ResourceTypeFilters") or [TUNING_JOB_RESOURCE_TYPE]
+    jobs = []
+    if TUNING_JOB_RESOURCE_TYPE in types or "sagemaker" in types:
+        backend = sagemaker_backends[account][region]
+        jobs = sorted(
+            (job for job in backend.hyper_parameter_tuning_jobs.values() if job.tags),
+            key=lambda job: job.arn,
+        )
+    per_page = int(request.get("ResourcesPerPage", 50))
+    start = int(request.get("PaginationToken") or 0)
+    page = jobs[start : start + per_page]
+    return {
+        "ResourceTagMappingList": [
+            {
+                "ResourceARN": job.arn.upper() if upper_case else job.arn,
+                "Tags": [{"Key": tag["Key"], "Value": tag["Value"]} for tag in job.tags or []],
+            }
+            for job in page
+        ],
+        "PaginationToken": str(start + per_page) if start + per_page < len(jobs) else "",
+    }
+
+
+def _account_of(environ: Mapping[str, Any]) -> str:
+    """The account moto gives the request's access key: a role's for assumed credentials."""
+    match = _ACCESS_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return get_account_id_from(match.group(1)) if match else DEFAULT_ACCOUNT
 
 
 def _region_of(environ: Mapping[str, Any]) -> str:
@@ -234,6 +296,7 @@ class SageMakerTestServer:
             self._injector.received.clear()
             self._injector.bodies.clear()
             self._injector.credential_lifetime_seconds = None
+            self._injector.tagging_arns_upper_case = False
 
     def add_fault(self, rule: FaultRule) -> None:
         with self._injector.lock:
@@ -243,6 +306,11 @@ class SageMakerTestServer:
         """Make AssumeRole answer with credentials that expire ``seconds`` from now."""
         with self._injector.lock:
             self._injector.credential_lifetime_seconds = seconds
+
+    def write_tagging_arns_in_upper_case(self, upper: bool = True) -> None:
+        """Make GetResources write ARNs in upper case, unlike the SageMaker listing."""
+        with self._injector.lock:
+            self._injector.tagging_arns_upper_case = upper
 
     def request_bodies(self, operation: str) -> list[str]:
         """The bodies of the requests received for ``operation``, in order."""
@@ -280,6 +348,7 @@ class SageMakerTestServer:
         created: datetime | None = None,
         modified: datetime | None = None,
         ended: datetime | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Any:
         """Create a tuning job in moto's backend and set its state; returns moto's job object."""
         backend = sagemaker_backends[account][region]
@@ -303,7 +372,19 @@ class SageMakerTestServer:
             job.creation_time = created
         job.last_modified_time = modified or job.creation_time
         job.hyper_parameter_tuning_end_time = ended
+        if tags:
+            self.tag_job(region, name, tags, account=account)
         return job
+
+    def tag_job(
+        self, region: str, name: str, tags: Mapping[str, str], account: str = DEFAULT_ACCOUNT
+    ) -> None:
+        """Add or overwrite tags of a tuning job, as SageMaker's AddTags does."""
+        backend = sagemaker_backends[account][region]
+        job = backend.hyper_parameter_tuning_jobs[name]
+        # moto keeps None for a job created without tags, and appends AddTags' tags as given.
+        job.tags = [tag for tag in job.tags or [] if tag["Key"] not in tags]
+        backend.add_tags(job.arn, [{"Key": key, "Value": value} for key, value in tags.items()])
 
     def delete_job(self, region: str, name: str, account: str = DEFAULT_ACCOUNT) -> None:
         """Remove a tuning job from moto's backend, as a finished deletion does."""

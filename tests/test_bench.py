@@ -49,3 +49,30 @@ def test_the_benchmark_runs_small_and_reports_both_variants(tmp_path: Path) -> N
     assert abs(exporter["body_bytes"] - naive["body_bytes"]) < 0.01 * naive["body_bytes"]
     assert exporter["peak_rss_mib"] > 0
     assert "| warm scrape p50, plain (s) |" in completed.stdout
+
+
+def test_the_benchmark_with_tags_reports_one_get_resources_per_100_jobs_per_tags_ttl(
+    tmp_path: Path,
+) -> None:
+    result_path = tmp_path / "result.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "bench/benchmark.py",
+            *("--jobs", "150", "--regions", "1", "--ttl", "4", "--tags"),
+            *("--scrapes", "2", "--naive-scrapes", "1", "--json", str(result_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(result_path.read_text())
+    exporter = next(r for r in report["results"] if r["variant"] == "exporter")
+    assert exporter["full_refresh_tag_requests_per_region"] == math.ceil(150 / 100)
+    # The steady-state refresh comes within cache.tags_ttl (10 minutes): no tags are read.
+    assert exporter["steady_refresh_tag_requests_per_region"] == 0
+    assert "| GetResources requests per region, steady-state refresh |" in completed.stdout

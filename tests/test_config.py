@@ -97,7 +97,8 @@ EXPECTED_ERRORS = {
     "top_level_list": "1: (top level): expected a mapping, got a list",
     "unknown_account_key": "4: accounts[0].externalId: unknown key; expected one of role_arn, external_id",
     "unknown_cache_key": (
-        "4: cache.size: unknown key; expected one of ttl, full_resync, max_concurrent_refreshes"
+        "4: cache.size: unknown key; expected one of ttl, full_resync, max_concurrent_refreshes, "
+        "tags_ttl"
     ),
     "unknown_status": (
         "5: filters.statuses[1]: expected one of Completed, DeleteFailed, Deleting, Failed, "
@@ -105,7 +106,21 @@ EXPECTED_ERRORS = {
     ),
     "unknown_top_level_key": (
         "2: region: unknown key; expected one of regions, aws, accounts, cache, filters, "
-        "per_job_metrics"
+        "per_job_metrics, tags"
+    ),
+    "tag_key_not_allowed": (
+        "4: tags[1]: expected 1 to 128 letters, digits, spaces or _ . : / = + - @ characters "
+        "(an AWS tag key), got 'cost center!'"
+    ),
+    "tag_key_twice": "5: tags[2]: tag key 'team' is listed twice",
+    "tag_labels_collide": (
+        "4: tags[1]: tag keys 'cost-center' (tags[0]) and 'cost_center' both become the label "
+        "tag_cost_center; keep one of them"
+    ),
+    "tags_not_a_list": "2: tags: expected a list, got a string",
+    "bad_tags_ttl": (
+        "4: cache.tags_ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, "
+        "got 'rarely'"
     ),
 }
 

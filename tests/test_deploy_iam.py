@@ -106,8 +106,12 @@ def allows(path: Path, action: str, resource: str) -> bool:
 def test_source_scan_finds_the_listing_and_assume_role() -> None:
     services, actions = source_calls()
 
-    assert {"sagemaker", "sts"} <= services
-    assert {"sagemaker:ListHyperParameterTuningJobs", "sts:AssumeRole"} <= actions
+    assert {"sagemaker", "sts", "resourcegroupstaggingapi"} <= services
+    assert {
+        "sagemaker:ListHyperParameterTuningJobs",
+        "sts:AssumeRole",
+        "tag:GetResources",
+    } <= actions
 
 
 def test_policies_allow_exactly_what_the_exporter_sends_when_it_assumes_a_role(
@@ -116,7 +120,7 @@ def test_policies_allow_exactly_what_the_exporter_sends_when_it_assumes_a_role(
     run_exporter: Callable[[ExporterConfig], RunningExporter],
 ) -> None:
     sagemaker.add_job("eu-west-1", "watched-job", account="111111111111")
-    running = run_exporter(make_config(accounts=(AccountSettings(ROLE_ARN),)))
+    running = run_exporter(make_config(accounts=(AccountSettings(ROLE_ARN),), tags=("team",)))
     running.exporter.cache.refresh_all(timeout=30)
     services, from_source = source_calls()
     session = botocore.session.get_session()
@@ -133,7 +137,7 @@ def test_policies_allow_exactly_what_the_exporter_sends_when_it_assumes_a_role(
     }
     needed = from_source | from_run
 
-    assert {"AssumeRole", "ListHyperParameterTuningJobs"} <= sent
+    assert {"AssumeRole", "ListHyperParameterTuningJobs", "GetResources"} <= sent
     assert len(from_run) == len(sent), "an operation sent that no client of the source has"
     assert from_run <= from_source, "an operation sent that the source scan did not find"
     assert allowed_actions(DEPLOY / "iam-policy.json") == needed
