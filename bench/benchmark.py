@@ -27,37 +27,36 @@ import gzip
 import json
 import math
 import os
-import platform
-import random
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import (
+    PLACEHOLDER_ENVIRONMENT,
+    REGIONS,
+    ROOT,
+    free_port,
+    machine,
+    moto_backend,
+    moto_server,
+    peak_rss_kib,
+    percentile,
+    seed_jobs,
+    wait_ready,
+    write_config,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ACCOUNT = "123456789012"  # moto's account for keys it did not issue
-PLACEHOLDER_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "bench-placeholder",
-    "AWS_SECRET_ACCESS_KEY": "bench-placeholder",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-}
-STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
-FINISHED = ("Completed", "Completed", "Completed", "Failed", "Stopped")
 SCRAPE_TIMEOUT_SECONDS = "120"
 
 
@@ -99,9 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve_naive:
         return serve_naive(Path(args.serve_naive[0]), int(args.serve_naive[1]))
 
-    regions = ("us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1")[: args.regions]
+    regions = REGIONS[: args.regions]
     os.environ.update(PLACEHOLDER_ENVIRONMENT)
-    with moto_server() as endpoint_url:
+    with moto_server() as (endpoint_url, _):
         started = time.monotonic()
         seed_jobs(regions, args.jobs, args.running)
         print(
@@ -129,72 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's server on 127.0.0.1; yields its URL."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-def _backend(region: str) -> Any:
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT][region]
-
-
-def seed_jobs(regions: Sequence[str], jobs: int, running: int) -> None:
-    """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days."""
-    from exporter.demo import create_moto_tuning_job
-
-    now = datetime.now(tz=UTC).replace(tzinfo=None)  # moto keeps naive UTC times
-    for region in regions:
-        backend = _backend(region)
-        rng = random.Random(region)
-        for index in range(jobs):
-            name = f"job-{index:05d}"
-            job = create_moto_tuning_job(
-                backend,
-                name,
-                STRATEGIES[index % len(STRATEGIES)],
-                {"MaxNumberOfTrainingJobs": 50, "MaxParallelTrainingJobs": 5},
-                metric="auc",
-            )
-            # Spread over six days, oldest first, so modification times differ as in a real account.
-            # The newest was modified an hour ago, so changes made now are newer than any of them.
-            created = now - timedelta(days=6, hours=1) + timedelta(seconds=index * 6 * 86400 / jobs)
-            is_running = index >= jobs - running
-            job.creation_time = created
-            job.last_modified_time = created + timedelta(minutes=30)
-            job.hyper_parameter_tuning_job_status = (
-                "InProgress" if is_running else rng.choice(FINISHED)
-            )
-            job.hyper_parameter_tuning_end_time = None if is_running else job.last_modified_time
-            done = rng.randint(1, 50)
-            job.training_job_status_counters = {
-                "Completed": done,
-                "InProgress": 5 if is_running else 0,
-                "RetryableError": rng.randint(0, 3),
-                "NonRetryableError": rng.randint(0, 3),
-                "Stopped": 0,
-            }
-            job.objective_status_counters = {"Succeeded": done, "Pending": 0, "Failed": 0}
-
-
 def change_jobs(regions: Sequence[str], jobs: int, running: int, changes: int) -> None:
     """``changes`` running jobs per region move on: most count progress, two finish."""
     now = datetime.now(tz=UTC).replace(tzinfo=None)
     for region in regions:
-        backend = _backend(region)
+        backend = moto_backend(region)
         for offset in range(min(changes, running)):
             job = backend.hyper_parameter_tuning_jobs[f"job-{jobs - running + offset:05d}"]
             counters = dict(job.training_job_status_counters)
@@ -209,7 +147,7 @@ def change_jobs(regions: Sequence[str], jobs: int, running: int, changes: int) -
 def restore_jobs(regions: Sequence[str], jobs: int, running: int) -> None:
     """Undo :func:`change_jobs`, so the next variant starts from the same account."""
     for region in regions:
-        backend = _backend(region)
+        backend = moto_backend(region)
         for name in list(backend.hyper_parameter_tuning_jobs):
             del backend.hyper_parameter_tuning_jobs[name]
     seed_jobs(regions, jobs, running)
@@ -225,11 +163,7 @@ def run_variant(
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "config.yaml"
-        config.write_text(
-            f"regions: [{', '.join(regions)}]\n"
-            f"aws:\n  endpoint_url: {endpoint_url}\n  max_attempts: 2\n"
-            f"cache:\n  ttl: {args.ttl}\n"
-        )
+        write_config(config, endpoint_url, regions, args.ttl)
         if variant == "exporter":
             command = [
                 sys.executable,
@@ -325,29 +259,6 @@ def serve_naive(config_path: Path, port: int) -> int:
     return 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 900.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the server exited: {process.stderr.read() if process.stderr else ''}"
-            )
-        try:
-            with urllib.request.urlopen(url + "/-/ready", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} was not ready within {timeout}s")
-
-
 def fetch(url: str, gzip_encoded: bool, decode: bool = True) -> bytes:
     headers = {"X-Prometheus-Scrape-Timeout-Seconds": SCRAPE_TIMEOUT_SECONDS}
     if gzip_encoded:
@@ -384,32 +295,6 @@ def list_requests(text: str) -> float:
         if sample.name.endswith("_total")
         and sample.labels.get("operation") == "ListHyperParameterTuningJobs"
     )
-
-
-def peak_rss_kib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return float(line.split()[1])
-    return math.nan
-
-
-def percentile(values: Sequence[float], percent: float) -> float:
-    if not values:
-        return math.nan
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
 def markdown_table(report: dict[str, Any]) -> str:
