@@ -119,7 +119,13 @@ def test_the_load_script_exits_1_when_scrapes_fail_or_memory_exceeds_its_bound(
 ) -> None:
     # No scrape completes in a microsecond, and RSS cannot fall by 100 GiB.
     completed, report = run_load(
-        tmp_path, "--scrape-timeout", "0.000001", "--max-rss-growth-mib", "-102400"
+        tmp_path,
+        "--scrape-timeout",
+        "0.000001",
+        "--max-rss-growth-mib",
+        "-102400",
+        "--max-scrapes",
+        "50",
     )
 
     assert completed.returncode == 1
