@@ -604,7 +604,8 @@ def build_report(
             "last_half_max": last_half_max,
             "growth": growth,
             "growth_bound": args.max_rss_growth_mib,
-            "slope_mib_per_minute": slope_per_minute(samples),
+            # Over the second half: the first holds the first renders of the body.
+            "last_half_slope_mib_per_minute": slope_per_minute(samples[half:]),
             "samples": len(rss),
         },
         "threads": {
@@ -612,6 +613,14 @@ def build_report(
             "max": max(threads, default=0),
             "end": threads[-1] if threads else 0,
         },
+        "samples": [
+            {
+                "seconds": round(s.seconds, 1),
+                "rss_mib": round(s.rss_kib / 1024, 1),
+                "threads": s.threads,
+            }
+            for s in samples
+        ],
         "exporter_errors_logged": sum(
             "level=ERROR" in line or "level=WARNING" in line
             for line in exporter_stderr.splitlines()
@@ -670,7 +679,7 @@ def summary_table(report: dict[str, Any]) -> str:
             "RSS peak, first half / second half (MiB)",
             f"{rss['first_half_max']:.0f} / {rss['last_half_max']:.0f} (bound +{rss['growth_bound']:.0f})",
         ),
-        ("RSS slope (MiB/min)", f"{rss['slope_mib_per_minute']:+.1f}"),
+        ("RSS slope, second half (MiB/min)", f"{rss['last_half_slope_mib_per_minute']:+.1f}"),
         ("threads start / max / end", f"{threads['start']} / {threads['max']} / {threads['end']}"),
     ]
     lines = [
