@@ -44,6 +44,8 @@ TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 10.0
 # Connections served at once (one thread each); more are refused until one ends.
 DEFAULT_MAX_CONNECTIONS = 256
+# Refusals are logged when they start, then summed up at most this often.
+REFUSAL_LOG_INTERVAL_SECONDS = 60.0
 _TOO_MANY_CONNECTIONS_BODY = b"Too many connections: try again later\n"
 _TOO_MANY_CONNECTIONS = (
     b"HTTP/1.0 503 Service Unavailable\r\n"
@@ -201,13 +203,13 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
         """Serve at most ``max_connections`` connections at once; call before serving."""
         self._connection_slots = threading.BoundedSemaphore(max_connections)
         self._max_connections = max_connections
-        self._refusing = False
+        self._refused_unlogged = 0
+        self._refusal_logged_at: float | None = None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._connection_slots.acquire(blocking=False):
             self._refuse(request, client_address)
             return
-        self._refusing = False
         try:
             super().process_request(request, client_address)
         except BaseException:  # no thread started (none to be had): free its slot
@@ -222,15 +224,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
     def _refuse(self, request: Any, client_address: Any) -> None:
         """Turn a connection away on the accepting thread, without blocking it."""
-        if not self._refusing:
-            # Once per spell of refusals, so a flood of connections cannot flood the log.
-            self._refusing = True
-            log.warning(
-                "refusing connections from %s and others: %d connections are open, the most "
-                "--web.max-connections allows",
-                client_address[0],
-                self._max_connections,
-            )
+        self._log_refusal(client_address[0])
         if not isinstance(request, ssl.SSLSocket):
             try:
                 request.setblocking(False)
@@ -242,6 +236,27 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
             except OSError:
                 pass
         self.shutdown_request(request)
+
+    def _log_refusal(self, client: str) -> None:
+        """Log the first refusal, then a count at most every REFUSAL_LOG_INTERVAL_SECONDS.
+
+        A flood of connections must not become a flood of log lines.
+        """
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        logged_at = self._refusal_logged_at
+        if logged_at is not None and now - logged_at < REFUSAL_LOG_INTERVAL_SECONDS:
+            return
+        log.warning(
+            "refused %d connection(s)%s, the last from %s: %d are open, the most "
+            "--web.max-connections allows",
+            self._refused_unlogged,
+            "" if logged_at is None else f" in the last {now - logged_at:.0f}s",
+            client,
+            self._max_connections,
+        )
+        self._refused_unlogged = 0
+        self._refusal_logged_at = now
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, client_address = super().get_request()
