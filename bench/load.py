@@ -381,41 +381,61 @@ def scrape_once(
         ), wire.content() if keep_body else None
     # Checked once the clock stopped: decompressing is the scraper's work, not the exporter's.
     compressed = wire.content()
-    known = verified.get(compressed) if not keep_body else None
-    if known is not None:
-        body_length, failure = known
-        return Scrape(seconds, failure, wire.length, body_length), None
-    body = BodyCheck(gzipped=True, keep=keep_body)
-    body.feed(compressed)
-    failure = body.finish(openmetrics)
-    verified.put(compressed, (body.length, failure))
-    return Scrape(seconds, failure, wire.length, body.length), body.content() if keep_body else None
+    if keep_body:
+        body = BodyCheck(gzipped=True, keep=True)
+        body.feed(compressed)
+        failure = body.finish(openmetrics)
+        return Scrape(seconds, failure, wire.length, body.length), body.content()
+
+    def decode() -> tuple[int, str | None]:
+        body = BodyCheck(gzipped=True, keep=False)
+        body.feed(compressed)
+        return body.length, body.finish(openmetrics)
+
+    body_length, failure = verified.outcome(compressed, decode)
+    return Scrape(seconds, failure, wire.length, body_length), None
 
 
 class VerifiedBodies:
-    """The last few gzip bodies decoded and their outcome (decoded length, failure).
+    """The outcome (decoded length, failure) of decoding each of the last few gzip bodies.
 
     The exporter serves the same bytes until something changes, so a body identical to one
     decoded before needs no second decoding: comparing 1.5 MB costs far less than inflating
-    44 MB, and leaves the cores to the exporter.
+    44 MB, and leaves the cores to the exporter. A new body is decoded by the first scraper
+    that brings it; the others wait for its outcome rather than decode it too.
     """
 
     def __init__(self, capacity: int = 8) -> None:
         self._lock = threading.Lock()
-        self._outcomes: dict[bytes, tuple[int, str | None]] = {}
+        self._outcomes: dict[bytes, _Outcome] = {}
         self._capacity = capacity
 
-    def get(self, body: bytes) -> tuple[int, str | None] | None:
-        """The outcome of decoding ``body``, if a body equal to it was decoded."""
+    def outcome(
+        self, body: bytes, decode: Callable[[], tuple[int, str | None]]
+    ) -> tuple[int, str | None]:
+        """The outcome of ``decode()`` for ``body``, run once per distinct body."""
         with self._lock:
-            return self._outcomes.get(body)
+            known = self._outcomes.get(body)
+            if known is None:
+                known = self._outcomes[body] = _Outcome()
+                while len(self._outcomes) > self._capacity:
+                    del self._outcomes[next(iter(self._outcomes))]
+                decoding = True
+            else:
+                decoding = False
+        if decoding:
+            try:
+                known.value = decode()
+            finally:
+                known.ready.set()
+        known.ready.wait()
+        return known.value
 
-    def put(self, body: bytes, outcome: tuple[int, str | None]) -> None:
-        """Remember the outcome of decoding ``body``, forgetting the oldest beyond capacity."""
-        with self._lock:
-            self._outcomes[body] = outcome
-            while len(self._outcomes) > self._capacity:
-                del self._outcomes[next(iter(self._outcomes))]
+
+@dataclass
+class _Outcome:
+    ready: threading.Event = field(default_factory=threading.Event)
+    value: tuple[int, str | None] = (0, "invalid_gzip")
 
 
 class BodyCheck:
