@@ -18,9 +18,11 @@ separate process, and must show every region up with all its jobs.
 The script measures scrape latency, the AWS requests per region and operation against the
 TTL schedule (each target refreshes at most once per TTL, so at most one full listing and
 then one incremental listing per TTL), and the exporter's resident memory and threads from
-/proc every second. It prints a table, writes ``--json``, and exits 1 when a scrape failed,
-the requests exceeded the schedule, or memory grew by more than ``--max-rss-growth-mib``
-between the first and the second half of the run. Loopback only; placeholder credentials.
+/proc every second. The run is bounded: ``--duration`` (an hour at most), ``--scrapers``
+(1,000 at most) and ``--max-scrapes`` in all. It prints a table, writes ``--json``, and
+exits 1 when a scrape failed, the requests exceeded the schedule, or memory grew by more
+than ``--max-rss-growth-mib`` between the first and the second half of the run. Loopback
+only; placeholder credentials.
 """
 
 from __future__ import annotations
@@ -122,7 +124,15 @@ class Sample:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the load test; returns 0 when every check passed, 1 otherwise."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 1 <= args.scrapers <= MAX_SCRAPERS:
+        parser.error(f"--scrapers must be between 1 and {MAX_SCRAPERS}")
+    if not 0 < args.duration <= MAX_DURATION_SECONDS:
+        parser.error(f"--duration must be over 0 and at most {MAX_DURATION_SECONDS:g}")
+    if not 1 <= args.regions <= len(REGIONS):
+        parser.error(f"--regions must be between 1 and {len(REGIONS)}")
     regions = REGIONS[: args.regions]
     os.environ.update(PLACEHOLDER_ENVIRONMENT)
     load_before = load_average()
@@ -204,10 +214,6 @@ def run_load(
     request_counts: Callable[[], dict[tuple[str, str], int]],
 ) -> dict[str, Any]:
     """Start the exporter, scrape it for the duration, stop it, and return the report."""
-    if not 1 <= args.scrapers <= MAX_SCRAPERS or not 0 < args.duration <= MAX_DURATION_SECONDS:
-        raise SystemExit(
-            f"--scrapers must be 1-{MAX_SCRAPERS}, --duration 0-{MAX_DURATION_SECONDS}"
-        )
     port = free_port()
     started = time.monotonic()
     process = subprocess.Popen(
