@@ -327,6 +327,7 @@ class _RequestReader(socket.SocketIO):
 
     def __init__(self, connection: socket.socket, deadline: float | None) -> None:
         super().__init__(connection, "rb")
+        self._connection = connection
         self.deadline = deadline
 
     def readinto(self, buffer: Any) -> int | None:
@@ -334,7 +335,7 @@ class _RequestReader(socket.SocketIO):
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("the request did not arrive in time")
-            self._sock.settimeout(remaining)  # type: ignore[attr-defined]
+            self._connection.settimeout(remaining)
         return super().readinto(buffer)
 
 
