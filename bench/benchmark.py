@@ -22,9 +22,9 @@ metrics; and the process's peak RSS. Loopback only; placeholder credentials only
 
 With ``--tags`` every job carries ``team`` and ``project`` tags, both variants publish them
 (``tags: [team, project]``, ``cache.tags_ttl`` from ``--tags-ttl``), and the GetResources
-requests of the full and the steady-state refresh are reported too. The server is then the
-test suite's (tests/sagemaker_server.py), whose GetResources pages by ResourcesPerPage as
-AWS does.
+requests of the full and the steady-state refresh are reported too. GetResources is then
+answered by the test suite's middleware (tests/sagemaker_server.py), which pages by
+ResourcesPerPage as AWS does.
 """
 
 from __future__ import annotations
@@ -34,39 +34,37 @@ import gzip
 import json
 import math
 import os
-import platform
-import random
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import (
+    PLACEHOLDER_ENVIRONMENT,
+    REGIONS,
+    ROOT,
+    free_port,
+    machine,
+    moto_backend,
+    moto_server,
+    peak_rss_kib,
+    percentile,
+    seed_jobs,
+    wait_ready,
+    write_config,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ACCOUNT = "123456789012"  # moto's account for keys it did not issue
-PLACEHOLDER_ENVIRONMENT = {
-    "AWS_ACCESS_KEY_ID": "bench-placeholder",
-    "AWS_SECRET_ACCESS_KEY": "bench-placeholder",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-}
-STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
-FINISHED = ("Completed", "Completed", "Completed", "Failed", "Stopped")
 SCRAPE_TIMEOUT_SECONDS = "120"
-TAGGING_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"
 
 
 @dataclass
@@ -115,9 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve_naive:
         return serve_naive(Path(args.serve_naive[0]), int(args.serve_naive[1]))
 
-    regions = ("us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1")[: args.regions]
+    regions = REGIONS[: args.regions]
     os.environ.update(PLACEHOLDER_ENVIRONMENT)
-    with moto_server(tagging=args.tags) as endpoint_url:
+    with moto_server(tagging=args.tags) as (endpoint_url, _):
         started = time.monotonic()
         seed_jobs(regions, args.jobs, args.running, tagged=args.tags)
         print(
@@ -147,93 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-@contextmanager
-def moto_server(tagging: bool = False) -> Iterator[str]:
-    """moto's server on 127.0.0.1; yields its URL.
-
-    With ``tagging``, the test suite's server, whose GetResources pages as AWS does, and the
-    tagging API's endpoint pointed at it.
-    """
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    if tagging:
-        from tests.sagemaker_server import SageMakerTestServer
-
-        test_server = SageMakerTestServer()
-        test_server.start()
-        os.environ[TAGGING_ENDPOINT_VARIABLE] = test_server.url
-        try:
-            yield test_server.url
-        finally:
-            test_server.stop()
-        return
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-def _backend(region: str) -> Any:
-    from moto.sagemaker.models import sagemaker_backends
-
-    return sagemaker_backends[ACCOUNT][region]
-
-
-def seed_jobs(regions: Sequence[str], jobs: int, running: int, tagged: bool = False) -> None:
-    """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days.
-
-    With ``tagged``, each job has a ``team`` (one of 5) and a ``project`` (one of 17) tag.
-    """
-    from exporter.demo import create_moto_tuning_job
-
-    now = datetime.now(tz=UTC).replace(tzinfo=None)  # moto keeps naive UTC times
-    for region in regions:
-        backend = _backend(region)
-        rng = random.Random(region)
-        for index in range(jobs):
-            name = f"job-{index:05d}"
-            job = create_moto_tuning_job(
-                backend,
-                name,
-                STRATEGIES[index % len(STRATEGIES)],
-                {"MaxNumberOfTrainingJobs": 50, "MaxParallelTrainingJobs": 5},
-                metric="auc",
-                tags={"team": f"team-{index % 5}", "project": f"project-{index % 17}"}
-                if tagged
-                else None,
-            )
-            # Spread over six days, oldest first, so modification times differ as in a real account.
-            # The newest was modified an hour ago, so changes made now are newer than any of them.
-            created = now - timedelta(days=6, hours=1) + timedelta(seconds=index * 6 * 86400 / jobs)
-            is_running = index >= jobs - running
-            job.creation_time = created
-            job.last_modified_time = created + timedelta(minutes=30)
-            job.hyper_parameter_tuning_job_status = (
-                "InProgress" if is_running else rng.choice(FINISHED)
-            )
-            job.hyper_parameter_tuning_end_time = None if is_running else job.last_modified_time
-            done = rng.randint(1, 50)
-            job.training_job_status_counters = {
-                "Completed": done,
-                "InProgress": 5 if is_running else 0,
-                "RetryableError": rng.randint(0, 3),
-                "NonRetryableError": rng.randint(0, 3),
-                "Stopped": 0,
-            }
-            job.objective_status_counters = {"Succeeded": done, "Pending": 0, "Failed": 0}
-
-
 def change_jobs(regions: Sequence[str], jobs: int, running: int, changes: int) -> None:
     """``changes`` running jobs per region move on: most count progress, two finish."""
     now = datetime.now(tz=UTC).replace(tzinfo=None)
     for region in regions:
-        backend = _backend(region)
+        backend = moto_backend(region)
         for offset in range(min(changes, running)):
             job = backend.hyper_parameter_tuning_jobs[f"job-{jobs - running + offset:05d}"]
             counters = dict(job.training_job_status_counters)
@@ -248,7 +164,7 @@ def change_jobs(regions: Sequence[str], jobs: int, running: int, changes: int) -
 def restore_jobs(regions: Sequence[str], jobs: int, running: int, tagged: bool = False) -> None:
     """Undo :func:`change_jobs`, so the next variant starts from the same account."""
     for region in regions:
-        backend = _backend(region)
+        backend = moto_backend(region)
         for name in list(backend.hyper_parameter_tuning_jobs):
             del backend.hyper_parameter_tuning_jobs[name]
     seed_jobs(regions, jobs, running, tagged=tagged)
@@ -264,14 +180,7 @@ def run_variant(
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "config.yaml"
-        config.write_text(
-            f"regions: [{', '.join(regions)}]\n"
-            f"aws:\n  endpoint_url: {endpoint_url}\n  max_attempts: 2\n"
-            f"cache:\n  ttl: {args.ttl}\n"
-        )
-        if args.tags:
-            with config.open("a") as config_text:
-                config_text.write(f"  tags_ttl: {args.tags_ttl}\ntags: [team, project]\n")
+        write_config(config, endpoint_url, regions, args.ttl, args.tags_ttl if args.tags else None)
         if variant == "exporter":
             command = [
                 sys.executable,
@@ -327,6 +236,8 @@ def run_variant(
         full_refresh_requests_per_region=full_requests / len(regions),
         full_refresh_seconds=full_seconds,
         steady_refresh_requests_per_region=steady_requests / len(regions),
+        full_refresh_tag_requests_per_region=full_tag_requests / len(regions),
+        steady_refresh_tag_requests_per_region=steady_tag_requests / len(regions),
         steady_refresh_seconds=steady_seconds,
         first_scrape_after_refresh_seconds=first_scrape,
         scrape_plain_p50_seconds=percentile(plain, 50),
@@ -336,8 +247,6 @@ def run_variant(
         body_bytes=len(body),
         gzip_body_bytes=len(gzip_body),
         peak_rss_mib=peak_rss_mib,
-        full_refresh_tag_requests_per_region=full_tag_requests / len(regions),
-        steady_refresh_tag_requests_per_region=steady_tag_requests / len(regions),
     )
 
 
@@ -369,29 +278,6 @@ def serve_naive(config_path: Path, port: int) -> int:
     # SIGTERM from the benchmark ends the process.
     threading.Event().wait()
     return 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 900.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the server exited: {process.stderr.read() if process.stderr else ''}"
-            )
-        try:
-            with urllib.request.urlopen(url + "/-/ready", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} was not ready within {timeout}s")
 
 
 def fetch(url: str, gzip_encoded: bool, decode: bool = True) -> bytes:
@@ -430,32 +316,6 @@ def list_requests(text: str, operation: str = "ListHyperParameterTuningJobs") ->
         for sample in family.samples
         if sample.name.endswith("_total") and sample.labels.get("operation") == operation
     )
-
-
-def peak_rss_kib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return float(line.split()[1])
-    return math.nan
-
-
-def percentile(values: Sequence[float], percent: float) -> float:
-    if not values:
-        return math.nan
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
 def markdown_table(report: dict[str, Any]) -> str:

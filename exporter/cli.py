@@ -16,6 +16,7 @@ from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import ConfigError, ExporterConfig, load_config
 from exporter.http import (
+    DEFAULT_MAX_CONNECTIONS,
     ExporterServer,
     create_app,
     listens_on_every_interface,
@@ -63,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         "and basic auth (default: none, plain HTTP without authentication)",
     )
     parser.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="connections served at once, each on its own thread; more are answered 503 "
+        f"(default: {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -87,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.once:
             return _run_once(config)
-        return _serve(config, args.listen_address, web_config)
+        return _serve(config, args.listen_address, web_config, args.max_connections)
     except ConfigError as error:
         print(f"sagemaker-tuning-exporter: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -136,7 +155,10 @@ def _run_once(config: ExporterConfig) -> int:
 
 
 def _serve(
-    config: ExporterConfig, listen_address: str, web_config: ReloadingWebConfig | None
+    config: ExporterConfig,
+    listen_address: str,
+    web_config: ReloadingWebConfig | None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> int:
     try:
         parse_listen_address(listen_address)
@@ -146,7 +168,10 @@ def _serve(
     exporter = Exporter(config)
     try:
         server = ExporterServer(
-            listen_address, create_app(exporter.cache, exporter.metrics_page), web_config
+            listen_address,
+            create_app(exporter.cache, exporter.metrics_page),
+            web_config,
+            max_connections=max_connections,
         )
     except OSError as error:
         print(
@@ -207,6 +232,6 @@ def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -
             "https" if web_config and web_config.current().ssl_context else "http",
             args.listen_address.rsplit(":", 1)[-1],
         )
-        return _serve(demo.config(), args.listen_address, web_config)
+        return _serve(demo.config(), args.listen_address, web_config, args.max_connections)
     finally:
         demo.stop()

@@ -6,12 +6,14 @@ With a web configuration, it serves them over TLS and behind basic authenticatio
 from __future__ import annotations
 
 import html
+import io
 import logging
 import math
 import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,20 @@ MINIMUM_SCRAPE_DEADLINE_SECONDS = 0.1
 MAXIMUM_SCRAPE_DEADLINE_SECONDS = 300.0
 # How long a client has to finish the TLS handshake it started.
 TLS_HANDSHAKE_TIMEOUT_SECONDS = 10.0
+# How long a client has to send its request line and headers, counted from the accepted
+# connection (or the finished TLS handshake), however slowly the bytes trickle in.
+DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 10.0
+# Connections served at once (one thread each); more are refused until one ends.
+DEFAULT_MAX_CONNECTIONS = 256
+# Refusals are logged when they start, then summed up at most this often.
+REFUSAL_LOG_INTERVAL_SECONDS = 60.0
+_TOO_MANY_CONNECTIONS_BODY = b"Too many connections: try again later\n"
+_TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.0 503 Service Unavailable\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: " + str(len(_TOO_MANY_CONNECTIONS_BODY)).encode() + b"\r\n"
+    b"Connection: close\r\n\r\n" + _TOO_MANY_CONNECTIONS_BODY
+)
 
 _LANDING_PAGE = """<!DOCTYPE html>
 <html>
@@ -167,11 +183,80 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     """Serves each request on its own thread, so a slow scrape never blocks a probe.
 
     With TLS in ``web_config``, each connection's TLS handshake also happens on its own
-    thread, so a client that connects and sends nothing holds up no other.
+    thread, so a client that connects and sends nothing holds up no other. At most
+    ``max_connections`` connections (threads) are served at once; the accepting thread
+    answers the rest with a 503 (plain HTTP) or closes them (TLS) without starting a thread.
     """
 
     daemon_threads = True
     web_config: ReloadingWebConfig | None = None
+    request_read_timeout_seconds = DEFAULT_REQUEST_READ_TIMEOUT_SECONDS
+    # The kernel's queue of connections not yet accepted: Python's default of 5 overflows
+    # when dozens of scrapers connect at once, and an overflow costs a client a SYN retry.
+    request_queue_size = 128
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limit_connections(DEFAULT_MAX_CONNECTIONS)
+
+    def limit_connections(self, max_connections: int) -> None:
+        """Serve at most ``max_connections`` connections at once; call before serving."""
+        self._connection_slots = threading.BoundedSemaphore(max_connections)
+        self._max_connections = max_connections
+        self._refused_unlogged = 0
+        self._refusal_logged_at: float | None = None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connection_slots.acquire(blocking=False):
+            self._refuse(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started (none to be had): free its slot
+            self._connection_slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_slots.release()
+
+    def _refuse(self, request: Any, client_address: Any) -> None:
+        """Turn a connection away on the accepting thread, without blocking it."""
+        self._log_refusal(client_address[0])
+        if not isinstance(request, ssl.SSLSocket):
+            try:
+                request.setblocking(False)
+                # A few bytes fit the empty send buffer of a new connection. Reading what the
+                # client sent already lets the close end with a FIN rather than a reset that
+                # could destroy the 503 before the client reads it.
+                request.send(_TOO_MANY_CONNECTIONS)
+                request.recv(65536)
+            except OSError:
+                pass
+        self.shutdown_request(request)
+
+    def _log_refusal(self, client: str) -> None:
+        """Log the first refusal, then a count at most every REFUSAL_LOG_INTERVAL_SECONDS.
+
+        A flood of connections must not become a flood of log lines.
+        """
+        self._refused_unlogged += 1
+        now = time.monotonic()
+        logged_at = self._refusal_logged_at
+        if logged_at is not None and now - logged_at < REFUSAL_LOG_INTERVAL_SECONDS:
+            return
+        log.warning(
+            "refused %d connection(s)%s, the last from %s: %d are open, the most "
+            "--web.max-connections allows",
+            self._refused_unlogged,
+            "" if logged_at is None else f" in the last {now - logged_at:.0f}s",
+            client,
+            self._max_connections,
+        )
+        self._refused_unlogged = 0
+        self._refusal_logged_at = now
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, client_address = super().get_request()
@@ -232,8 +317,63 @@ class _IPv6ThreadingWSGIServer(_ThreadingWSGIServer):
     address_family = socket.AF_INET6
 
 
+class _RequestReader(socket.SocketIO):
+    """A connection's reading end that fails once ``deadline`` (time.monotonic) has passed.
+
+    A timeout per read would let a client that trickles a byte at a time hold its thread
+    forever; the deadline bounds the whole request line and headers. Setting ``deadline``
+    to None reads without a time limit.
+    """
+
+    def __init__(self, connection: socket.socket, deadline: float | None) -> None:
+        super().__init__(connection, "rb")
+        self._connection = connection
+        self.deadline = deadline
+
+    def readinto(self, buffer: Any) -> int | None:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the request did not arrive in time")
+            self._connection.settimeout(remaining)
+        return super().readinto(buffer)
+
+
 class _LoggingHandler(WSGIRequestHandler):
-    """Logs requests through ``logging`` at debug level instead of to stderr."""
+    """Logs requests through ``logging`` at debug level instead of to stderr.
+
+    The request line and headers must arrive within the server's request read timeout.
+    The response has no time limit: a live scraper that reads a large body slowly gets all
+    of it.
+    """
+
+    server: _ThreadingWSGIServer
+
+    def setup(self) -> None:
+        super().setup()
+        timeout = self.server.request_read_timeout_seconds
+        self._request_reader = _RequestReader(self.connection, time.monotonic() + timeout)
+        self.rfile.close()  # the reader socketserver made; its socket stays open
+        self.rfile = io.BufferedReader(self._request_reader)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except TimeoutError:
+            if self._request_reader.deadline is None:
+                raise
+            log.debug(
+                "closing the connection from %s: no complete request within %gs",
+                self.client_address[0],
+                self.server.request_read_timeout_seconds,
+            )
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        # The request is in: sending the response (and reading a body) has no time limit.
+        self._request_reader.deadline = None
+        self.connection.settimeout(None)
+        return parsed
 
     def get_environ(self) -> WSGIEnvironment:
         environ = super().get_environ()
@@ -273,7 +413,9 @@ class ExporterServer:
     """The HTTP server, running on a background thread until :meth:`stop`.
 
     ``web_config`` adds TLS, basic authentication (of every path) and response headers, as
-    they stand at each connection and request.
+    they stand at each connection and request. At most ``max_connections`` connections are
+    served at once, each on its own thread; a client must send its request line and headers
+    within ``request_read_timeout_seconds`` of connecting (or of its TLS handshake).
     """
 
     def __init__(
@@ -281,6 +423,9 @@ class ExporterServer:
         address: str,
         app: WSGIApplication,
         web_config: ReloadingWebConfig | None = None,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        request_read_timeout_seconds: float = DEFAULT_REQUEST_READ_TIMEOUT_SECONDS,
     ) -> None:
         host, port = parse_listen_address(address)
         if web_config is not None:
@@ -290,6 +435,8 @@ class ExporterServer:
             host, port, app, server_class=server_class, handler_class=_LoggingHandler
         )
         self._server.web_config = web_config
+        self._server.limit_connections(max_connections)
+        self._server.request_read_timeout_seconds = request_read_timeout_seconds
         tls_at_start = web_config is not None and web_config.current().ssl_context is not None
         self.scheme = "https" if tls_at_start else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)

@@ -219,6 +219,8 @@ def for_job(name: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[dic
     return lambda summary: (
         change(summary) if summary.get("HyperParameterTuningJobName") == name else summary
     )
+
+
 def _tuning_job_resources(
     region: str, account: str, request: Mapping[str, Any], *, upper_case: bool
 ) -> dict[str, Any]:
@@ -267,6 +269,11 @@ def _operation_of(environ: Mapping[str, Any], body: bytes) -> str:
         return str(target).rsplit(".", 1)[-1]
     action = parse_qs(body.decode(errors="replace")).get("Action")
     return action[0] if action else "unknown"
+
+
+def answering_get_resources(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """``app`` behind this module's middleware, without faults: GetResources pages as on AWS."""
+    return _FaultInjector(app)
 
 
 class SageMakerTestServer:

@@ -1,0 +1,250 @@
+"""What the bench scripts share: moto's SageMaker on 127.0.0.1, seeded and counting requests.
+
+The server runs in the calling process, so the scripts seed jobs by editing moto's
+backends; every request it receives is counted per (region, operation) at the wire,
+independently of what the exporter reports about itself. The rest are small helpers for
+the exporter processes the scripts start: a free port, readiness, and /proc figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import random
+import re
+import socket
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "123456789012"  # moto's account for keys it did not issue
+PLACEHOLDER_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "bench-placeholder",
+    "AWS_SECRET_ACCESS_KEY": "bench-placeholder",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+TAGGING_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1")
+STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+FINISHED = ("Completed", "Completed", "Completed", "Failed", "Stopped")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
+
+
+class RequestCounts:
+    """Requests moto received, per (region, operation); safe to read while it serves."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def add(self, region: str, operation: str) -> None:
+        """Count one request."""
+        with self._lock:
+            self._counts[(region, operation)] += 1
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        """A copy of the counts so far."""
+        with self._lock:
+            return dict(self._counts)
+
+
+def _counting(
+    app: Callable[..., Iterable[bytes]], counts: RequestCounts
+) -> Callable[..., Iterable[bytes]]:
+    """``app`` that first counts each request by its SigV4 region and X-Amz-Target operation."""
+
+    def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        target = str(environ.get("HTTP_X_AMZ_TARGET", "unknown"))
+        counts.add(match.group(1) if match else "unknown", target.rsplit(".", 1)[-1])
+        return app(environ, start_response)
+
+    return counted
+
+
+@contextmanager
+def moto_server(tagging: bool = False) -> Iterator[tuple[str, RequestCounts]]:
+    """moto's server on 127.0.0.1; yields its URL and the counts of the requests it receives.
+
+    With ``tagging``, requests go through the test suite's middleware, whose GetResources
+    pages by ResourcesPerPage as AWS does (moto's own also ends a page at 100 tags), and the
+    tagging API's endpoint is pointed at the server.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    counts = RequestCounts()
+    moto_app: Callable[..., Iterable[bytes]] = DomainDispatcherApplication(create_backend_app)
+    if tagging:
+        from tests.sagemaker_server import answering_get_resources
+
+        moto_app = answering_get_resources(moto_app)
+    app = _counting(moto_app, counts)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    if tagging:
+        os.environ[TAGGING_ENDPOINT_VARIABLE] = url
+    try:
+        yield url, counts
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def moto_backend(region: str) -> Any:
+    """moto's in-process SageMaker backend of ``region``."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[ACCOUNT][region]
+
+
+def seed_jobs(regions: Sequence[str], jobs: int, running: int, tagged: bool = False) -> None:
+    """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days.
+
+    With ``tagged``, each job has a ``team`` (one of 5) and a ``project`` (one of 17) tag.
+    """
+    from exporter.demo import create_moto_tuning_job
+
+    now = datetime.now(tz=UTC).replace(tzinfo=None)  # moto keeps naive UTC times
+    for region in regions:
+        backend = moto_backend(region)
+        rng = random.Random(region)
+        for index in range(jobs):
+            name = f"job-{index:05d}"
+            job = create_moto_tuning_job(
+                backend,
+                name,
+                STRATEGIES[index % len(STRATEGIES)],
+                {"MaxNumberOfTrainingJobs": 50, "MaxParallelTrainingJobs": 5},
+                metric="auc",
+                tags={"team": f"team-{index % 5}", "project": f"project-{index % 17}"}
+                if tagged
+                else None,
+            )
+            # Spread over six days, oldest first, so modification times differ as in a real account.
+            # The newest was modified an hour ago, so changes made now are newer than any of them.
+            created = now - timedelta(days=6, hours=1) + timedelta(seconds=index * 6 * 86400 / jobs)
+            is_running = index >= jobs - running
+            job.creation_time = created
+            job.last_modified_time = created + timedelta(minutes=30)
+            job.hyper_parameter_tuning_job_status = (
+                "InProgress" if is_running else rng.choice(FINISHED)
+            )
+            job.hyper_parameter_tuning_end_time = None if is_running else job.last_modified_time
+            done = rng.randint(1, 50)
+            job.training_job_status_counters = {
+                "Completed": done,
+                "InProgress": 5 if is_running else 0,
+                "RetryableError": rng.randint(0, 3),
+                "NonRetryableError": rng.randint(0, 3),
+                "Stopped": 0,
+            }
+            job.objective_status_counters = {"Succeeded": done, "Pending": 0, "Failed": 0}
+
+
+def write_config(
+    path: Path,
+    endpoint_url: str,
+    regions: Sequence[str],
+    ttl: float,
+    tags_ttl: float | None = None,
+) -> None:
+    """An exporter configuration for ``regions`` of the moto server at ``endpoint_url``.
+
+    With ``tags_ttl``, it publishes the tags ``team`` and ``project``, read that often.
+    """
+    text = (
+        f"regions: [{', '.join(regions)}]\n"
+        f"aws:\n  endpoint_url: {endpoint_url}\n  max_attempts: 2\n"
+        f"cache:\n  ttl: {ttl}\n"
+    )
+    if tags_ttl is not None:
+        text += f"  tags_ttl: {tags_ttl}\ntags: [team, project]\n"
+    path.write_text(text)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 900.0) -> None:
+    """Poll ``url``/-/ready until it answers 200; raise if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the server exited: {process.stderr.read() if process.stderr else ''}"
+            )
+        try:
+            with urllib.request.urlopen(url + "/-/ready", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} was not ready within {timeout}s")
+
+
+def process_status(pid: int) -> dict[str, str]:
+    """The fields of /proc/PID/status (VmRSS, VmHWM, Threads, ...), values as written."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return fields
+
+
+def status_kib(status: dict[str, str], field: str) -> float:
+    """A ``kB`` field of :func:`process_status` (VmRSS, VmHWM) in KiB; NaN when absent."""
+    value = status.get(field)
+    return float(value.split()[0]) if value else math.nan
+
+
+def peak_rss_kib(pid: int) -> float:
+    """The process's peak resident set size (VmHWM) in KiB."""
+    return status_kib(process_status(pid), "VmHWM")
+
+
+def percentile(values: Sequence[float], percent: float) -> float:
+    """The ``percent``-th percentile (inclusive method); NaN without values."""
+    if not values:
+        return math.nan
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
+
+
+def machine() -> str:
+    """Cores, CPU model and Python version of this machine."""
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as ``uptime`` shows them."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
