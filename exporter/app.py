@@ -51,13 +51,14 @@ class Exporter:
         for region in config.regions:
             self.requests.declare(region, LIST_OPERATION)
         self._clock = clock
-        self._clients = SageMakerClients(config.aws, self.requests)
+        self._clients = SageMakerClients(config.aws, self.requests, monotonic)
         self.cache = SnapshotCache(
             targets_from_config(config),
             self._list_jobs,
             ttl_seconds=config.cache.ttl_seconds,
             full_resync_seconds=config.cache.full_resync_seconds,
             max_concurrent_refreshes=config.cache.max_concurrent_refreshes,
+            refresh_timeout_seconds=config.cache.refresh_timeout_seconds,
             select_published=self._select_published,
             clock=clock,
             monotonic=monotonic,
@@ -75,10 +76,12 @@ class Exporter:
         )
 
     def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:
+        guard = self._clients.guard(target, self.config.cache.refresh_timeout_seconds)
         client = self._clients.get(target)
+        filters, now = self.config.filters, self._clock()
         if previous is None:
-            return list_full(client, self.config.filters, now=self._clock())
-        return list_changes(client, self.config.filters, now=self._clock(), previous=previous)
+            return list_full(client, filters, now, guard)
+        return list_changes(client, filters, now, previous, guard)
 
     def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
         settings = self.config.per_job_metrics

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from exporter.aws import PAGE_SIZE, PaginationError, iter_summaries
+from exporter.aws import PAGE_SIZE, PaginationError, RefreshGuard, iter_summaries
 from exporter.config import JobFilters
 from exporter.jobs import TuningJob, parse_job_summary
 
@@ -60,23 +60,29 @@ class _DriftError(Exception):
     """An incremental listing cannot account for a job: list in full instead."""
 
 
-def list_full(client: SageMakerClient, filters: JobFilters, now: float) -> Listing:
+def list_full(
+    client: SageMakerClient, filters: JobFilters, now: float, guard: RefreshGuard | None = None
+) -> Listing:
     """A full listing: every job matching ``filters``, sorted by name.
 
     NameContains, StatusEquals (one listing per status) and CreationTimeAfter go to the API;
     the same filters are checked again locally, so an endpoint that ignores one cannot widen
-    the result.
+    the result. Every page goes through ``guard`` when one is given (see :func:`iter_summaries`).
     """
     base = _base_request(filters, now)
     requests = [{**base, "StatusEquals": status} for status in filters.statuses] or [base]
     jobs: dict[str, TuningJob] = {}
     for request in requests:
-        jobs.update(_jobs_of(client, request))
+        jobs.update(_jobs_of(client, request, guard=guard))
     return _listing(jobs.values(), filters, now, previous_watermark=None, full=True)
 
 
 def list_changes(
-    client: SageMakerClient, filters: JobFilters, now: float, previous: Listing
+    client: SageMakerClient,
+    filters: JobFilters,
+    now: float,
+    previous: Listing,
+    guard: RefreshGuard | None = None,
 ) -> Listing:
     """``previous`` brought up to date by listing only what can have changed since it.
 
@@ -84,12 +90,12 @@ def list_changes(
     from, when the incremental listings misbehave, or when a job cannot be accounted for.
     """
     if previous.watermark is None:
-        return list_full(client, filters, now)
+        return list_full(client, filters, now, guard)
     try:
-        return _list_changes(client, filters, now, previous, previous.watermark)
+        return _list_changes(client, filters, now, previous, previous.watermark, guard=guard)
     except (_DriftError, PaginationError) as reason:
         log.info("listing every job instead of the changes: %s", reason)
-        return list_full(client, filters, now)
+        return list_full(client, filters, now, guard)
 
 
 def _list_changes(
@@ -98,16 +104,18 @@ def _list_changes(
     now: float,
     previous: Listing,
     watermark: float,
+    *,
+    guard: RefreshGuard | None,
 ) -> Listing:
     base = _base_request(filters, now)
     statuses = [s for s in ACTIVE_STATUSES if not filters.statuses or s in filters.statuses]
     active: dict[str, TuningJob] = {}
     for status in statuses:
         request = {**base, "StatusEquals": status}
-        active.update(_jobs_of(client, request, max_empty_pages=MAX_EMPTY_PAGES))
+        active.update(_jobs_of(client, request, MAX_EMPTY_PAGES, guard))
     since = datetime.fromtimestamp(watermark - WATERMARK_OVERLAP_SECONDS, tz=UTC)
     modified = dict(
-        _jobs_of(client, {**base, "LastModifiedTimeAfter": since}, max_empty_pages=MAX_EMPTY_PAGES)
+        _jobs_of(client, {**base, "LastModifiedTimeAfter": since}, MAX_EMPTY_PAGES, guard)
     )
 
     jobs = {job.arn: job for job in previous.jobs}
@@ -135,10 +143,13 @@ def _base_request(filters: JobFilters, now: float) -> dict[str, Any]:
 
 
 def _jobs_of(
-    client: SageMakerClient, request: Mapping[str, Any], max_empty_pages: int | None = None
+    client: SageMakerClient,
+    request: Mapping[str, Any],
+    max_empty_pages: int | None = None,
+    guard: RefreshGuard | None = None,
 ) -> Iterable[tuple[str, TuningJob]]:
     """(ARN, job) for every usable summary the request lists; unusable ones are logged and skipped."""
-    for summary in iter_summaries(client, request, max_empty_pages):
+    for summary in iter_summaries(client, request, max_empty_pages, guard):
         try:
             job = parse_job_summary(summary)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
