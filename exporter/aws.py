@@ -397,7 +397,7 @@ def describe_credential_error(target: Target, error: ClientError) -> str:
     if classify_client_error(error) == "access_denied":
         found = _DENIED_ACTION.search(message)
         action = found.group(1) if found else f"sagemaker:{error.operation_name}"
-        return f"access denied: {identity} lacks {action} ({aws_said})"
+        return f"access denied: missing permission {action} for {identity} ({aws_said})"
     return (
         f"credentials rejected by {error.operation_name} ({aws_said}): "
         f"{identity} will be obtained afresh on the next refresh"
@@ -411,6 +411,50 @@ def safe_aws_message(message: str) -> str:
     if len(message) > _MAX_QUOTED_MESSAGE:
         message = message[: _MAX_QUOTED_MESSAGE - 3] + "..."
     return message
+
+
+# Where a secret can appear in a log line: signed request headers (as a repr or in a canonical
+# request), query-string signatures, STS answers in XML or JSON, and access key IDs.
+_SECRET_PATTERNS = (
+    re.compile(
+        r"((?:authorization|x-amz-security-token|x-amz-signature)['\"]?\s*[:=]\s*b?['\"]?)"
+        r"[^'\"\n,}]+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(<(?:SecretAccessKey|SessionToken|AccessKeyId)>)[^<]*"),
+    re.compile(
+        r"(['\"]?(?:SecretAccessKey|SessionToken|AccessKeyId|aws_secret_access_key|"
+        r"aws_session_token|secret_key|token)['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}]+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"((?:Signature|Credential)=)[^\s,'\"&]+"),
+    re.compile(r"(Signature:\s*)[0-9a-f]+"),
+    re.compile(r"()\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b"),
+)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every credential, token and signature it quotes replaced by ``(redacted)``."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1(redacted)", text)
+    return text
+
+
+class RedactSecretsFilter(logging.Filter):
+    """A handler filter that redacts AWS secrets from every record it passes.
+
+    botocore, at DEBUG, logs signed requests (Authorization, X-Amz-Security-Token), canonical
+    requests and response bodies, AssumeRole's secret key and session token included; a
+    record is rewritten once its message is formatted, so no secret reaches the output.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record``'s message without secrets; always keep the record."""
+        message = record.getMessage()
+        redacted = redact_secrets(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 class _FixedCredentialProvider(CredentialProvider):

@@ -6,9 +6,9 @@ target's refresh nor, being a daemon, the exporter's shutdown. A scrape waits fo
 refreshes at most until its deadline and then serves the last snapshots. The lock guards
 only the bookkeeping, never an AWS call.
 
-A refresh in flight longer than ``refresh_timeout_seconds`` is overdue: its target reads
-up=0 at once, with its last good jobs, though the worker may still sit in a socket read,
-and scrapes stop waiting for it. The refresh itself stops at its next attempt or page
+A refresh in flight (queued or running) longer than ``refresh_timeout_seconds`` is
+overdue: its target reads up=0 at once, with its last good jobs, though the worker may
+still sit in a socket read, and scrapes wait for no refresh past its deadline. The refresh itself stops at its next attempt or page
 (see :class:`exporter.aws.RefreshGuard`); until then its worker is replaced, see
 :meth:`SnapshotCache._capacity`.
 
@@ -30,6 +30,10 @@ from exporter.listing import Listing
 from exporter.retention import PublishedJobs
 
 log = logging.getLogger(__name__)
+
+# How long past a refresh's deadline a scrape still waits for it: enough for the clock to
+# tell it is overdue when the scrape looks.
+_OVERDUE_MARGIN_SECONDS = 0.05
 
 # List the target's jobs: in full when the previous listing is None, else the changes since it.
 ListJobs = Callable[[Target, Listing | None], Listing]
@@ -79,7 +83,7 @@ class SnapshotCache:
         self._refreshed_at: dict[Target, float] = {}
         self._listed_fully_at: dict[Target, float] = {}
         self._in_flight: dict[Target, threading.Event] = {}
-        self._running_since: dict[Target, float] = {}
+        self._requested_at: dict[Target, float] = {}
         self._overdue: set[Target] = set()
         self._queue: queue.SimpleQueue[tuple[Target, threading.Event]] = queue.SimpleQueue()
         self._workers_started = 0
@@ -115,8 +119,12 @@ class SnapshotCache:
             self._mark_overdue(self._monotonic())
             return len(self._snapshots) == len(self._targets)
 
-    def _start_refreshes(self, force: bool) -> list[threading.Event]:
-        """Queue the refreshes that are due; return the completion events to wait for."""
+    def _start_refreshes(self, force: bool) -> list[tuple[threading.Event, float | None]]:
+        """Queue the refreshes that are due; return the completion events to wait for.
+
+        Each comes with the seconds left until its refresh is overdue (None: no deadline),
+        beyond which waiting for it is pointless.
+        """
         pending = []
         now = self._monotonic()
         with self._lock:
@@ -125,7 +133,7 @@ class SnapshotCache:
                 running = self._in_flight.get(target)
                 if running is not None:
                     if target not in self._overdue:  # an overdue one is served as down
-                        pending.append(running)
+                        pending.append((running, self._time_left(target, now)))
                     continue
                 refreshed_at = self._refreshed_at.get(target)
                 if (
@@ -135,9 +143,10 @@ class SnapshotCache:
                 ):
                     continue
                 done = self._in_flight[target] = threading.Event()
+                self._requested_at[target] = now
                 self._queue.put((target, done))
                 self._unclaimed_jobs += 1
-                pending.append(done)
+                pending.append((done, self._refresh_timeout_seconds))
             self._dispatch()
         return pending
 
@@ -173,13 +182,19 @@ class SnapshotCache:
                 return  # the next worker to finish takes it
             self._unclaimed_jobs -= 1
 
+    def _time_left(self, target: Target, now: float) -> float | None:
+        """Seconds until ``target``'s refresh in flight is overdue; None without a deadline."""
+        if self._refresh_timeout_seconds is None:
+            return None
+        return max(0.0, self._requested_at[target] + self._refresh_timeout_seconds - now)
+
     def _mark_overdue(self, now: float) -> None:
         """Mark down every target whose refresh has been in flight past its deadline."""
         timeout = self._refresh_timeout_seconds
         if timeout is None:
             return
         newly_overdue = False
-        for target, started in self._running_since.items():
+        for target, started in self._requested_at.items():
             if target in self._overdue or now - started < timeout:
                 continue
             self._overdue.add(target)
@@ -200,14 +215,12 @@ class SnapshotCache:
     def _work(self) -> None:
         while True:
             target, done = self._queue.get()
-            with self._lock:
-                self._running_since[target] = self._monotonic()
             try:
                 self._refresh(target)
             finally:
                 with self._lock:
                     del self._in_flight[target]
-                    del self._running_since[target]
+                    del self._requested_at[target]
                     self._overdue.discard(target)
                     retire = self._unclaimed_jobs == 0 and self._live_workers > self._capacity()
                     if retire:
@@ -248,9 +261,11 @@ class SnapshotCache:
         with self._lock:
             self._mark_overdue(finished)
             previous = self._snapshots.get(target)
-            if target in self._overdue:
-                # Marked down at its deadline, which counted the failure: a late answer,
-                # good or bad, is not served, and the next refresh starts afresh.
+            ran_too_long = finished - started >= (self._refresh_timeout_seconds or 0.0)
+            if target in self._overdue and (listing is None or ran_too_long):
+                # Marked down at its deadline, which counted the failure. An answer that
+                # itself took longer than the deadline is not served; one that only waited
+                # in the queue is, as it is as fresh as any.
                 self._refreshed_at[target] = finished
                 return
             if listing is None:
@@ -306,13 +321,21 @@ class SnapshotCache:
         )
 
 
-def _wait_all(events: Sequence[threading.Event], timeout: float | None) -> None:
-    """Wait until every event is set, or until ``timeout`` seconds have passed in all."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for event in events:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not event.wait(remaining):
-            return
+def _wait_all(
+    pending: Sequence[tuple[threading.Event, float | None]], timeout: float | None
+) -> None:
+    """Wait until every event is set, each at most its own time limit, all within ``timeout``."""
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+    for event, time_left in pending:
+        # A little past the refresh's deadline, so that it reads as overdue once we stop.
+        limits = [d for d in (deadline, _after(started, time_left)) if d is not None]
+        remaining = max(0.0, min(limits) - time.monotonic()) if limits else None
+        event.wait(remaining)
+
+
+def _after(start: float, seconds: float | None) -> float | None:
+    return None if seconds is None else start + seconds + _OVERDUE_MARGIN_SECONDS
 
 
 def _failed_snapshot(

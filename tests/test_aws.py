@@ -353,7 +353,8 @@ def test_access_denied_is_not_retried_and_names_the_missing_permission(
         list_full(client, JobFilters(), NOW, _guard(FakeTime(), target))
 
     assert str(raised.value).startswith(
-        f"access denied: role {READER_ROLE} lacks sagemaker:ListHyperParameterTuningJobs "
+        "access denied: missing permission sagemaker:ListHyperParameterTuningJobs for role "
+        f"{READER_ROLE} "
         "(AccessDeniedException: User: arn:aws:sts::111111111111:assumed-role/reader/"
     )
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 1
