@@ -83,6 +83,11 @@ class RefreshDeadlineError(Exception):
     """A refresh ran out of its time (``cache.refresh_timeout``) between two attempts."""
 
 
+class AttemptsExhaustedError(Exception):
+    """An API call kept failing (throttled, 5xx, timeouts) until its attempts or the refresh's
+    retry budget ran out; the message names the operation, the attempts and the last error."""
+
+
 class CredentialError(Exception):
     """AWS refused the target's credentials or permissions; retrying cannot help until fixed.
 
@@ -344,14 +349,26 @@ class RefreshGuard:
                     if self._on_credential_error is not None:
                         self._on_credential_error()
                     raise CredentialError(describe_credential_error(self._target, error)) from None
-                if kind not in RETRIED_ERROR_KINDS or not self._may_retry(retry):
+                if kind not in RETRIED_ERROR_KINDS:
                     raise
-            except _TRANSPORT_ERRORS:
                 if not self._may_retry(retry):
-                    raise
+                    code = error.response.get("Error", {}).get("Code", "")
+                    message = safe_aws_message(error.response.get("Error", {}).get("Message", ""))
+                    raise self._gave_up(error.operation_name, retry, f"{code}: {message}") from None
+            except _TRANSPORT_ERRORS as error:
+                if not self._may_retry(retry):
+                    name = getattr(operation, "__name__", "the call")
+                    raise self._gave_up(name, retry, f"{type(error).__name__}") from error
             self._retries_left -= 1
             self._wait(self._backoff.delay(retry, self._uniform), "backing off", pacer_turn=False)
             retry += 1
+
+    def _gave_up(self, operation_name: str, retry: int, last_error: str) -> AttemptsExhaustedError:
+        attempts = f"{retry + 1} attempt{'s' if retry else ''}"
+        why = "" if retry + 1 >= self._max_attempts else ", the refresh's retry budget spent"
+        return AttemptsExhaustedError(
+            f"{operation_name} failed after {attempts}{why} ({last_error})"
+        )
 
     def _may_retry(self, retry: int) -> bool:
         return retry + 1 < self._max_attempts and self._retries_left > 0

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import botocore.session
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from exporter.aws import (
     LIST_OPERATION,
+    AttemptsExhaustedError,
     Backoff,
     CredentialError,
     PaginationError,
@@ -214,8 +214,8 @@ def test_backoff_doubles_up_to_its_cap_with_full_jitter() -> None:
 @pytest.mark.parametrize(
     ("fault", "kind", "attempts", "raised"),
     [
-        ("server_error", "server_error", 3, ClientError),
-        ("throttle", "throttled", 3, ClientError),
+        ("server_error", "server_error", 3, AttemptsExhaustedError),
+        ("throttle", "throttled", 3, AttemptsExhaustedError),
         ("access_denied", "access_denied", 1, CredentialError),
         ("expired_token", "expired_credentials", 1, CredentialError),
         ("invalid_token", "expired_credentials", 1, CredentialError),
@@ -243,7 +243,7 @@ def test_a_refresh_stops_retrying_once_its_retry_budget_is_spent(
     sagemaker.add_fault(FaultRule(region="eu-west-1", kind="server_error"))
     counter = RequestCounter()
 
-    with pytest.raises(ClientError, match="InternalFailure"):
+    with pytest.raises(AttemptsExhaustedError) as raised:
         list_full(
             _client(sagemaker, counter=counter),
             JobFilters(),
@@ -251,6 +251,10 @@ def test_a_refresh_stops_retrying_once_its_retry_budget_is_spent(
             _guard(FakeTime(), max_attempts=10, retry_budget=2),
         )
 
+    assert str(raised.value) == (
+        "ListHyperParameterTuningJobs failed after 3 attempts, the refresh's retry budget spent "
+        "(InternalFailure: We encountered an internal error.)"
+    )
     # The first attempt and the two retries the budget allows, despite ten attempts per call.
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 3
     assert counter.counts()[("eu-west-1", LIST_OPERATION)] == 3
@@ -266,7 +270,7 @@ def test_the_retry_budget_is_shared_by_every_page_of_a_refresh(
     guard = _guard(FakeTime(), retry_budget=2)
     listed = []
 
-    with pytest.raises(ClientError, match="ThrottlingException"):
+    with pytest.raises(AttemptsExhaustedError, match="ThrottlingException"):
         for summary in iter_summaries(_client(sagemaker), {"MaxResults": 100}, guard=guard):
             listed.append(summary)
             if len(listed) % 100 == 0:  # a page is in: throttle the next one's first attempt
@@ -338,6 +342,27 @@ def test_should_count_a_read_timeout_as_timeout(sagemaker: SageMakerTestServer) 
 
     assert [job.name for job in jobs] == ["a"]
     assert counter.error_counts() == {("eu-west-1", LIST_OPERATION, "timeout"): 1}
+
+
+def test_a_read_timeout_is_retried_by_the_refresh_guard(sagemaker: SageMakerTestServer) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="hang", hang_seconds=1.5, times=1))
+    sagemaker.add_job("eu-west-1", "a")
+    counter = RequestCounter()
+    client: SageMakerClient = botocore.session.Session().create_client(  # type: ignore[assignment]
+        "sagemaker",
+        region_name="eu-west-1",
+        endpoint_url=sagemaker.url,
+        config=Config(read_timeout=0.5, retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    counter.attach(client)
+    fake = FakeTime()
+
+    jobs = list_full(client, JobFilters(), NOW, _guard(fake)).jobs
+
+    assert [job.name for job in jobs] == ["a"]
+    assert counter.error_counts() == {("eu-west-1", LIST_OPERATION, "timeout"): 1}
+    assert counter.counts() == {("eu-west-1", LIST_OPERATION): 2}
+    assert len(fake.sleeps) == 1
 
 
 def test_access_denied_is_not_retried_and_names_the_missing_permission(
