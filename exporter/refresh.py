@@ -8,9 +8,9 @@ only the bookkeeping, never an AWS call.
 
 A refresh in flight (queued or running) longer than ``refresh_timeout_seconds`` is
 overdue: its target reads up=0 at once, with its last good jobs, though the worker may
-still sit in a socket read, and scrapes wait for no refresh past its deadline. The refresh itself stops at its next attempt or page
-(see :class:`exporter.aws.RefreshGuard`); until then its worker is replaced, see
-:meth:`SnapshotCache._capacity`.
+still sit in a socket read, and scrapes wait for no refresh past its deadline. The refresh
+itself stops at its next attempt or page (see :class:`exporter.aws.RefreshGuard`); until
+then its worker is replaced, see :meth:`SnapshotCache._capacity`.
 
 A target's first refresh, and one every ``full_resync_seconds``, lists every job; the others
 pass the previous :class:`~exporter.listing.Listing` so that only changes are listed.
@@ -261,7 +261,8 @@ class SnapshotCache:
         with self._lock:
             self._mark_overdue(finished)
             previous = self._snapshots.get(target)
-            ran_too_long = finished - started >= (self._refresh_timeout_seconds or 0.0)
+            timeout = self._refresh_timeout_seconds
+            ran_too_long = timeout is not None and finished - started >= timeout
             if target in self._overdue and (listing is None or ran_too_long):
                 # Marked down at its deadline, which counted the failure. An answer that
                 # itself took longer than the deadline is not served; one that only waited
