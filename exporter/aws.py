@@ -404,6 +404,11 @@ def describe_credential_error(target: Target, error: ClientError) -> str:
     message = safe_aws_message(str(error.response.get("Error", {}).get("Message", "")))
     aws_said = f"{code}: {message}" if message else code
     identity = f"role {target.role_arn}" if target.role_arn else "the exporter's credentials"
+    if error.operation_name == "AssumeRole" and classify_client_error(error) != "access_denied":
+        return (
+            f"cannot assume role {target.role_arn}: STS rejected the exporter's own credentials "
+            f"({aws_said}); they will be obtained afresh on the next refresh"
+        )
     if error.operation_name == "AssumeRole":
         external_id = " with the configured ExternalId" if target.external_id else ""
         return (

@@ -81,6 +81,13 @@ XML_FAULT_RESPONSES: dict[str, tuple[str, str]] = {
         "sts:AssumeRole on resource: arn:aws:iam::111111111111:role/reader</Message></Error>"
         "<RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>",
     ),
+    "assume_role_expired": (
+        "403 Forbidden",
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        "<Type>Sender</Type><Code>ExpiredToken</Code><Message>The security token included "
+        "in the request is expired</Message></Error>"
+        "<RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c8</RequestId></ErrorResponse>",
+    ),
 }
 _ISSUED_SECRET = re.compile(r"<(?:SecretAccessKey|SessionToken)>([^<]+)</")
 

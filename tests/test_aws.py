@@ -408,6 +408,25 @@ def test_a_refused_assume_role_names_the_role_its_trust_policy_and_external_id(
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 0
 
 
+def test_an_assume_role_refused_for_expired_source_credentials_says_so(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    sagemaker.add_fault(
+        FaultRule(region="eu-west-1", kind="assume_role_expired", operation="AssumeRole")
+    )
+    target = Target(region="eu-west-1", role_arn=READER_ROLE, account_id="111111111111")
+    client = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url), RequestCounter()).get(target)
+
+    with pytest.raises(CredentialError) as raised:
+        list_full(client, JobFilters(), NOW, _guard(FakeTime(), target))
+
+    assert str(raised.value) == (
+        f"cannot assume role {READER_ROLE}: STS rejected the exporter's own credentials "
+        "(ExpiredToken: The security token included in the request is expired); they will be "
+        "obtained afresh on the next refresh"
+    )
+
+
 def test_a_credential_error_makes_the_next_refresh_assume_the_role_again(
     sagemaker: SageMakerTestServer,
 ) -> None:
