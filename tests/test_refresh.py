@@ -477,3 +477,35 @@ def test_replacement_workers_for_overdue_refreshes_are_bounded_by_the_pool_size(
         hung.set()
 
     assert started == hanging[:2]
+
+
+def test_an_answer_that_itself_outlasted_the_deadline_is_not_served() -> None:
+    clock = FakeClock()
+    answers = [[job("kept")], [job("late")]]
+
+    def slow_second_listing(target: Target, previous: Listing | None) -> Listing:
+        jobs = answers.pop(0)
+        if previous is not None:
+            clock.now += 31  # this listing alone takes longer than the 30 s deadline
+        return Listing(tuple(jobs), None, full=previous is None)
+
+    cache = SnapshotCache(
+        (EU,),
+        slow_second_listing,
+        ttl_seconds=60,
+        refresh_timeout_seconds=30,
+        clock=clock,
+        monotonic=clock,
+    )
+    cache.refresh_stale(timeout=5)
+    clock.now += 61
+
+    cache.refresh_stale(timeout=5)
+
+    (snapshot,) = cache.snapshots()
+    assert (snapshot.up, [j.name for j in snapshot.jobs], snapshot.refresh_failures) == (
+        False,
+        ["kept"],
+        1,
+    )
+    assert snapshot.error == "refresh exceeded its 30s deadline"
