@@ -59,7 +59,7 @@ class Exporter:
         for region in config.regions:
             self.requests.declare(region, LIST_OPERATION)
         self._clock = clock
-        self._clients = SageMakerClients(config.aws, self.requests)
+        self._clients = SageMakerClients(config.aws, self.requests, monotonic)
         tag_cache = None
         if config.tags:  # no allowlist, no tagging call at all
             for region in config.regions:
@@ -77,6 +77,7 @@ class Exporter:
             ttl_seconds=config.cache.ttl_seconds,
             full_resync_seconds=config.cache.full_resync_seconds,
             max_concurrent_refreshes=config.cache.max_concurrent_refreshes,
+            refresh_timeout_seconds=config.cache.refresh_timeout_seconds,
             select_published=self._select_published,
             read_tags=tag_cache.tags_of if tag_cache is not None else None,
             clock=clock,
@@ -107,10 +108,12 @@ class Exporter:
         )
 
     def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:
+        guard = self._clients.guard(target, self.config.cache.refresh_timeout_seconds)
         client = self._clients.get(target)
+        filters, now = self.config.filters, self._clock()
         if previous is None:
-            return list_full(client, self.config.filters, now=self._clock())
-        return list_changes(client, self.config.filters, now=self._clock(), previous=previous)
+            return list_full(client, filters, now, guard)
+        return list_changes(client, filters, now, previous, guard)
 
     def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
         settings = self.config.per_job_metrics

@@ -1,11 +1,21 @@
-"""AWS access: SageMaker clients per account and region, request counting, and paging."""
+"""AWS access: SageMaker clients per account and region, request counting, retries and paging.
+
+botocore is told to make one attempt per call; :class:`RefreshGuard` runs the retries
+itself, because only there can they share one refresh's deadline and retry budget, be
+paced by the target's :class:`RequestPacer`, and sleep for an injectable, interruptible
+time. Every attempt still goes through botocore, so :class:`RequestCounter` counts each.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import botocore.loaders
 import botocore.session
@@ -15,7 +25,13 @@ from botocore.credentials import (
     CredentialResolver,
     DeferredRefreshableCredentials,
 )
-from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from exporter import __version__
 from exporter.config import AwsSettings
@@ -41,8 +57,45 @@ HTTP_TOO_MANY_REQUESTS = 429
 HTTP_SERVER_ERROR = 500
 
 
+_Result = TypeVar("_Result")
+# Kinds of failed attempts worth another attempt: they pass. Denied or rejected credentials
+# do not pass by themselves, and other errors (validation) would fail the same way again.
+RETRIED_ERROR_KINDS = frozenset({"throttled", "server_error", "timeout"})
+# Exceptions botocore raises when no answer came back: retried like a timeout.
+_TRANSPORT_ERRORS = (
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    EndpointConnectionError,
+    ConnectionClosedError,
+)
+# The action in an AccessDenied message: "... is not authorized to perform: sagemaker:ListX ..."
+_DENIED_ACTION = re.compile(r"not authorized to perform:? ([A-Za-z0-9-]+:[A-Za-z0-9*]+)")
+# Access key IDs (AKIA..., ASIA...) that an AWS error message may quote.
+_ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}\b")
+# AWS error messages are quoted in logs up to this length; SignatureDoesNotMatch messages
+# go on to quote the canonical request, which holds the session token.
+_MAX_QUOTED_MESSAGE = 300
+
+
 class PaginationError(Exception):
     """The listing's NextToken chain does not end."""
+
+
+class RefreshDeadlineError(Exception):
+    """A refresh ran out of its time (``cache.refresh_timeout``) between two attempts."""
+
+
+class AttemptsExhaustedError(Exception):
+    """An API call kept failing (throttled, 5xx, timeouts) until its attempts or the refresh's
+    retry budget ran out; the message names the operation, the attempts and the last error."""
+
+
+class CredentialError(Exception):
+    """AWS refused the target's credentials or permissions; retrying cannot help until fixed.
+
+    The message says which permission is missing, or why the credentials were refused, and
+    never quotes a credential.
+    """
 
 
 ERROR_KINDS = (
@@ -194,6 +247,241 @@ class RequestCounter:
             return dict(self._errors)
 
 
+class RequestPacer:
+    """A token bucket that paces one target's requests to ``requests_per_second``.
+
+    It holds at most one second's worth of requests (and at least one), so an idle target
+    may send that many at once; after that each request waits its turn. Time comes from
+    ``monotonic``, so tests can drive it.
+    """
+
+    def __init__(
+        self, requests_per_second: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._rate = requests_per_second
+        self._capacity = max(1.0, requests_per_second)
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._tokens = self._capacity
+        self._updated = monotonic()
+
+    def reserve(self) -> float:
+        """Take the next request's turn; return how many seconds to wait before sending it."""
+        with self._lock:
+            now = self._monotonic()
+            self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
+            self._updated = now
+            self._tokens -= 1.0
+            return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+    def cancel(self) -> None:
+        """Give back a turn taken by :meth:`reserve` for a request that will not be sent."""
+        with self._lock:
+            self._tokens = min(self._capacity, self._tokens + 1.0)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: retry n waits uniformly in [0, min(cap, base * 2**n)]."""
+
+    base_seconds: float = 0.2
+    cap_seconds: float = 10.0
+
+    def delay(self, retry: int, uniform: Callable[[], float]) -> float:
+        """The wait before retry ``retry`` (0 for the first), ``uniform`` giving a number in [0, 1)."""
+        return uniform() * min(self.cap_seconds, self.base_seconds * 2.0**retry)
+
+
+class RefreshGuard:
+    """Runs every API call of one target's refresh: pacing, retries, backoff and the deadline.
+
+    Each call gets up to ``max_attempts`` attempts; throttling, 5xx answers and timeouts are
+    retried after a :class:`Backoff` delay, as long as the refresh has retries left of
+    ``retry_budget``. So a target that fails every request costs ``max_attempts`` requests
+    per refresh (the first failing call ends it), and one that fails now and then costs at
+    most its pages plus ``retry_budget``. Denied access and rejected credentials are not
+    retried: they raise :class:`CredentialError` and call ``on_credential_error``.
+
+    Before each attempt the deadline (``timeout_seconds`` from construction) is checked, and
+    a backoff or pacing wait that would end past it raises :class:`RefreshDeadlineError`
+    at once instead of sleeping. ``monotonic``, ``sleep`` and ``uniform`` are injectable.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        max_attempts: int,
+        retry_budget: int,
+        timeout_seconds: float,
+        pacer: RequestPacer | None = None,
+        backoff: Backoff = Backoff(),
+        on_credential_error: Callable[[], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        uniform: Callable[[], float] = random.random,
+    ) -> None:
+        self._target = target
+        self._max_attempts = max(1, max_attempts)
+        self._retries_left = retry_budget
+        self._timeout_seconds = timeout_seconds
+        self._pacer = pacer
+        self._backoff = backoff
+        self._on_credential_error = on_credential_error
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._uniform = uniform
+        self._deadline = monotonic() + timeout_seconds
+
+    @property
+    def retries_left(self) -> int:
+        """Retries this refresh may still make."""
+        return self._retries_left
+
+    def call(self, operation: Callable[..., _Result], **request: Any) -> _Result:
+        """``operation(**request)``, retried as the class describes."""
+        retry = 0
+        while True:
+            self._wait(self._pacer.reserve() if self._pacer else 0.0, "waiting for its turn")
+            try:
+                return operation(**request)
+            except ClientError as error:
+                kind = classify_client_error(error)
+                if kind in ("access_denied", "expired_credentials"):
+                    if self._on_credential_error is not None:
+                        self._on_credential_error()
+                    raise CredentialError(describe_credential_error(self._target, error)) from None
+                if kind not in RETRIED_ERROR_KINDS:
+                    raise
+                if not self._may_retry(retry):
+                    code = error.response.get("Error", {}).get("Code", "")
+                    message = safe_aws_message(error.response.get("Error", {}).get("Message", ""))
+                    raise self._gave_up(error.operation_name, retry, f"{code}: {message}") from None
+            except _TRANSPORT_ERRORS as error:
+                if not self._may_retry(retry):
+                    name = getattr(operation, "__name__", "the call")
+                    raise self._gave_up(name, retry, f"{type(error).__name__}") from error
+            self._retries_left -= 1
+            self._wait(self._backoff.delay(retry, self._uniform), "backing off", pacer_turn=False)
+            retry += 1
+
+    def _gave_up(self, operation_name: str, retry: int, last_error: str) -> AttemptsExhaustedError:
+        attempts = f"{retry + 1} attempt{'s' if retry else ''}"
+        why = "" if retry + 1 >= self._max_attempts else ", the refresh's retry budget spent"
+        return AttemptsExhaustedError(
+            f"{operation_name} failed after {attempts}{why} ({last_error})"
+        )
+
+    def _may_retry(self, retry: int) -> bool:
+        return retry + 1 < self._max_attempts and self._retries_left > 0
+
+    def _wait(self, seconds: float, doing: str, *, pacer_turn: bool = True) -> None:
+        """Sleep ``seconds``, unless that would pass the deadline: then raise at once."""
+        remaining = self._deadline - self._monotonic()
+        if remaining <= 0 or seconds >= remaining:
+            if pacer_turn and self._pacer is not None:
+                self._pacer.cancel()
+            raise RefreshDeadlineError(
+                f"refresh exceeded its {self._timeout_seconds:g}s deadline"
+                + (f" ({doing} {seconds:.1f}s)" if remaining > 0 else "")
+            )
+        if seconds > 0:
+            self._sleep(seconds)
+
+
+def classify_client_error(error: ClientError) -> str:
+    """The ERROR_KINDS entry of an API error botocore raised."""
+    status_code = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    error_code = str(error.response.get("Error", {}).get("Code", ""))
+    return classify_error(status_code, error_code, None)
+
+
+def describe_credential_error(target: Target, error: ClientError) -> str:
+    """What went wrong with ``target``'s credentials or permissions, and what to fix.
+
+    The role ARN, the operation and AWS's own message are named; the action comes from
+    the message when AWS names it. Credentials are never quoted.
+    """
+    code = str(error.response.get("Error", {}).get("Code", "")) or "error"
+    message = safe_aws_message(str(error.response.get("Error", {}).get("Message", "")))
+    aws_said = f"{code}: {message}" if message else code
+    identity = f"role {target.role_arn}" if target.role_arn else "the exporter's credentials"
+    if error.operation_name == "AssumeRole" and classify_client_error(error) != "access_denied":
+        return (
+            f"cannot assume role {target.role_arn}: STS rejected the exporter's own credentials "
+            f"({aws_said}); they will be obtained afresh on the next refresh"
+        )
+    if error.operation_name == "AssumeRole":
+        external_id = " with the configured ExternalId" if target.external_id else ""
+        return (
+            f"cannot assume role {target.role_arn} ({aws_said}): the exporter's own identity "
+            f"needs sts:AssumeRole on {target.role_arn}, and the role's trust policy must "
+            f"trust that identity{external_id} (check its ExternalId condition)"
+        )
+    if classify_client_error(error) == "access_denied":
+        # findall, not search: tests/test_deploy_iam.py reads method names as API calls.
+        named = _DENIED_ACTION.findall(message)
+        action = named[0] if named else f"sagemaker:{error.operation_name}"
+        return f"access denied: missing permission {action} for {identity} ({aws_said})"
+    return (
+        f"credentials rejected by {error.operation_name} ({aws_said}): "
+        f"{identity} will be obtained afresh on the next refresh"
+    )
+
+
+def safe_aws_message(message: str) -> str:
+    """An AWS error message fit for a log line: access key IDs masked, quoted requests cut off."""
+    message = message.split(" The Canonical String", 1)[0]
+    message = _ACCESS_KEY_ID.sub("(access key id)", message)
+    if len(message) > _MAX_QUOTED_MESSAGE:
+        message = message[: _MAX_QUOTED_MESSAGE - 3] + "..."
+    return message
+
+
+# Where a secret can appear in a log line: signed request headers (as a repr or in a canonical
+# request), query-string signatures, STS answers in XML or JSON, and access key IDs.
+_SECRET_PATTERNS = (
+    re.compile(
+        r"((?:authorization|x-amz-security-token|x-amz-signature)['\"]?\s*[:=]\s*b?['\"]?)"
+        r"[^'\"\n,}]+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(<(?:SecretAccessKey|SessionToken|AccessKeyId)>)[^<]*"),
+    re.compile(
+        r"(['\"]?(?:SecretAccessKey|SessionToken|AccessKeyId|aws_secret_access_key|"
+        r"aws_session_token|secret_key|token)['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}]+",
+        re.IGNORECASE,
+    ),
+    re.compile(r"((?:Signature|Credential)=)[^\s,'\"&]+"),
+    re.compile(r"(Signature:\s*)[0-9a-f]+"),
+    re.compile(r"()\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b"),
+)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every credential, token and signature it quotes replaced by ``(redacted)``."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1(redacted)", text)
+    return text
+
+
+class RedactSecretsFilter(logging.Filter):
+    """A handler filter that redacts AWS secrets from every record it passes.
+
+    botocore, at DEBUG, logs signed requests (Authorization, X-Amz-Security-Token), canonical
+    requests and response bodies, AssumeRole's secret key and session token included; a
+    record is rewritten once its message is formatted, so no secret reaches the output.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record``'s message without secrets; always keep the record."""
+        message = record.getMessage()
+        redacted = redact_secrets(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 class _FixedCredentialProvider(CredentialProvider):
     """Hands botocore one credentials object: the assumed role's, which refresh themselves."""
 
@@ -208,9 +496,12 @@ class _FixedCredentialProvider(CredentialProvider):
 
 
 def client_config(aws: AwsSettings) -> Config:
-    """botocore settings shared by every client: standard retries (throttling, 5xx) and timeouts."""
+    """botocore settings shared by every client: one attempt per call, and timeouts.
+
+    :class:`RefreshGuard` retries; botocore retrying as well would multiply the attempts.
+    """
     return Config(
-        retries={"total_max_attempts": aws.max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=READ_TIMEOUT_SECONDS,
         user_agent_extra=f"sagemaker-tuning-exporter/{__version__}",
@@ -227,17 +518,57 @@ class SageMakerClients:
     expire. Clients are built under a lock, since botocore sessions are not thread-safe
     (clients are); an error while building one (no credentials, a missing profile) raises
     from :meth:`get`, so it fails that target's refresh and is tried again on the next.
+
+    botocore keeps refreshable credentials until they expire, even once AWS has revoked or
+    rejected them; so a credential error drops the target's client (and, with it, the
+    assumed role's credentials) and the ambient session, and the next refresh starts afresh.
     """
 
-    def __init__(self, aws: AwsSettings, counter: RequestCounter) -> None:
+    def __init__(
+        self,
+        aws: AwsSettings,
+        counter: RequestCounter,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._aws = aws
         self._counter = counter
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._clients: dict[Target, SageMakerClient] = {}
         self._sessions: dict[Target, botocore.session.Session] = {}
         self._tagging_clients: dict[Target, ResourceGroupsTaggingAPIClient] = {}
+        self._pacers: dict[Target, RequestPacer] = {}
         self._loader: botocore.loaders.Loader | None = None
         self._source: botocore.session.Session | None = None
+
+    def guard(self, target: Target, timeout_seconds: float) -> RefreshGuard:
+        """A :class:`RefreshGuard` for one refresh of ``target``, ending ``timeout_seconds`` from now.
+
+        The target's pacer outlives the refresh, so the rate holds across refreshes.
+        """
+        pacer = None
+        if self._aws.max_requests_per_second is not None:
+            with self._lock:
+                pacer = self._pacers.get(target)
+                if pacer is None:
+                    pacer = self._pacers[target] = RequestPacer(
+                        self._aws.max_requests_per_second, self._monotonic
+                    )
+        return RefreshGuard(
+            target,
+            max_attempts=self._aws.max_attempts,
+            retry_budget=self._aws.max_retries_per_refresh,
+            timeout_seconds=timeout_seconds,
+            pacer=pacer,
+            on_credential_error=lambda: self.forget(target),
+            monotonic=self._monotonic,
+        )
+
+    def forget(self, target: Target) -> None:
+        """Drop ``target``'s client and credentials, and the ambient ones: the next use starts afresh."""
+        with self._lock:
+            self._clients.pop(target, None)
+            self._source = None
 
     def get(self, target: Target) -> SageMakerClient:
         """The client for ``target``, whose requests the counter counts."""
@@ -350,9 +681,15 @@ def _tolerate_malformed_listings(session: botocore.session.Session) -> None:
 
 
 def iter_summaries(
-    client: SageMakerClient, request: Mapping[str, Any], max_empty_pages: int | None = None
+    client: SageMakerClient,
+    request: Mapping[str, Any],
+    max_empty_pages: int | None = None,
+    guard: RefreshGuard | None = None,
 ) -> Iterator[Mapping[str, Any]]:
     """The job summaries of one listing request, following NextToken to the end.
+
+    Each page is requested through ``guard`` (retries, pacing, deadline) when one is given,
+    else with a single attempt.
 
     Raises :class:`PaginationError` when a NextToken repeats, when the listing runs past
     MAX_PAGES, or when more than ``max_empty_pages`` pages in a row are empty yet carry a
@@ -363,7 +700,10 @@ def iter_summaries(
     empty_pages = 0
     for _ in range(MAX_PAGES):
         page_request: dict[str, Any] = {**request, "NextToken": token} if token else dict(request)
-        page = client.list_hyper_parameter_tuning_jobs(**page_request)
+        if guard is None:
+            page = client.list_hyper_parameter_tuning_jobs(**page_request)
+        else:
+            page = guard.call(client.list_hyper_parameter_tuning_jobs, **page_request)
         summaries = page.get("HyperParameterTuningJobSummaries", [])
         yield from summaries
         token = page.get("NextToken")

@@ -9,11 +9,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TextIO
 
 from prometheus_client import generate_latest
 
 from exporter import __version__
 from exporter.app import Exporter
+from exporter.aws import RedactSecretsFilter
 from exporter.config import ConfigError, ExporterConfig, load_config
 from exporter.http import (
     DEFAULT_MAX_CONNECTIONS,
@@ -108,18 +110,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def configure_logging(level_name: str, stream: TextIO | None = None) -> None:
+    """Log at ``level_name`` to ``stream`` (stderr), in logfmt, with AWS secrets redacted.
+
+    botocore never logs below INFO, even at debug: its DEBUG lines quote signed requests,
+    session tokens and AssumeRole's answers. The redacting filter guards the rest.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s")
+    )
+    handler.addFilter(RedactSecretsFilter())
+    logging.basicConfig(level=_LOG_LEVELS[level_name], handlers=[handler], force=True)
+    # botocore logs credential lookups, and refresh failures with tracebacks; the exporter
+    # logs each failed refresh itself, once, with its account, role and region.
+    botocore_level = logging.INFO if level_name == "debug" else logging.ERROR
+    logging.getLogger("botocore").setLevel(botocore_level)
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, _LOG_LEVELS[level_name]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=_LOG_LEVELS[args.log_level],
-        format="time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
-        stream=sys.stderr,
-    )
-    if args.log_level != "debug":
-        # botocore logs credential lookups, and refresh failures with tracebacks; the
-        # exporter logs each failed refresh itself, once, with its account and region.
-        logging.getLogger("botocore").setLevel(logging.ERROR)
+    configure_logging(args.log_level)
     try:
         web_config = None
         if args.web_config_file is not None:

@@ -41,6 +41,10 @@ _DURATION_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION_HINT = "a number of seconds or a duration such as 90s, 5m, 1h, 7d"
 _MAX_DURATION_SECONDS = 10 * 365 * 86400
 _MAX_ATTEMPTS = 20
+_MAX_RETRIES_PER_REFRESH = 1000
+_MIN_REFRESH_TIMEOUT_SECONDS = 1.0
+_MAX_REFRESH_TIMEOUT_SECONDS = 3600.0
+_MAX_REQUESTS_PER_SECOND = 10_000.0
 _MAX_CONCURRENT_REFRESHES = 256
 _MAX_PER_JOB_SERIES_JOBS = 10_000_000
 # What AWS allows in a tag key: 1-128 Unicode letters, digits, spaces and _ . : / = + - @.
@@ -54,11 +58,18 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class AwsSettings:
-    """How to reach AWS: endpoint override, named profile and retry budget per call."""
+    """How to reach AWS: endpoint override, named profile, retries and pacing.
+
+    ``max_attempts`` bounds the attempts of one API call, ``max_retries_per_refresh`` the
+    retries of all the calls of one target's refresh; ``max_requests_per_second`` (None:
+    unlimited) paces every request of one account and region, retries included.
+    """
 
     endpoint_url: str | None = None
     profile: str | None = None
     max_attempts: int = 5
+    max_retries_per_refresh: int = 10
+    max_requests_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,12 +91,14 @@ class CacheSettings:
 
     Between full listings a refresh lists only what can have changed (the running jobs and
     those modified since the last refresh); ``full_resync_seconds`` of 0 lists in full every time.
+    ``refresh_timeout_seconds`` bounds one target's whole refresh: pages, retries and backoff.
     """
 
     ttl_seconds: float = 60.0
     full_resync_seconds: float = 3600.0
     max_concurrent_refreshes: int = 8
     tags_ttl_seconds: float = 600.0
+    refresh_timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -371,7 +384,17 @@ class _Validator(KeyPathValidator):
         return tuple(regions)
 
     def aws(self, value: object) -> AwsSettings:
-        aws = self.mapping(value, "aws", ("endpoint_url", "profile", "max_attempts"))
+        aws = self.mapping(
+            value,
+            "aws",
+            (
+                "endpoint_url",
+                "profile",
+                "max_attempts",
+                "max_retries_per_refresh",
+                "max_requests_per_second",
+            ),
+        )
         endpoint_url = self.optional_string(aws, "endpoint_url", "aws")
         if endpoint_url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", endpoint_url):
             raise self.fail(
@@ -380,11 +403,39 @@ class _Validator(KeyPathValidator):
         max_attempts = self.whole_number(
             aws, "max_attempts", "aws", AwsSettings.max_attempts, minimum=1, maximum=_MAX_ATTEMPTS
         )
+        max_retries = self.whole_number(
+            aws,
+            "max_retries_per_refresh",
+            "aws",
+            AwsSettings.max_retries_per_refresh,
+            minimum=0,
+            maximum=_MAX_RETRIES_PER_REFRESH,
+        )
         return AwsSettings(
             endpoint_url=endpoint_url,
             profile=self.optional_string(aws, "profile", "aws"),
             max_attempts=max_attempts,
+            max_retries_per_refresh=max_retries,
+            max_requests_per_second=self.requests_per_second(aws),
         )
+
+    def requests_per_second(self, aws: Mapping[str, Any]) -> float | None:
+        """``aws.max_requests_per_second``: a positive rate, or None (unlimited) when absent."""
+        rate = aws.get("max_requests_per_second")
+        if rate is None:
+            return None
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not math.isfinite(rate)
+            or not 0 < rate <= _MAX_REQUESTS_PER_SECOND
+        ):
+            raise self.fail(
+                "aws.max_requests_per_second",
+                f"expected a number of requests per second above 0 and at most "
+                f"{_MAX_REQUESTS_PER_SECOND:g}, got {describe_value(rate)}",
+            )
+        return float(rate)
 
     def accounts(self, value: object) -> tuple[AccountSettings, ...]:
         if not isinstance(value, list):
@@ -416,8 +467,18 @@ class _Validator(KeyPathValidator):
 
     def cache(self, value: object) -> CacheSettings:
         cache = self.mapping(
-            value, "cache", ("ttl", "full_resync", "max_concurrent_refreshes", "tags_ttl")
+            value,
+            "cache",
+            ("ttl", "full_resync", "max_concurrent_refreshes", "refresh_timeout", "tags_ttl"),
         )
+        refresh_timeout = self.duration(
+            cache, "refresh_timeout", "cache", CacheSettings.refresh_timeout_seconds
+        )
+        if not _MIN_REFRESH_TIMEOUT_SECONDS <= refresh_timeout <= _MAX_REFRESH_TIMEOUT_SECONDS:
+            raise self.fail(
+                "cache.refresh_timeout",
+                f"expected a duration from 1s to 1h, got {describe_value(cache['refresh_timeout'])}",
+            )
         return CacheSettings(
             ttl_seconds=self.duration(cache, "ttl", "cache", CacheSettings.ttl_seconds),
             full_resync_seconds=self.duration(
@@ -434,6 +495,7 @@ class _Validator(KeyPathValidator):
             tags_ttl_seconds=self.duration(
                 cache, "tags_ttl", "cache", CacheSettings.tags_ttl_seconds
             ),
+            refresh_timeout_seconds=refresh_timeout,
         )
 
     def tags(self, value: object) -> tuple[str, ...]:

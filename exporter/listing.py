@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from exporter.aws import PAGE_SIZE, PaginationError, iter_summaries
+from exporter.aws import PAGE_SIZE, PaginationError, RefreshGuard, iter_summaries
 from exporter.config import JobFilters
 from exporter.jobs import ParsedSummary, SummaryProblems, TuningJob, parse_job_summary
 
@@ -67,24 +67,30 @@ class _DriftError(Exception):
     """An incremental listing cannot account for a job: list in full instead."""
 
 
-def list_full(client: SageMakerClient, filters: JobFilters, now: float) -> Listing:
+def list_full(
+    client: SageMakerClient, filters: JobFilters, now: float, guard: RefreshGuard | None = None
+) -> Listing:
     """A full listing: every job matching ``filters``, sorted by name.
 
     NameContains, StatusEquals (one listing per status) and CreationTimeAfter go to the API;
     the same filters are checked again locally, so an endpoint that ignores one cannot widen
-    the result.
+    the result. Every page goes through ``guard`` when one is given (see :func:`iter_summaries`).
     """
     base = _base_request(filters, now)
     requests = [{**base, "StatusEquals": status} for status in filters.statuses] or [base]
     jobs: dict[str, TuningJob] = {}
     problems: list[ParsedSummary] = []
     for request in requests:
-        jobs.update(_jobs_of(client, request, problems))
+        jobs.update(_jobs_of(client, request, problems, guard=guard))
     return _listing(jobs.values(), filters, now, None, True, parsed_with_problems=problems)
 
 
 def list_changes(
-    client: SageMakerClient, filters: JobFilters, now: float, previous: Listing
+    client: SageMakerClient,
+    filters: JobFilters,
+    now: float,
+    previous: Listing,
+    guard: RefreshGuard | None = None,
 ) -> Listing:
     """``previous`` brought up to date by listing only what can have changed since it.
 
@@ -92,12 +98,12 @@ def list_changes(
     from, when the incremental listings misbehave, or when a job cannot be accounted for.
     """
     if previous.watermark is None:
-        return list_full(client, filters, now)
+        return list_full(client, filters, now, guard)
     try:
-        return _list_changes(client, filters, now, previous, previous.watermark)
+        return _list_changes(client, filters, now, previous, previous.watermark, guard=guard)
     except (_DriftError, PaginationError) as reason:
         log.info("listing every job instead of the changes: %s", reason)
-        return list_full(client, filters, now)
+        return list_full(client, filters, now, guard)
 
 
 def _list_changes(
@@ -106,6 +112,8 @@ def _list_changes(
     now: float,
     previous: Listing,
     watermark: float,
+    *,
+    guard: RefreshGuard | None,
 ) -> Listing:
     base = _base_request(filters, now)
     statuses = [s for s in ACTIVE_STATUSES if not filters.statuses or s in filters.statuses]
@@ -113,7 +121,9 @@ def _list_changes(
     problems: list[ParsedSummary] = []
     for status in statuses:
         request = {**base, "StatusEquals": status}
-        active.update(_jobs_of(client, request, problems, max_empty_pages=MAX_EMPTY_PAGES))
+        active.update(
+            _jobs_of(client, request, problems, max_empty_pages=MAX_EMPTY_PAGES, guard=guard)
+        )
     since = datetime.fromtimestamp(watermark - WATERMARK_OVERLAP_SECONDS, tz=UTC)
     modified = dict(
         _jobs_of(
@@ -121,6 +131,7 @@ def _list_changes(
             {**base, "LastModifiedTimeAfter": since},
             problems,
             max_empty_pages=MAX_EMPTY_PAGES,
+            guard=guard,
         )
     )
 
@@ -155,12 +166,13 @@ def _jobs_of(
     request: Mapping[str, Any],
     problems: list[ParsedSummary],
     max_empty_pages: int | None = None,
+    guard: RefreshGuard | None = None,
 ) -> Iterable[tuple[str, TuningJob]]:
     """(name, job) for every summary the request lists that names its job.
 
     The summaries that were skipped or left fields out are appended to ``problems``.
     """
-    for summary in iter_summaries(client, request, max_empty_pages):
+    for summary in iter_summaries(client, request, max_empty_pages, guard):
         parsed = parse_job_summary(summary)
         if parsed.skip_reason is not None or parsed.invalid_fields:
             problems.append(parsed)

@@ -6,6 +6,12 @@ target's refresh nor, being a daemon, the exporter's shutdown. A scrape waits fo
 refreshes at most until its deadline and then serves the last snapshots. The lock guards
 only the bookkeeping, never an AWS call.
 
+A refresh in flight (queued or running) longer than ``refresh_timeout_seconds`` is
+overdue: its target reads up=0 at once, with its last good jobs, though the worker may
+still sit in a socket read, and scrapes wait for no refresh past its deadline. The refresh
+itself stops at its next attempt or page (see :class:`exporter.aws.RefreshGuard`); until
+then its worker is replaced, see :meth:`SnapshotCache._capacity`.
+
 A target's first refresh, and one every ``full_resync_seconds``, lists every job; the others
 pass the previous :class:`~exporter.listing.Listing` so that only changes are listed.
 """
@@ -25,6 +31,10 @@ from exporter.retention import PublishedJobs
 
 log = logging.getLogger(__name__)
 
+# How long past a refresh's deadline a scrape still waits for it: enough for the clock to
+# tell it is overdue when the scrape looks.
+_OVERDUE_MARGIN_SECONDS = 0.05
+
 # List the target's jobs: in full when the previous listing is None, else the changes since it.
 ListJobs = Callable[[Target, Listing | None], Listing]
 # Choose the jobs that get per-job series from a target's jobs at a wall time.
@@ -41,8 +51,10 @@ def publish_every_job(jobs: Sequence[TuningJob], _now: float) -> PublishedJobs:
 class SnapshotCache:
     """Holds the latest :class:`RegionSnapshot` of every target and refreshes stale ones.
 
-    ``clock`` gives the wall time stamped on snapshots; ``monotonic`` measures ages and
-    durations. Both are injectable so tests control time.
+    ``clock`` gives the wall time stamped on snapshots; ``monotonic`` measures ages,
+    durations and refresh deadlines. Both are injectable so tests control time.
+    ``refresh_timeout_seconds`` (None: no deadline) is how long a refresh may be in flight
+    before its target is marked down.
     """
 
     def __init__(
@@ -53,6 +65,7 @@ class SnapshotCache:
         *,
         full_resync_seconds: float = 3600.0,
         max_concurrent_refreshes: int = 8,
+        refresh_timeout_seconds: float | None = None,
         select_published: SelectPublished = publish_every_job,
         read_tags: ReadTags | None = None,
         clock: Callable[[], float] = time.time,
@@ -63,6 +76,7 @@ class SnapshotCache:
         self._ttl_seconds = ttl_seconds
         self._full_resync_seconds = full_resync_seconds
         self._max_workers = max(1, max_concurrent_refreshes)
+        self._refresh_timeout_seconds = refresh_timeout_seconds
         self._select_published = select_published
         self._read_tags = read_tags
         self._clock = clock
@@ -73,9 +87,13 @@ class SnapshotCache:
         self._refreshed_at: dict[Target, float] = {}
         self._listed_fully_at: dict[Target, float] = {}
         self._in_flight: dict[Target, threading.Event] = {}
+        self._requested_at: dict[Target, float] = {}
+        self._overdue: set[Target] = set()
         self._queue: queue.SimpleQueue[tuple[Target, threading.Event]] = queue.SimpleQueue()
-        self._workers: list[threading.Thread] = []
+        self._workers_started = 0
+        self._live_workers = 0
         self._idle_workers = 0
+        self._unclaimed_jobs = 0
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -91,24 +109,35 @@ class SnapshotCache:
         _wait_all(self._start_refreshes(force=True), timeout)
 
     def snapshots(self) -> list[RegionSnapshot]:
-        """The latest snapshot of every target that has finished at least one refresh."""
+        """The latest snapshot of every target that has finished at least one refresh.
+
+        A target whose refresh is overdue reads up=0 here, and counts as finished.
+        """
         with self._lock:
+            self._mark_overdue(self._monotonic())
             return [self._snapshots[t] for t in self._targets if t in self._snapshots]
 
     def is_ready(self) -> bool:
         """True once every target has finished its first refresh, successful or not."""
         with self._lock:
+            self._mark_overdue(self._monotonic())
             return len(self._snapshots) == len(self._targets)
 
-    def _start_refreshes(self, force: bool) -> list[threading.Event]:
-        """Queue the refreshes that are due; return the completion events to wait for."""
+    def _start_refreshes(self, force: bool) -> list[tuple[threading.Event, float | None]]:
+        """Queue the refreshes that are due; return the completion events to wait for.
+
+        Each comes with the seconds left until its refresh is overdue (None: no deadline),
+        beyond which waiting for it is pointless.
+        """
         pending = []
         now = self._monotonic()
         with self._lock:
+            self._mark_overdue(now)
             for target in self._targets:
                 running = self._in_flight.get(target)
                 if running is not None:
-                    pending.append(running)
+                    if target not in self._overdue:  # an overdue one is served as down
+                        pending.append((running, self._time_left(target, now)))
                     continue
                 refreshed_at = self._refreshed_at.get(target)
                 if (
@@ -118,31 +147,74 @@ class SnapshotCache:
                 ):
                     continue
                 done = self._in_flight[target] = threading.Event()
+                self._requested_at[target] = now
                 self._queue.put((target, done))
-                self._add_worker_if_needed()
-                pending.append(done)
+                self._unclaimed_jobs += 1
+                pending.append((done, self._refresh_timeout_seconds))
+            self._dispatch()
         return pending
 
-    def _add_worker_if_needed(self) -> None:
-        """Start a worker for the refresh just queued, unless one is idle or the pool is full.
+    def _capacity(self) -> int:
+        """How many workers may live now: the pool, plus one per overdue refresh.
 
-        An idle worker is claimed for the job; once the pool is full, queued jobs wait for
-        the next worker to finish, so the idle count only matters while it can grow.
+        A refresh past its deadline usually ends at its next attempt, but one stuck in a
+        socket read holds its worker until the read times out. Rather than let hung targets
+        starve healthy ones of workers, each overdue refresh lets one replacement worker
+        start, up to ``max_concurrent_refreshes`` replacements: at most twice the pool in
+        threads, however many targets hang. A worker that finds more workers alive than the
+        capacity once its refresh ends, exits.
         """
-        if self._idle_workers > 0:
-            self._idle_workers -= 1  # that worker will take the job
+        return self._max_workers + min(len(self._overdue), self._max_workers)
+
+    def _dispatch(self) -> None:
+        """Hand each queued, unclaimed refresh to an idle worker, or to a new one if capacity allows."""
+        while self._unclaimed_jobs > 0:
+            if self._idle_workers > 0:
+                self._idle_workers -= 1  # that worker will take a job
+            elif self._live_workers < self._capacity():
+                worker = threading.Thread(
+                    target=self._work, name=f"refresh-{self._workers_started}", daemon=True
+                )
+                try:
+                    worker.start()
+                except RuntimeError as error:  # no thread to be had: the job waits for a worker
+                    log.error("cannot start a refresh worker: %s", error)
+                    return
+                self._workers_started += 1
+                self._live_workers += 1
+            else:
+                return  # the next worker to finish takes it
+            self._unclaimed_jobs -= 1
+
+    def _time_left(self, target: Target, now: float) -> float | None:
+        """Seconds until ``target``'s refresh in flight is overdue; None without a deadline."""
+        if self._refresh_timeout_seconds is None:
+            return None
+        return max(0.0, self._requested_at[target] + self._refresh_timeout_seconds - now)
+
+    def _mark_overdue(self, now: float) -> None:
+        """Mark down every target whose refresh has been in flight past its deadline."""
+        timeout = self._refresh_timeout_seconds
+        if timeout is None:
             return
-        if len(self._workers) >= self._max_workers:
-            return
-        worker = threading.Thread(
-            target=self._work, name=f"refresh-{len(self._workers)}", daemon=True
-        )
-        try:
-            worker.start()
-        except RuntimeError as error:  # no thread to be had: the queued job waits for a worker
-            log.error("cannot start a refresh worker: %s", error)
-            return
-        self._workers.append(worker)
+        newly_overdue = False
+        for target, started in self._requested_at.items():
+            if target in self._overdue or now - started < timeout:
+                continue
+            self._overdue.add(target)
+            newly_overdue = True
+            error = f"refresh exceeded its {timeout:g}s deadline"
+            log.warning(
+                "refresh of account=%s region=%s %s; serving its last good jobs as down",
+                target.account_id or "(default credentials)",
+                target.region,
+                error.removeprefix("refresh "),
+            )
+            self._snapshots[target] = _failed_snapshot(
+                target, self._snapshots.get(target), now - started, error
+            )
+        if newly_overdue:
+            self._dispatch()
 
     def _work(self) -> None:
         while True:
@@ -152,8 +224,18 @@ class SnapshotCache:
             finally:
                 with self._lock:
                     del self._in_flight[target]
-                    self._idle_workers += 1
+                    del self._requested_at[target]
+                    self._overdue.discard(target)
+                    retire = self._unclaimed_jobs == 0 and self._live_workers > self._capacity()
+                    if retire:
+                        self._live_workers -= 1
+                    elif self._unclaimed_jobs > 0:
+                        self._unclaimed_jobs -= 1  # this worker takes the next one
+                    else:
+                        self._idle_workers += 1
                 done.set()
+            if retire:
+                return
 
     def _refresh(self, target: Target) -> None:
         started = self._monotonic()
@@ -173,8 +255,9 @@ class SnapshotCache:
         except Exception as exc:  # a failing region must never take down the others
             error = f"{type(exc).__name__}: {exc}"
             log.warning(
-                "refresh failed for account=%s region=%s: %s",
+                "refresh failed for account=%s role=%s region=%s: %s",
                 target.account_id or "(default credentials)",
+                target.role_arn or "(none)",
                 target.region,
                 error,
             )
@@ -182,7 +265,16 @@ class SnapshotCache:
         tags = self._read_tags(target) if listing is not None and self._read_tags else None
         finished = self._monotonic()
         with self._lock:
+            self._mark_overdue(finished)
             previous = self._snapshots.get(target)
+            timeout = self._refresh_timeout_seconds
+            ran_too_long = timeout is not None and finished - started >= timeout
+            if target in self._overdue and (listing is None or ran_too_long):
+                # Marked down at its deadline, which counted the failure. An answer that
+                # itself took longer than the deadline is not served; one that only waited
+                # in the queue is, as it is as fresh as any.
+                self._refreshed_at[target] = finished
+                return
             if listing is None:
                 snapshot = _failed_snapshot(target, previous, finished - started, error)
             else:
@@ -248,13 +340,21 @@ def _problems_since_start(previous: RegionSnapshot | None, listing: Listing) -> 
     return SummaryProblems(previous.skipped_summaries, previous.invalid_fields) + listing.problems
 
 
-def _wait_all(events: Sequence[threading.Event], timeout: float | None) -> None:
-    """Wait until every event is set, or until ``timeout`` seconds have passed in all."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for event in events:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not event.wait(remaining):
-            return
+def _wait_all(
+    pending: Sequence[tuple[threading.Event, float | None]], timeout: float | None
+) -> None:
+    """Wait until every event is set, each at most its own time limit, all within ``timeout``."""
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+    for event, time_left in pending:
+        # A little past the refresh's deadline, so that it reads as overdue once we stop.
+        limits = [d for d in (deadline, _after(started, time_left)) if d is not None]
+        remaining = max(0.0, min(limits) - time.monotonic()) if limits else None
+        event.wait(remaining)
+
+
+def _after(start: float, seconds: float | None) -> float | None:
+    return None if seconds is None else start + seconds + _OVERDUE_MARGIN_SECONDS
 
 
 def _failed_snapshot(

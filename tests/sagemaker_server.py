@@ -1,9 +1,11 @@
 """A real SageMaker API for tests: moto's server on 127.0.0.1 behind a fault-injecting middleware.
 
 The middleware counts every request it receives per (region, operation) and can answer
-chosen requests with throttling, 500s or AccessDenied, or hold them, before moto sees them,
-or rewrite the job summaries of moto's answer as a malformed API might send them.
-Tests set job state by editing moto's in-process backends.
+chosen requests with throttling, 500s, AccessDenied, rejected tokens or a refused
+AssumeRole, or hold them, before moto sees them, or rewrite the job summaries of moto's
+answer as a malformed API might send them. It remembers the secrets it issues and
+receives (AssumeRole's keys and tokens, request signatures) so tests can check that no log
+line quotes one. Tests set job state by editing moto's in-process backends.
 
 The Resource Groups Tagging API's GetResources is answered here, from the tags moto's
 SageMaker backend stores for tuning jobs (CreateHyperParameterTuningJob, AddTags): moto
@@ -51,17 +53,63 @@ FAULT_RESPONSES: dict[str, tuple[str, dict[str, str]]] = {
             "message": "User is not authorized to perform this action",
         },
     ),
+    # As AWS words it, naming the action, so the exporter can name the missing permission.
+    "access_denied_action": (
+        "400 Bad Request",
+        {
+            "__type": "AccessDeniedException",
+            "message": "User: arn:aws:sts::111111111111:assumed-role/reader/"
+            "sagemaker-tuning-exporter is not authorized to perform: "
+            "sagemaker:ListHyperParameterTuningJobs on resource: "
+            "arn:aws:sagemaker:eu-west-1:111111111111:hyper-parameter-tuning-job/* because no "
+            "identity-based policy allows the sagemaker:ListHyperParameterTuningJobs action",
+        },
+    ),
+    "expired_token": (
+        "400 Bad Request",
+        {
+            "__type": "ExpiredTokenException",
+            "message": "The security token included in the request is expired",
+        },
+    ),
+    "invalid_token": (
+        "400 Bad Request",
+        {
+            "__type": "UnrecognizedClientException",
+            "message": "The security token included in the request is invalid.",
+        },
+    ),
 }
+# Error bodies in the awsQuery (XML) shape of STS, for faults of AssumeRole.
+XML_FAULT_RESPONSES: dict[str, tuple[str, str]] = {
+    "assume_role_denied": (
+        "403 Forbidden",
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        "<Type>Sender</Type><Code>AccessDenied</Code><Message>User: "
+        "arn:aws:iam::123456789012:user/exporter is not authorized to perform: "
+        "sts:AssumeRole on resource: arn:aws:iam::111111111111:role/reader</Message></Error>"
+        "<RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId></ErrorResponse>",
+    ),
+    "assume_role_expired": (
+        "403 Forbidden",
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        "<Type>Sender</Type><Code>ExpiredToken</Code><Message>The security token included "
+        "in the request is expired</Message></Error>"
+        "<RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c8</RequestId></ErrorResponse>",
+    ),
+}
+_ISSUED_SECRET = re.compile(r"<(?:SecretAccessKey|SessionToken)>([^<]+)</")
 
 
 @dataclass
 class FaultRule:
     """Answer matching requests with ``kind``, ``times`` times.
 
-    ``kind`` is a FAULT_RESPONSES key, ``hang`` (hold the request ``hang_seconds``, then answer
-    it), ``empty_page`` (an empty page with a fresh NextToken), or ``rewrite`` (moto's answer,
-    each of its job summaries replaced by what ``rewrite_summary`` returns for it: any JSON
-    value, so a field can be dropped, nulled or given another type).
+    ``kind`` is a FAULT_RESPONSES or XML_FAULT_RESPONSES key, ``hang`` (hold the request
+    ``hang_seconds``, then answer it), ``empty_page`` (an empty page with a fresh NextToken),
+    or ``rewrite`` (moto's answer, each of its job summaries replaced by what
+    ``rewrite_summary`` returns for it: any JSON value, so a field can be dropped, nulled or
+    given another type).
     """
 
     region: str
@@ -82,6 +130,7 @@ class _FaultInjector:
     credential_lifetime_seconds: float | None = None
     # How GetResources writes ARNs: as the listing does, or in upper case as a case test needs.
     tagging_arns_upper_case: bool = False
+    secrets: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(
@@ -92,7 +141,10 @@ class _FaultInjector:
         region = _region_of(environ)
         operation = _operation_of(environ, body)
         text = body.decode(errors="replace")
+        signature = environ.get("HTTP_AUTHORIZATION", "").rpartition("Signature=")[2]
+        token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
         with self.lock:
+            self.secrets.update(secret for secret in (signature, token) if secret)
             self.received[(region, operation)] += 1
             self.bodies.append((region, operation, text))
             rule = self._take_rule(region, operation, text)
@@ -119,6 +171,12 @@ class _FaultInjector:
                 ],
             )
             return [data]
+        elif rule is not None and rule.kind in XML_FAULT_RESPONSES:
+            status, xml = XML_FAULT_RESPONSES[rule.kind]
+            start_response(
+                status, [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))]
+            )
+            return [xml.encode()]
         elif rule is not None:
             status, payload = FAULT_RESPONSES[rule.kind]
             data = json.dumps(payload).encode()
@@ -130,8 +188,8 @@ class _FaultInjector:
                 ],
             )
             return [data]
-        if operation == "AssumeRole" and lifetime is not None:
-            return _with_expiration(self.app, environ, start_response, lifetime)
+        if operation == "AssumeRole":
+            return self._assume_role(environ, start_response, lifetime)
         if operation == "GetResources":
             data = json.dumps(
                 _tuning_job_resources(
@@ -151,6 +209,35 @@ class _FaultInjector:
             return [data]
         return self.app(environ, start_response)
 
+    def _assume_role(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        lifetime_seconds: float | None,
+    ) -> Iterable[bytes]:
+        """moto's AssumeRole answer, its secrets remembered and, given a lifetime, its Expiration
+        moved to ``lifetime_seconds`` from now."""
+        captured: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+            captured.extend((status, headers))
+
+        answer = b"".join(self.app(environ, capture)).decode()
+        with self.lock:
+            self.secrets.update(_ISSUED_SECRET.findall(answer))
+        if lifetime_seconds is not None:
+            expires = datetime.now(tz=UTC) + timedelta(seconds=lifetime_seconds)
+            answer = re.sub(
+                r"<Expiration>[^<]*</Expiration>",
+                f"<Expiration>{expires.strftime('%Y-%m-%dT%H:%M:%SZ')}</Expiration>",
+                answer,
+            )
+        data = answer.encode()
+        status, headers = captured
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        start_response(status, [*headers, ("Content-Length", str(len(data)))])
+        return [data]
+
     def _take_rule(self, region: str, operation: str, body: str) -> FaultRule | None:
         for rule in self.rules:
             if rule.region != region or rule.operation not in (None, operation):
@@ -163,31 +250,6 @@ class _FaultInjector:
                 rule.times -= 1
             return rule
         return None
-
-
-def _with_expiration(
-    app: Callable[..., Iterable[bytes]],
-    environ: dict[str, Any],
-    start_response: Callable[..., Any],
-    lifetime_seconds: float,
-) -> Iterable[bytes]:
-    """moto's AssumeRole answer, its credentials' Expiration moved to ``lifetime_seconds`` from now."""
-    captured: list[Any] = []
-
-    def capture(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
-        captured.extend((status, headers))
-
-    original = b"".join(app(environ, capture)).decode()
-    expires = datetime.now(tz=UTC) + timedelta(seconds=lifetime_seconds)
-    rewritten = re.sub(
-        r"<Expiration>[^<]*</Expiration>",
-        f"<Expiration>{expires.strftime('%Y-%m-%dT%H:%M:%SZ')}</Expiration>",
-        original,
-    ).encode()
-    status, headers = captured
-    headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-    start_response(status, [*headers, ("Content-Length", str(len(rewritten)))])
-    return [rewritten]
 
 
 def _with_rewritten_summaries(
@@ -304,6 +366,7 @@ class SageMakerTestServer:
             self._injector.bodies.clear()
             self._injector.credential_lifetime_seconds = None
             self._injector.tagging_arns_upper_case = False
+            self._injector.secrets.clear()
 
     def add_fault(self, rule: FaultRule) -> None:
         with self._injector.lock:
@@ -318,6 +381,11 @@ class SageMakerTestServer:
         """Make GetResources write ARNs in upper case, unlike the SageMaker listing."""
         with self._injector.lock:
             self._injector.tagging_arns_upper_case = upper
+
+    def secrets_seen(self) -> set[str]:
+        """Every secret that crossed the wire: issued keys and tokens, tokens and signatures sent."""
+        with self._injector.lock:
+            return set(self._injector.secrets)
 
     def request_bodies(self, operation: str) -> list[str]:
         """The bodies of the requests received for ``operation``, in order."""

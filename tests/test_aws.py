@@ -1,22 +1,30 @@
-"""The listing against moto's SageMaker server over HTTP: pagination, filters, retries, counting."""
+"""AWS access against moto's SageMaker server over HTTP: paging, filters, retries, pacing,
+deadlines, credential errors and request counting."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import botocore.session
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from exporter.aws import (
     LIST_OPERATION,
+    AttemptsExhaustedError,
+    Backoff,
+    CredentialError,
     PaginationError,
+    RefreshDeadlineError,
+    RefreshGuard,
     RequestCounter,
+    RequestPacer,
     SageMakerClients,
+    iter_summaries,
+    safe_aws_message,
 )
 from exporter.config import AwsSettings, CreatedAfter, ExporterConfig, JobFilters
 from exporter.jobs import Target
@@ -27,6 +35,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()
+EU = Target(region="eu-west-1")
+READER_ROLE = "arn:aws:iam::111111111111:role/reader"
 
 
 def _client(
@@ -138,39 +148,182 @@ def test_should_filter_by_name_status_and_creation_time(sagemaker: SageMakerTest
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 2
 
 
+class FakeTime:
+    """A monotonic clock whose sleeps advance it and are recorded, so backoff takes no time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _guard(
+    fake: FakeTime,
+    target: Target = EU,
+    *,
+    max_attempts: int = 3,
+    retry_budget: int = 10,
+    timeout_seconds: float = 30.0,
+    **settings: Any,
+) -> RefreshGuard:
+    return RefreshGuard(
+        target,
+        max_attempts=max_attempts,
+        retry_budget=retry_budget,
+        timeout_seconds=timeout_seconds,
+        monotonic=fake.monotonic,
+        sleep=fake.sleep,
+        **settings,
+    )
+
+
 def test_should_retry_throttled_requests_and_count_every_attempt(
     sagemaker: SageMakerTestServer,
 ) -> None:
     sagemaker.add_job("eu-west-1", "a")
     sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle", times=2))
     counter = RequestCounter()
+    fake = FakeTime()
 
-    jobs = list_full(_client(sagemaker, counter=counter), JobFilters(), now=NOW).jobs
+    jobs = list_full(_client(sagemaker, counter=counter), JobFilters(), NOW, _guard(fake)).jobs
 
     assert [job.name for job in jobs] == ["a"]
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 3
     assert counter.counts()[("eu-west-1", LIST_OPERATION)] == 3
     assert counter.error_counts() == {("eu-west-1", LIST_OPERATION, "throttled"): 2}
+    # Full jitter: each wait lies within [0, base * 2**retry].
+    assert len(fake.sleeps) == 2
+    assert 0 <= fake.sleeps[0] <= 0.2
+    assert 0 <= fake.sleeps[1] <= 0.4
+
+
+def test_backoff_doubles_up_to_its_cap_with_full_jitter() -> None:
+    backoff = Backoff(base_seconds=0.5, cap_seconds=3.0)
+
+    assert [backoff.delay(retry, lambda: 1.0) for retry in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff.delay(3, lambda: 0.25) == 0.75
+    assert backoff.delay(0, lambda: 0.0) == 0.0
 
 
 @pytest.mark.parametrize(
-    ("fault", "kind", "attempts"),
-    [("server_error", "server_error", 3), ("access_denied", "access_denied", 1)],
+    ("fault", "kind", "attempts", "raised"),
+    [
+        ("server_error", "server_error", 3, AttemptsExhaustedError),
+        ("throttle", "throttled", 3, AttemptsExhaustedError),
+        ("access_denied", "access_denied", 1, CredentialError),
+        ("expired_token", "expired_credentials", 1, CredentialError),
+        ("invalid_token", "expired_credentials", 1, CredentialError),
+    ],
 )
 def test_should_count_failed_attempts_by_kind_of_error(
-    sagemaker: SageMakerTestServer, fault: str, kind: str, attempts: int
+    sagemaker: SageMakerTestServer, fault: str, kind: str, attempts: int, raised: type[Exception]
 ) -> None:
     sagemaker.add_fault(FaultRule(region="eu-west-1", kind=fault))
     counter = RequestCounter()
     counter.declare("eu-west-1", LIST_OPERATION)
 
-    with pytest.raises(ClientError):
-        list_full(_client(sagemaker, counter=counter), JobFilters(), now=NOW)
+    with pytest.raises(raised):
+        list_full(_client(sagemaker, counter=counter), JobFilters(), NOW, _guard(FakeTime()))
 
     errors = counter.error_counts()
     assert errors[("eu-west-1", LIST_OPERATION, kind)] == attempts
     assert sum(errors.values()) == attempts
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == attempts
+
+
+def test_a_refresh_stops_retrying_once_its_retry_budget_is_spent(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="server_error"))
+    counter = RequestCounter()
+
+    with pytest.raises(AttemptsExhaustedError) as raised:
+        list_full(
+            _client(sagemaker, counter=counter),
+            JobFilters(),
+            NOW,
+            _guard(FakeTime(), max_attempts=10, retry_budget=2),
+        )
+
+    assert str(raised.value) == (
+        "ListHyperParameterTuningJobs failed after 3 attempts, the refresh's retry budget spent "
+        "(InternalFailure: We encountered an internal error.)"
+    )
+    # The first attempt and the two retries the budget allows, despite ten attempts per call.
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 3
+    assert counter.counts()[("eu-west-1", LIST_OPERATION)] == 3
+
+
+def test_the_retry_budget_is_shared_by_every_page_of_a_refresh(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    for index in range(250):
+        sagemaker.add_job("eu-west-1", f"job-{index:03d}")
+    # Each page's first attempt is throttled: each of the three pages needs one retry.
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle", times=1))
+    guard = _guard(FakeTime(), retry_budget=2)
+    listed = []
+
+    with pytest.raises(AttemptsExhaustedError, match="ThrottlingException"):
+        for summary in iter_summaries(_client(sagemaker), {"MaxResults": 100}, guard=guard):
+            listed.append(summary)
+            if len(listed) % 100 == 0:  # a page is in: throttle the next one's first attempt
+                sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle", times=1))
+
+    assert guard.retries_left == 0
+    assert len(listed) == 200
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 5
+
+
+def test_a_refresh_gives_up_at_its_deadline_instead_of_backing_off_past_it(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle"))
+    fake = FakeTime()
+    guard = _guard(
+        fake,
+        max_attempts=10,
+        timeout_seconds=1.0,
+        backoff=Backoff(base_seconds=0.4, cap_seconds=10),
+        uniform=lambda: 0.999,
+    )
+
+    with pytest.raises(RefreshDeadlineError, match=r"refresh exceeded its 1s deadline"):
+        list_full(_client(sagemaker), JobFilters(), NOW, guard)
+
+    # Waits of 0.4s then 0.8s: the second would end past the deadline, so it is not slept.
+    assert fake.sleeps == [pytest.approx(0.3996)]
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 2
+
+
+def test_a_pacer_spaces_requests_beyond_its_burst() -> None:
+    fake = FakeTime()
+    pacer = RequestPacer(2.0, fake.monotonic)
+
+    assert [pacer.reserve() for _ in range(5)] == [0.0, 0.0, 0.5, 1.0, 1.5]
+    fake.now += 10  # idle: the bucket refills to its burst, no further
+    assert [pacer.reserve() for _ in range(3)] == [0.0, 0.0, 0.5]
+
+
+def test_every_page_and_retry_of_a_target_is_paced(sagemaker: SageMakerTestServer) -> None:
+    for index in range(250):
+        sagemaker.add_job("eu-west-1", f"job-{index:03d}")
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle", times=1))
+    fake = FakeTime()
+    guard = _guard(fake, pacer=RequestPacer(1.0, fake.monotonic), uniform=lambda: 0.0)
+
+    jobs = list_full(_client(sagemaker), JobFilters(), NOW, guard).jobs
+
+    assert len(jobs) == 250
+    # Four requests (three pages, one retry) at one a second: three waits of a second.
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 4
+    assert fake.sleeps == [1.0, 1.0, 1.0]
 
 
 def test_should_count_a_read_timeout_as_timeout(sagemaker: SageMakerTestServer) -> None:
@@ -191,13 +344,123 @@ def test_should_count_a_read_timeout_as_timeout(sagemaker: SageMakerTestServer) 
     assert counter.error_counts() == {("eu-west-1", LIST_OPERATION, "timeout"): 1}
 
 
-def test_should_raise_access_denied_without_retrying(sagemaker: SageMakerTestServer) -> None:
-    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="access_denied"))
+def test_a_read_timeout_is_retried_by_the_refresh_guard(sagemaker: SageMakerTestServer) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="hang", hang_seconds=1.5, times=1))
+    sagemaker.add_job("eu-west-1", "a")
+    counter = RequestCounter()
+    client: SageMakerClient = botocore.session.Session().create_client(  # type: ignore[assignment]
+        "sagemaker",
+        region_name="eu-west-1",
+        endpoint_url=sagemaker.url,
+        config=Config(read_timeout=0.5, retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    counter.attach(client)
+    fake = FakeTime()
 
-    with pytest.raises(ClientError, match="AccessDenied"):
-        list_full(_client(sagemaker), JobFilters(), now=NOW)
+    jobs = list_full(client, JobFilters(), NOW, _guard(fake)).jobs
 
+    assert [job.name for job in jobs] == ["a"]
+    assert counter.error_counts() == {("eu-west-1", LIST_OPERATION, "timeout"): 1}
+    assert counter.counts() == {("eu-west-1", LIST_OPERATION): 2}
+    assert len(fake.sleeps) == 1
+
+
+def test_access_denied_is_not_retried_and_names_the_missing_permission(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    sagemaker.add_fault(
+        FaultRule(region="eu-west-1", kind="access_denied_action", operation=LIST_OPERATION)
+    )
+    target = Target(region="eu-west-1", role_arn=READER_ROLE, account_id="111111111111")
+    client = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url), RequestCounter()).get(target)
+
+    with pytest.raises(CredentialError) as raised:
+        list_full(client, JobFilters(), NOW, _guard(FakeTime(), target))
+
+    assert str(raised.value).startswith(
+        "access denied: missing permission sagemaker:ListHyperParameterTuningJobs for role "
+        f"{READER_ROLE} "
+        "(AccessDeniedException: User: arn:aws:sts::111111111111:assumed-role/reader/"
+    )
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 1
+
+
+def test_a_refused_assume_role_names_the_role_its_trust_policy_and_external_id(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="assume_role_denied"))
+    target = Target(
+        region="eu-west-1", role_arn=READER_ROLE, external_id="xid-1", account_id="111111111111"
+    )
+    client = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url), RequestCounter()).get(target)
+
+    with pytest.raises(CredentialError) as raised:
+        list_full(client, JobFilters(), NOW, _guard(FakeTime(), target))
+
+    assert str(raised.value) == (
+        f"cannot assume role {READER_ROLE} (AccessDenied: User: "
+        "arn:aws:iam::123456789012:user/exporter is not authorized to perform: sts:AssumeRole "
+        f"on resource: {READER_ROLE}): the exporter's own identity needs sts:AssumeRole on "
+        f"{READER_ROLE}, and the role's trust policy must trust that identity with the "
+        "configured ExternalId (check its ExternalId condition)"
+    )
+    assert sagemaker.received("eu-west-1", "AssumeRole") == 1
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 0
+
+
+def test_an_assume_role_refused_for_expired_source_credentials_says_so(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    sagemaker.add_fault(
+        FaultRule(region="eu-west-1", kind="assume_role_expired", operation="AssumeRole")
+    )
+    target = Target(region="eu-west-1", role_arn=READER_ROLE, account_id="111111111111")
+    client = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url), RequestCounter()).get(target)
+
+    with pytest.raises(CredentialError) as raised:
+        list_full(client, JobFilters(), NOW, _guard(FakeTime(), target))
+
+    assert str(raised.value) == (
+        f"cannot assume role {READER_ROLE}: STS rejected the exporter's own credentials "
+        "(ExpiredToken: The security token included in the request is expired); they will be "
+        "obtained afresh on the next refresh"
+    )
+
+
+def test_a_credential_error_makes_the_next_refresh_assume_the_role_again(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    sagemaker.add_job("eu-west-1", "theirs", account="111111111111")
+    target = Target(region="eu-west-1", role_arn=READER_ROLE, account_id="111111111111")
+    clients = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url), RequestCounter())
+    sagemaker.issue_credentials_expiring_in(3600)  # botocore would keep these for an hour
+    list_full(clients.get(target), JobFilters(), NOW, clients.guard(target, 30))
+    sagemaker.add_fault(
+        FaultRule(region="eu-west-1", kind="expired_token", times=1, operation=LIST_OPERATION)
+    )
+
+    with pytest.raises(CredentialError, match="ExpiredTokenException"):
+        list_full(clients.get(target), JobFilters(), NOW, clients.guard(target, 30))
+    jobs = list_full(clients.get(target), JobFilters(), NOW, clients.guard(target, 30)).jobs
+
+    assert [job.name for job in jobs] == ["theirs"]
+    assert sagemaker.received("eu-west-1", "AssumeRole") == 2
+
+
+def test_aws_messages_quoted_in_logs_carry_no_keys_or_canonical_requests() -> None:
+    message = (
+        "The request signature we calculated does not match the signature you provided. "
+        "The Canonical String for this request should have been 'POST / x-amz-security-token:"
+        "SECRET-TOKEN' The String-to-Sign should have been 'AWS4-HMAC-SHA256'"
+    )
+
+    assert safe_aws_message(message) == (
+        "The request signature we calculated does not match the signature you provided."
+    )
+    assert safe_aws_message("key ASIAIOSFODNN7EXAMPLE is not valid") == (
+        "key (access key id) is not valid"
+    )
+    assert len(safe_aws_message("x" * 1000)) == 300
 
 
 def test_should_stop_when_a_next_token_repeats() -> None:

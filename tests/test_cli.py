@@ -104,8 +104,8 @@ def test_once_exits_1_and_names_the_failed_region(
     assert result.returncode == 1
     assert 'job_name="printed-job"' in result.stdout
     assert (
-        "refresh failed: account=(default credentials) region=eu-west-1: ClientError"
-        in result.stderr
+        "refresh failed: account=(default credentials) region=eu-west-1: "
+        "AttemptsExhaustedError: ListHyperParameterTuningJobs failed after" in result.stderr
     )
     assert "Traceback" not in result.stderr
 

@@ -98,7 +98,23 @@ EXPECTED_ERRORS = {
     "unknown_account_key": "4: accounts[0].externalId: unknown key; expected one of role_arn, external_id",
     "unknown_cache_key": (
         "4: cache.size: unknown key; expected one of ttl, full_resync, max_concurrent_refreshes, "
-        "tags_ttl"
+        "refresh_timeout, tags_ttl"
+    ),
+    "refresh_timeout_zero": "3: cache.refresh_timeout: expected a duration from 1s to 1h, got '0s'",
+    "bad_refresh_timeout": (
+        "3: cache.refresh_timeout: expected a number of seconds or a duration such as 90s, 5m, "
+        "1h, 7d, got 'whenever'"
+    ),
+    "zero_requests_per_second": (
+        "3: aws.max_requests_per_second: expected a number of requests per second above 0 and "
+        "at most 10000, got 0"
+    ),
+    "bad_requests_per_second": (
+        "3: aws.max_requests_per_second: expected a number of requests per second above 0 and "
+        "at most 10000, got 'fast'"
+    ),
+    "negative_retries_per_refresh": (
+        "3: aws.max_retries_per_refresh: expected a whole number from 0 to 1000, got -1"
     ),
     "unknown_status": (
         "5: filters.statuses[1]: expected one of Completed, DeleteFailed, Deleting, Failed, "
@@ -168,6 +184,8 @@ def test_should_parse_every_key_of_a_full_config() -> None:
           endpoint_url: http://127.0.0.1:5000
           profile: monitoring
           max_attempts: 7
+          max_retries_per_refresh: 4
+          max_requests_per_second: 2.5
         accounts:
           - role_arn: arn:aws:iam::111111111111:role/sagemaker-tuning-exporter
             external_id: abc
@@ -176,6 +194,7 @@ def test_should_parse_every_key_of_a_full_config() -> None:
           ttl: 5m
           full_resync: 2h
           max_concurrent_refreshes: 3
+          refresh_timeout: 45s
         filters:
           name_contains: xgb
           statuses: [InProgress, Completed]
@@ -188,12 +207,23 @@ def test_should_parse_every_key_of_a_full_config() -> None:
 
     assert config == ExporterConfig(
         regions=("us-east-1", "eu-west-1"),
-        aws=AwsSettings(endpoint_url="http://127.0.0.1:5000", profile="monitoring", max_attempts=7),
+        aws=AwsSettings(
+            endpoint_url="http://127.0.0.1:5000",
+            profile="monitoring",
+            max_attempts=7,
+            max_retries_per_refresh=4,
+            max_requests_per_second=2.5,
+        ),
         accounts=(
             AccountSettings("arn:aws:iam::111111111111:role/sagemaker-tuning-exporter", "abc"),
             AccountSettings("arn:aws-cn:iam::222222222222:role/path/reader"),
         ),
-        cache=CacheSettings(ttl_seconds=300, full_resync_seconds=7200, max_concurrent_refreshes=3),
+        cache=CacheSettings(
+            ttl_seconds=300,
+            full_resync_seconds=7200,
+            max_concurrent_refreshes=3,
+            refresh_timeout_seconds=45,
+        ),
         filters=JobFilters(
             name_contains="xgb",
             statuses=("InProgress", "Completed"),
@@ -212,6 +242,9 @@ def test_should_default_everything_but_regions() -> None:
     assert config.aws.max_attempts == 5
     assert config.cache.full_resync_seconds == 3600
     assert config.per_job_metrics.retention_seconds == 7 * 86400
+    assert config.cache.refresh_timeout_seconds == 30
+    assert config.aws.max_retries_per_refresh == 10
+    assert config.aws.max_requests_per_second is None
 
 
 def test_the_example_config_is_valid() -> None:

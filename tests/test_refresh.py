@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from exporter.jobs import Target, TuningJob
@@ -327,3 +327,185 @@ def test_an_unchanged_listing_keeps_the_same_job_tuples() -> None:
     assert after is not before
     assert after.jobs is before.jobs
     assert after.published is before.published
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_a_refresh_past_its_deadline_marks_the_target_down_with_its_last_good_jobs() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("kept")]
+    cache = make_cache(listing, clock, refresh_timeout_seconds=30)
+    cache.refresh_stale(timeout=5)
+    first_success = cache.snapshots()[0].last_success_time
+    listing.release.clear()  # the next refreshes hang, as in a socket read
+    listing.answers[EU] = [job("late")]
+    clock.now += 61
+    cache.refresh_stale(timeout=0.1)
+
+    clock.now += 29.9
+    still_waiting = cache.snapshots()[0]
+    clock.now += 0.1
+    eu, us = cache.snapshots()
+
+    assert still_waiting.up is True
+    assert (eu.up, [j.name for j in eu.jobs], eu.last_success_time) == (
+        False,
+        ["kept"],
+        first_success,
+    )
+    assert eu.error == "refresh exceeded its 30s deadline"
+    assert eu.refresh_failures == 1
+    assert us.up is False  # hung too: same listing
+    listing.release.set()
+
+
+def test_scrapes_stop_waiting_for_an_overdue_refresh() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    cache = make_cache(listing, clock, targets=(EU,), refresh_timeout_seconds=30)
+    listing.release.clear()
+    cache.refresh_stale(timeout=0.1)
+    clock.now += 31
+
+    started = time.monotonic()
+    cache.refresh_stale(timeout=20)
+    waited = time.monotonic() - started
+
+    assert waited < 10  # not the 20 s a scrape waits for a refresh still within its deadline
+    (snapshot,) = cache.snapshots()
+    assert (snapshot.up, snapshot.last_success_time) == (False, None)
+    assert cache.is_ready() is True  # an overdue first refresh counts as finished
+    assert listing.calls == [EU]  # single flight: no second refresh while one hangs
+    listing.release.set()
+
+
+def test_a_target_recovers_once_its_hung_refresh_ends() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("old")]
+    cache = make_cache(listing, clock, targets=(EU,), refresh_timeout_seconds=30)
+    cache.refresh_stale(timeout=5)
+    listing.release.clear()
+    listing.answers[EU] = [job("new")]
+    clock.now += 61
+    cache.refresh_stale(timeout=0.1)
+    clock.now += 31
+    assert cache.snapshots()[0].up is False
+
+    listing.release.set()
+
+    def refreshed() -> bool:
+        clock.now += 61  # past the TTL of whichever refresh ended last
+        cache.refresh_stale(timeout=1)
+        return cache.snapshots()[0].up
+
+    assert _wait_until(refreshed)
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["new"]
+
+
+def test_an_overdue_refresh_frees_a_worker_for_healthy_targets() -> None:
+    hung = threading.Event()
+    hanging = Target(region="ap-south-1")
+    calls: list[Target] = []
+
+    def list_jobs(target: Target, previous: Listing | None) -> Listing:
+        calls.append(target)
+        if target == hanging:
+            hung.wait(timeout=30)
+        return Listing((job(target.region),), None, full=previous is None)
+
+    clock = FakeClock()
+    cache = SnapshotCache(
+        [hanging, EU],
+        list_jobs,
+        ttl_seconds=60,
+        max_concurrent_refreshes=1,
+        refresh_timeout_seconds=30,
+        clock=clock,
+        monotonic=clock,
+    )
+    try:
+        cache.refresh_stale(timeout=0.3)
+        starved = [s.target for s in cache.snapshots()]
+        clock.now += 31  # both overdue, the second only ever queued: a replacement runs it
+        cache.refresh_stale(timeout=0)
+        assert _wait_until(lambda: any(s.target == EU and s.up for s in cache.snapshots()))
+        snapshots = {s.target: s for s in cache.snapshots()}
+    finally:
+        hung.set()
+
+    assert starved == []  # the only worker hangs on the first target
+    assert snapshots[EU].up is True
+    assert snapshots[hanging].up is False
+    assert snapshots[hanging].error == "refresh exceeded its 30s deadline"
+
+
+def test_replacement_workers_for_overdue_refreshes_are_bounded_by_the_pool_size() -> None:
+    hung = threading.Event()
+    hanging = [Target(region=f"eu-west-{n}") for n in range(1, 4)]
+    calls: list[Target] = []
+
+    def list_jobs(target: Target, previous: Listing | None) -> Listing:
+        calls.append(target)
+        hung.wait(timeout=30)
+        return Listing((), None, full=previous is None)
+
+    clock = FakeClock()
+    cache = SnapshotCache(
+        hanging,
+        list_jobs,
+        ttl_seconds=60,
+        max_concurrent_refreshes=1,
+        refresh_timeout_seconds=30,
+        clock=clock,
+        monotonic=clock,
+    )
+    try:
+        cache.refresh_stale(timeout=0.1)
+        clock.now += 31  # the first is overdue: one replacement starts the second
+        cache.refresh_stale(timeout=0)
+        assert _wait_until(lambda: len(calls) == 2)
+        clock.now += 31  # the second is overdue too, but the pool of 1 allows 1 replacement
+        cache.refresh_stale(timeout=0.3)
+        started = list(calls)
+    finally:
+        hung.set()
+
+    assert started == hanging[:2]
+
+
+def test_an_answer_that_itself_outlasted_the_deadline_is_not_served() -> None:
+    clock = FakeClock()
+    answers = [[job("kept")], [job("late")]]
+
+    def slow_second_listing(target: Target, previous: Listing | None) -> Listing:
+        jobs = answers.pop(0)
+        if previous is not None:
+            clock.now += 31  # this listing alone takes longer than the 30 s deadline
+        return Listing(tuple(jobs), None, full=previous is None)
+
+    cache = SnapshotCache(
+        (EU,),
+        slow_second_listing,
+        ttl_seconds=60,
+        refresh_timeout_seconds=30,
+        clock=clock,
+        monotonic=clock,
+    )
+    cache.refresh_stale(timeout=5)
+    clock.now += 61
+
+    cache.refresh_stale(timeout=5)
+
+    (snapshot,) = cache.snapshots()
+    assert (snapshot.up, [j.name for j in snapshot.jobs], snapshot.refresh_failures) == (
+        False,
+        ["kept"],
+        1,
+    )
+    assert snapshot.error == "refresh exceeded its 30s deadline"

@@ -1,0 +1,370 @@
+"""AWS misbehaving at the wire, seen over real HTTP: hung, failing and throttling regions stay
+isolated and bounded, credential failures recover without a restart, and no log line quotes
+a secret."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import pytest
+
+from exporter.app import Exporter
+from exporter.aws import LIST_OPERATION
+from exporter.cli import configure_logging
+from exporter.config import AccountSettings, CacheSettings, ExporterConfig
+from tests.conftest import TEST_ENVIRONMENT, RunningExporter
+from tests.expected import value
+from tests.sagemaker_server import FaultRule, SageMakerTestServer
+
+StartExporter = Callable[..., RunningExporter]
+
+HEALTHY, FAILING, THROTTLED, HANGING = "us-east-1", "eu-west-1", "ap-southeast-1", "us-west-2"
+REGIONS = (HEALTHY, FAILING, THROTTLED, HANGING)
+READER_ROLE = "arn:aws:iam::111111111111:role/reader"
+UP = "sagemaker_tuning_exporter_up"
+LAST_SUCCESS = "sagemaker_tuning_exporter_last_refresh_success_timestamp_seconds"
+CREATED = "sagemaker_tuning_job_creation_timestamp_seconds"
+MAX_ATTEMPTS = 3
+# Short, for the hang tests; generous enough for a refresh of a healthy region on a loaded
+# machine, whose clients are built by then.
+SHORT_REFRESH_TIMEOUT_SECONDS = 3.0
+# Longer than the short refresh deadline, shorter than botocore's 30 s read timeout: the
+# worker sits in a socket read while the deadline passes.
+HANG_SECONDS = 12.0
+
+
+def _config(
+    make_config: Callable[..., ExporterConfig],
+    regions: tuple[str, ...],
+    max_requests_per_second: float | None = None,
+    refresh_timeout_seconds: float = 30.0,
+) -> ExporterConfig:
+    """A config whose every scrape lists every job (TTL 0, no incremental listing)."""
+    config = make_config(regions=regions)
+    return replace(
+        config,
+        aws=replace(
+            config.aws,
+            max_attempts=MAX_ATTEMPTS,
+            max_requests_per_second=max_requests_per_second,
+        ),
+        cache=CacheSettings(
+            ttl_seconds=0,
+            full_resync_seconds=0,
+            refresh_timeout_seconds=refresh_timeout_seconds,
+        ),
+    )
+
+
+def _scrape(exporter: RunningExporter, timeout_seconds: float = 10) -> tuple[str, float]:
+    """One scrape announcing ``timeout_seconds``, and how long it took."""
+    started = time.monotonic()
+    status, _, body = exporter.get(
+        "/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": str(timeout_seconds)}
+    )
+    assert status == 200
+    return body.decode(), time.monotonic() - started
+
+
+def _scrape_until_up(exporter: RunningExporter, regions: tuple[str, ...]) -> str:
+    """Scrape until every region is up: a first refresh, which builds the clients, may miss
+    a short deadline on a loaded machine."""
+    deadline = time.monotonic() + 60
+    while True:
+        text, _ = _scrape(exporter)
+        if all(value(text, UP, region=region) == 1 for region in regions):
+            return text
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+
+
+def test_hung_failing_and_throttled_regions_are_down_with_their_last_jobs_and_bounded_requests(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    for region in REGIONS:
+        sagemaker.add_job(region, f"job-in-{region}")
+    exporter = run_exporter(
+        _config(make_config, REGIONS, refresh_timeout_seconds=SHORT_REFRESH_TIMEOUT_SECONDS)
+    )
+    first = _scrape_until_up(exporter, REGIONS)
+    sagemaker.add_fault(FaultRule(region=FAILING, kind="server_error"))
+    sagemaker.add_fault(FaultRule(region=THROTTLED, kind="throttle"))
+    sagemaker.add_fault(FaultRule(region=HANGING, kind="hang", hang_seconds=HANG_SECONDS))
+    sagemaker.add_job(HEALTHY, "new-job")
+    before = sagemaker.received_by_key()
+
+    second, elapsed = _scrape(exporter, timeout_seconds=10)
+
+    # The scrape waits for no refresh past its 3 s deadline, well inside the scrape's 9.5 s.
+    assert elapsed < 8
+    assert value(second, UP, region=HEALTHY) == 1
+    assert value(second, CREATED, job_name="new-job") is not None
+    for region in (FAILING, THROTTLED, HANGING):
+        assert value(second, UP, region=region) == 0, region
+        assert value(second, CREATED, job_name=f"job-in-{region}") is not None, region
+        assert value(second, LAST_SUCCESS, region=region) == value(
+            first, LAST_SUCCESS, region=region
+        )
+    received = {
+        region: sagemaker.received(region, LIST_OPERATION) - before.get((region, LIST_OPERATION), 0)
+        for region in REGIONS
+    }
+    # A region failing every request costs max_attempts requests per refresh; a hung one, one.
+    assert received == {HEALTHY: 1, FAILING: MAX_ATTEMPTS, THROTTLED: MAX_ATTEMPTS, HANGING: 1}
+    errors = {
+        region: value(
+            second,
+            "sagemaker_tuning_exporter_api_errors_total",
+            region=region,
+            operation=LIST_OPERATION,
+            error=kind,
+        )
+        for region, kind in ((FAILING, "server_error"), (THROTTLED, "throttled"))
+    }
+    assert errors == {FAILING: MAX_ATTEMPTS, THROTTLED: MAX_ATTEMPTS}
+
+
+def test_a_hung_region_is_down_while_its_worker_is_still_stuck_and_healthy_ones_keep_refreshing(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    sagemaker.add_job(HEALTHY, "healthy-job")
+    sagemaker.add_job(HANGING, "hung-job")
+    config = _config(
+        make_config, (HEALTHY, HANGING), refresh_timeout_seconds=SHORT_REFRESH_TIMEOUT_SECONDS
+    )
+    # One worker: the hung refresh holds it past the deadline, a replacement serves the rest.
+    config = replace(config, cache=replace(config.cache, max_concurrent_refreshes=1))
+    exporter = run_exporter(config)
+    _scrape_until_up(exporter, (HEALTHY, HANGING))
+    hang = FaultRule(region=HANGING, kind="hang", hang_seconds=HANG_SECONDS, times=1)
+    sagemaker.add_fault(hang)
+    before = sagemaker.received(HANGING, LIST_OPERATION)
+
+    texts = []
+    for index in range(3):
+        sagemaker.add_job(HEALTHY, f"added-{index}")
+        texts.append(_scrape(exporter, timeout_seconds=5)[0])
+
+    for index, text in enumerate(texts):
+        assert value(text, UP, region=HEALTHY) == 1
+        assert value(text, CREATED, job_name=f"added-{index}") is not None
+        assert value(text, UP, region=HANGING) == 0
+        assert value(text, CREATED, job_name="hung-job") is not None
+    # Single flight: the stuck refresh is not started again while it hangs.
+    assert sagemaker.received(HANGING, LIST_OPERATION) - before == 1
+
+
+@pytest.fixture
+def exporter_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    caplog.set_level(logging.WARNING, logger="exporter")
+    yield caplog
+
+
+def _refresh_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.getMessage().startswith("refresh failed")
+    ]
+
+
+def test_an_expired_token_marks_the_account_down_then_it_recovers_with_a_new_role_session(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+    exporter_logs: pytest.LogCaptureFixture,
+) -> None:
+    sagemaker.add_job(FAILING, "theirs", account="111111111111")
+    config = replace(_config(make_config, (FAILING,)), accounts=(AccountSettings(READER_ROLE),))
+    # Credentials botocore would otherwise keep using for an hour.
+    sagemaker.issue_credentials_expiring_in(3600)
+    exporter = run_exporter(config)
+    assert value(_scrape(exporter)[0], UP, account="111111111111") == 1
+    expired = FaultRule(region=FAILING, kind="expired_token", operation=LIST_OPERATION)
+    sagemaker.add_fault(expired)
+
+    down, _ = _scrape(exporter)
+    down_again, _ = _scrape(exporter)
+    sagemaker.clear_faults()  # AWS accepts the exporter again
+    recovered, _ = _scrape(exporter)
+
+    assert value(down, UP, account="111111111111") == 0
+    assert value(down, CREATED, job_name="theirs") is not None
+    assert value(down_again, UP, account="111111111111") == 0
+    assert value(recovered, UP, account="111111111111") == 1
+    # Not retried, and each failure drops the role session: the refresh after a failure
+    # assumes the role again (the first and the two after a failure), though AWS said the
+    # credentials were good for an hour.
+    assert sagemaker.received(FAILING, LIST_OPERATION) == 4
+    assert sagemaker.received(FAILING, "AssumeRole") == 3
+    first_failure = _refresh_failures(exporter_logs)[0]
+    assert first_failure == (
+        f"refresh failed for account=111111111111 role={READER_ROLE} region={FAILING}: "
+        "CredentialError: credentials rejected by ListHyperParameterTuningJobs "
+        "(ExpiredTokenException: The security token included in the request is expired): "
+        f"role {READER_ROLE} will be obtained afresh on the next refresh"
+    )
+
+
+def test_a_refused_assume_role_is_reported_once_per_refresh_and_recovers_when_allowed(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+    exporter_logs: pytest.LogCaptureFixture,
+) -> None:
+    sagemaker.add_job(FAILING, "theirs", account="111111111111")
+    config = replace(
+        _config(make_config, (FAILING,)),
+        accounts=(AccountSettings(READER_ROLE, external_id="tuning-exporter"),),
+    )
+    sagemaker.add_fault(
+        FaultRule(region=FAILING, kind="assume_role_denied", operation="AssumeRole")
+    )
+    exporter = run_exporter(config)
+
+    denied, _ = _scrape(exporter)
+    sagemaker.clear_faults()  # the trust policy is fixed
+    allowed, _ = _scrape(exporter)
+
+    assert value(denied, UP, account="111111111111") == 0
+    assert value(allowed, UP, account="111111111111") == 1
+    assert value(allowed, CREATED, job_name="theirs") is not None
+    (failure,) = _refresh_failures(exporter_logs)
+    assert failure.startswith(
+        f"refresh failed for account=111111111111 role={READER_ROLE} region={FAILING}: "
+        f"CredentialError: cannot assume role {READER_ROLE} (AccessDenied: "
+    )
+    assert f"needs sts:AssumeRole on {READER_ROLE}" in failure
+    assert "trust policy" in failure
+    assert "ExternalId" in failure
+    assert sagemaker.received(FAILING, "AssumeRole") == 2  # not retried within a refresh
+
+
+def test_a_missing_permission_is_named_and_the_target_recovers_once_granted(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+    exporter_logs: pytest.LogCaptureFixture,
+) -> None:
+    sagemaker.add_job(HEALTHY, "ours")
+    sagemaker.add_fault(
+        FaultRule(region=HEALTHY, kind="access_denied_action", operation=LIST_OPERATION)
+    )
+    exporter = run_exporter(_config(make_config, (HEALTHY,)))
+
+    denied, _ = _scrape(exporter)
+    sagemaker.clear_faults()
+    granted, _ = _scrape(exporter)
+
+    assert value(denied, UP, region=HEALTHY) == 0
+    assert value(granted, UP, region=HEALTHY) == 1
+    (failure,) = _refresh_failures(exporter_logs)
+    assert failure.startswith(
+        f"refresh failed for account=(default credentials) role=(none) region={HEALTHY}: "
+        "CredentialError: access denied: missing permission "
+        "sagemaker:ListHyperParameterTuningJobs for the exporter's credentials "
+        "(AccessDeniedException: User: "
+    )
+    assert sagemaker.received(HEALTHY, LIST_OPERATION) == 2
+
+
+def test_max_requests_per_second_paces_every_request_of_a_target(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    for index in range(250):
+        sagemaker.add_job(HEALTHY, f"job-{index:03d}")
+    sagemaker.add_fault(FaultRule(region=HEALTHY, kind="throttle", times=1))
+    config = _config(make_config, (HEALTHY,), max_requests_per_second=2.0)
+    config = replace(config, cache=replace(config.cache, refresh_timeout_seconds=30))
+    exporter = run_exporter(config)
+
+    text, elapsed = _scrape(exporter, timeout_seconds=30)
+
+    assert value(text, UP, region=HEALTHY) == 1
+    # Four requests (three pages and a retry) at 2/s after a burst of two: at least 1 s.
+    assert sagemaker.received(HEALTHY, LIST_OPERATION) == 4
+    assert elapsed >= 1.0
+
+
+@contextlib.contextmanager
+def _restored_logging() -> Iterator[None]:
+    """Put back the root handlers and the levels that :func:`configure_logging` changes."""
+    root = logging.getLogger()
+    names = ("botocore", "urllib3")
+    saved = (root.level, list(root.handlers), [logging.getLogger(n).level for n in names])
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[0])
+        for name, level in zip(names, saved[2], strict=True):
+            logging.getLogger(name).setLevel(level)
+
+
+def test_debug_logging_never_writes_a_credential(
+    sagemaker: SageMakerTestServer, make_config: Callable[..., ExporterConfig]
+) -> None:
+    sagemaker.add_job(FAILING, "theirs", account="111111111111")
+    sagemaker.add_fault(
+        FaultRule(region=FAILING, kind="throttle", times=1, operation=LIST_OPERATION)
+    )
+    config = replace(_config(make_config, (FAILING,)), accounts=(AccountSettings(READER_ROLE),))
+    stream = io.StringIO()
+    with _restored_logging():
+        configure_logging("debug", stream)
+        exporter = Exporter(config)
+        exporter.cache.refresh_all(timeout=30)
+    written = stream.getvalue()
+
+    assert exporter.cache.snapshots()[0].up is True
+    assert "level=DEBUG" in written  # debug logging was on
+    secrets = sagemaker.secrets_seen()
+    assert len(secrets) >= 3  # the issued secret key and token, and request signatures
+    assert [secret for secret in secrets if secret in written] == []
+    assert TEST_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"] not in written
+    assert "Authorization" not in written
+
+
+def test_log_lines_that_quote_a_signed_request_or_issued_credentials_are_redacted() -> None:
+    stream = io.StringIO()
+    with _restored_logging():
+        configure_logging("debug", stream)
+        # What botocore writes at DEBUG, should a library below it log the same at WARNING.
+        logging.getLogger("botocore.endpoint").warning(
+            "Sending http request: <AWSPreparedRequest headers={'X-Amz-Security-Token': "
+            "b'IQoJb3JpZ2luX2VjEXAMPLETOKEN', 'Authorization': b'AWS4-HMAC-SHA256 "
+            "Credential=ASIAEXAMPLEKEYID12345/20261127/eu-west-1/sagemaker/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=0123456789abcdef0123456789abcdef'}>"
+        )
+        logging.getLogger("botocore.parsers").warning(
+            "Response body: <AccessKeyId>ASIAEXAMPLEKEYID12345</AccessKeyId>"
+            "<SecretAccessKey>wJalrXUtnFEMIEXAMPLESECRET</SecretAccessKey>"
+            "<SessionToken>FwoGZXIvYXdzEXAMPLETOKEN</SessionToken>"
+        )
+        logging.getLogger("botocore.auth").warning(
+            "CanonicalRequest:\nPOST\n/\n\nhost:api.sagemaker\n"
+            "x-amz-security-token:IQoJb3JpZ2luX2VjEXAMPLETOKEN\n"
+        )
+    written = stream.getvalue()
+
+    for secret in (
+        "IQoJb3JpZ2luX2VjEXAMPLETOKEN",
+        "ASIAEXAMPLEKEYID12345",
+        "0123456789abcdef0123456789abcdef",
+        "wJalrXUtnFEMIEXAMPLESECRET",
+        "FwoGZXIvYXdzEXAMPLETOKEN",
+    ):
+        assert secret not in written
+    assert written.count("(redacted)") >= 6
+    assert "Sending http request" in written  # the rest of each line is kept
