@@ -68,6 +68,9 @@ class Exporter:
                 config.tags,
                 self._clients.tagging,
                 config.cache.tags_ttl_seconds,
+                guard_of=lambda target: self._clients.guard(
+                    target, config.cache.refresh_timeout_seconds
+                ),
                 clock=clock,
                 monotonic=monotonic,
             )

@@ -565,9 +565,11 @@ class SageMakerClients:
         )
 
     def forget(self, target: Target) -> None:
-        """Drop ``target``'s client and credentials, and the ambient ones: the next use starts afresh."""
+        """Drop ``target``'s clients and credentials, and the ambient ones: the next use starts afresh."""
         with self._lock:
             self._clients.pop(target, None)
+            self._tagging_clients.pop(target, None)
+            self._sessions.pop(target, None)  # with it, the assumed role's credentials
             self._source = None
 
     def get(self, target: Target) -> SageMakerClient:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from exporter.aws import PaginationError
+from exporter.aws import PaginationError, RefreshGuard
 from exporter.jobs import JobTags, Target
 
 if TYPE_CHECKING:
@@ -31,19 +31,24 @@ RESOURCES_PER_PAGE = 100  # the API's maximum for ResourcesPerPage
 MAX_PAGES = 10_000
 
 TaggingClientOf = Callable[[Target], "ResourceGroupsTaggingAPIClient"]
+# A fresh RefreshGuard for one tag read of a target: its own retries, pacing and deadline.
+GuardOf = Callable[[Target], RefreshGuard]
 
 
 def read_job_tags(
-    client: ResourceGroupsTaggingAPIClient, tag_keys: Sequence[str]
+    client: ResourceGroupsTaggingAPIClient,
+    tag_keys: Sequence[str],
+    guard: RefreshGuard | None = None,
 ) -> dict[str, Mapping[str, str]]:
     """The ``tag_keys`` tags of every tuning job in the client's region, by lower-case ARN.
 
-    Jobs with none of the keys are left out. Raises :class:`~exporter.aws.PaginationError`
-    when a PaginationToken repeats or the listing runs past MAX_PAGES.
+    Jobs with none of the keys are left out. Every page goes through ``guard`` when one is
+    given (retries, pacing, deadline). Raises :class:`~exporter.aws.PaginationError` when a
+    PaginationToken repeats or the listing runs past MAX_PAGES.
     """
     wanted = frozenset(tag_keys)
     tags: dict[str, Mapping[str, str]] = {}
-    for resource in _iter_resources(client):
+    for resource in _iter_resources(client, guard):
         kept = {
             tag["Key"]: tag["Value"] for tag in resource.get("Tags", []) if tag["Key"] in wanted
         }
@@ -52,7 +57,9 @@ def read_job_tags(
     return tags
 
 
-def _iter_resources(client: ResourceGroupsTaggingAPIClient) -> Iterator[Mapping[str, Any]]:
+def _iter_resources(
+    client: ResourceGroupsTaggingAPIClient, guard: RefreshGuard | None
+) -> Iterator[Mapping[str, Any]]:
     seen_tokens: set[str] = set()
     token = ""
     for _ in range(MAX_PAGES):
@@ -62,7 +69,11 @@ def _iter_resources(client: ResourceGroupsTaggingAPIClient) -> Iterator[Mapping[
         }
         if token:
             request["PaginationToken"] = token
-        page = client.get_resources(**request)
+        page = (
+            guard.call(client.get_resources, **request)
+            if guard is not None
+            else client.get_resources(**request)
+        )
         yield from page.get("ResourceTagMappingList", [])
         token = page.get("PaginationToken", "")
         if not token:
@@ -88,12 +99,14 @@ class TagCache:
         client_of: TaggingClientOf,
         ttl_seconds: float,
         *,
+        guard_of: GuardOf | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tag_keys = tuple(tag_keys)
         self._client_of = client_of
         self._ttl_seconds = ttl_seconds
+        self._guard_of = guard_of
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -109,7 +122,8 @@ class TagCache:
         if read_at is not None and now - read_at < self._ttl_seconds:
             return known
         try:
-            by_arn = read_job_tags(self._client_of(target), self._tag_keys)
+            guard = self._guard_of(target) if self._guard_of is not None else None
+            by_arn = read_job_tags(self._client_of(target), self._tag_keys, guard)
         except Exception as error:  # tags are optional: never let them fail the listing
             log.warning(
                 "reading tags failed for account=%s region=%s, keeping the last known: %s: %s",
