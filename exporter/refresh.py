@@ -16,8 +16,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from exporter.jobs import RegionSnapshot, Target, TuningJob
 from exporter.listing import Listing
@@ -95,6 +95,99 @@ class SnapshotCache:
         """True once every target has finished its first refresh, successful or not."""
         with self._lock:
             return len(self._snapshots) == len(self._targets)
+
+    def carry_over(self, previous: SnapshotCache, targets: Iterable[Target]) -> None:
+        """Start from ``previous``'s state for those of ``targets`` this cache refreshes.
+
+        Used when the configuration is reloaded: each carried target keeps its snapshot, its
+        listing (so the next refresh stays incremental) and its age, so it costs no AWS
+        request before its TTL runs out, as if no reload had happened. Its published jobs
+        are chosen again with this cache's ``select_published``. Call it before the cache
+        serves anything; ``previous`` must measure ages with the same ``monotonic``.
+
+        A refresh of a carried target still in flight in ``previous`` is adopted: this cache
+        starts no second one, and takes the result when it lands. Refreshes ``previous``
+        runs for any other target, or starts later, are dropped with ``previous``.
+        """
+        carried = [target for target in dict.fromkeys(targets) if target in self._targets]
+        with previous._lock:
+            states = {target: previous._state_of(target) for target in carried}
+            running = {
+                target: previous._in_flight[target]
+                for target in carried
+                if target in previous._in_flight
+            }
+        for target, state in states.items():
+            self._store_state(target, state)
+        for target, previous_done in running.items():
+            self._adopt_when_done(previous, target, previous_done)
+
+    def _state_of(self, target: Target) -> _TargetState:
+        """What a refresh of ``target`` left behind; the caller holds the lock."""
+        return _TargetState(
+            self._snapshots.get(target),
+            self._listings.get(target),
+            self._refreshed_at.get(target),
+            self._listed_fully_at.get(target),
+        )
+
+    def _store_state(self, target: Target, state: _TargetState) -> None:
+        snapshot = state.snapshot
+        if snapshot is not None:
+            snapshot = self._republished(snapshot)
+        with self._lock:
+            if snapshot is not None:
+                self._snapshots[target] = snapshot
+            if state.listing is not None:
+                self._listings[target] = state.listing
+            if state.refreshed_at is not None:
+                self._refreshed_at[target] = state.refreshed_at
+            if state.listed_fully_at is not None:
+                self._listed_fully_at[target] = state.listed_fully_at
+
+    def _republished(self, snapshot: RegionSnapshot) -> RegionSnapshot:
+        """``snapshot`` with its published jobs chosen by this cache's rules (the same object if unchanged)."""
+        published = self._select_published(snapshot.jobs, self._clock())
+        if (
+            published.jobs == snapshot.published
+            and published.hidden_by_retention == snapshot.hidden_by_retention
+            and published.hidden_by_limit == snapshot.hidden_by_limit
+        ):
+            return snapshot
+        return replace(
+            snapshot,
+            published=published.jobs,
+            hidden_by_retention=published.hidden_by_retention,
+            hidden_by_limit=published.hidden_by_limit,
+        )
+
+    def _adopt_when_done(
+        self, previous: SnapshotCache, target: Target, previous_done: threading.Event
+    ) -> None:
+        """Count ``previous``'s refresh of ``target`` as this cache's own, and take its result."""
+        done = threading.Event()
+        with self._lock:
+            self._in_flight[target] = done
+
+        def adopt() -> None:
+            previous_done.wait()
+            with previous._lock:
+                state = previous._state_of(target)
+            try:
+                self._store_state(target, state)
+            finally:
+                with self._lock:
+                    del self._in_flight[target]
+                done.set()
+
+        waiter = threading.Thread(target=adopt, name=f"adopt-{target.region}", daemon=True)
+        try:
+            waiter.start()
+        except RuntimeError as error:  # no thread to be had: this cache refreshes it itself
+            log.error("cannot wait for a refresh in flight: %s", error)
+            with self._lock:
+                del self._in_flight[target]
+            done.set()
 
     def _start_refreshes(self, force: bool) -> list[threading.Event]:
         """Queue the refreshes that are due; return the completion events to wait for."""
@@ -228,6 +321,16 @@ class SnapshotCache:
             incremental_listings=(previous.incremental_listings if previous else 0)
             + (not listing.full),
         )
+
+
+@dataclass(frozen=True)
+class _TargetState:
+    """What the refreshes of one target left behind, as :meth:`SnapshotCache.carry_over` moves it."""
+
+    snapshot: RegionSnapshot | None
+    listing: Listing | None
+    refreshed_at: float | None
+    listed_fully_at: float | None
 
 
 def _wait_all(events: Sequence[threading.Event], timeout: float | None) -> None:
