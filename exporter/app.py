@@ -1,20 +1,35 @@
-"""The assembled exporter: targets from the config, their AWS clients, the cache and the registry."""
+"""The assembled exporter: targets from the config, their AWS clients, the cache and the registry.
+
+:class:`LiveExporter` owns the exporter in force and swaps in a new one when the
+configuration is reloaded.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
 from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients
-from exporter.collector import ExporterHealthCollector, JobCountCollector, PerJobCollector
-from exporter.config import ExporterConfig
-from exporter.exposition import MetricsPage
+from exporter.collector import (
+    ConfigReloadCollector,
+    ConfigReloadStatus,
+    ExporterHealthCollector,
+    JobCountCollector,
+    PerJobCollector,
+)
+from exporter.config import ConfigError, ExporterConfig
+from exporter.exposition import MetricsPage, Versioned
 from exporter.jobs import Target, TuningJob
 from exporter.listing import Listing, list_changes, list_full
 from exporter.refresh import SnapshotCache
 from exporter.retention import PublishedJobs, select_published_jobs
+
+log = logging.getLogger(__name__)
 
 
 def targets_from_config(config: ExporterConfig) -> list[Target]:
@@ -33,11 +48,26 @@ def targets_from_config(config: ExporterConfig) -> list[Target]:
     ]
 
 
+def lists_the_same_jobs(old: ExporterConfig, new: ExporterConfig) -> bool:
+    """Whether a target in both configurations lists the same jobs in the same way under each.
+
+    The filters choose the jobs; the AWS settings (endpoint, profile, attempts) how they are
+    reached. Accounts and regions are compared target by target.
+    """
+    return old.filters == new.filters and old.aws == new.aws
+
+
 class Exporter:
     """Everything one running exporter needs, built from an :class:`ExporterConfig`.
 
     ``registry`` holds every family and is what prometheus_client would render;
     ``metrics_page`` renders the same families for /metrics, reusing what has not changed.
+
+    Built with ``previous`` (the exporter of the configuration it replaces), it keeps that
+    exporter's request counter, so counters never go backwards; its AWS clients when the AWS
+    settings are the same, so no role is assumed again; and, when
+    :func:`lists_the_same_jobs`, the cached state of every target both configurations have.
+    ``reload_status`` adds the configuration reload gauges.
     """
 
     def __init__(
@@ -45,13 +75,22 @@ class Exporter:
         config: ExporterConfig,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        previous: Exporter | None = None,
+        reload_status: Callable[[], ConfigReloadStatus] | None = None,
     ) -> None:
         self.config = config
-        self.requests = RequestCounter()
+        self.requests: RequestCounter = (
+            previous.requests if previous is not None else RequestCounter()
+        )
         for region in config.regions:
             self.requests.declare(region, LIST_OPERATION)
         self._clock = clock
-        self._clients = SageMakerClients(config.aws, self.requests)
+        self._clients: SageMakerClients
+        if previous is not None and previous.config.aws == config.aws:
+            self._clients = previous._clients
+        else:
+            self._clients = SageMakerClients(config.aws, self.requests)
         self.cache = SnapshotCache(
             targets_from_config(config),
             self._list_jobs,
@@ -62,16 +101,28 @@ class Exporter:
             clock=clock,
             monotonic=monotonic,
         )
+        if previous is not None and lists_the_same_jobs(previous.config, config):
+            self.cache.carry_over(previous.cache, previous.cache.targets)
         job_counts = JobCountCollector(self.cache.snapshots, config.filters.statuses)
-        health = ExporterHealthCollector(self.cache.snapshots, self.requests)
+        # Counts of regions no longer configured stay in the shared counter, unpublished, so
+        # they carry on from where they were if the region comes back.
+        health = ExporterHealthCollector(
+            self.cache.snapshots, _RegionRequestCounts(self.requests, config.regions)
+        )
         self.registry = CollectorRegistry()
         summary_registry = CollectorRegistry()
-        for collector in (PerJobCollector(self.cache.snapshots), job_counts, health):
+        summary_collectors: list[Collector] = [job_counts, health]
+        if reload_status is not None:
+            summary_collectors.append(ConfigReloadCollector(reload_status))
+        for collector in (PerJobCollector(self.cache.snapshots), *summary_collectors):
             self.registry.register(collector)
-        for collector in (job_counts, health):
+        for collector in summary_collectors:
             summary_registry.register(collector)
+        changes: Versioned = self.requests
+        if reload_status is not None:
+            changes = _Changes(self.requests, reload_status)
         self.metrics_page = MetricsPage(
-            self.cache.snapshots, self.requests, summary_registry, self.registry
+            self.cache.snapshots, changes, summary_registry, self.registry
         )
 
     def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:
@@ -83,3 +134,127 @@ class Exporter:
     def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
         settings = self.config.per_job_metrics
         return select_published_jobs(jobs, now, settings.retention_seconds, settings.max_jobs)
+
+
+class _RegionRequestCounts:
+    """The request counts of the configured regions only."""
+
+    def __init__(self, requests: RequestCounter, regions: Collection[str]) -> None:
+        self._requests = requests
+        self._regions = frozenset(regions)
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return {key: n for key, n in self._requests.counts().items() if key[0] in self._regions}
+
+    def error_counts(self) -> dict[tuple[str, str, str], int]:
+        return {
+            key: n for key, n in self._requests.error_counts().items() if key[0] in self._regions
+        }
+
+
+class _Changes:
+    """Changes with the request counts and with every reload attempt: when /metrics must be rendered again."""
+
+    def __init__(
+        self, requests: RequestCounter, reload_status: Callable[[], ConfigReloadStatus]
+    ) -> None:
+        self._requests = requests
+        self._reload_status = reload_status
+
+    def version(self) -> int:
+        # Both only ever grow, so their sum changes whenever either does.
+        return self._requests.version() + self._reload_status().attempts
+
+
+class LiveExporter:
+    """The exporter in force, replaced as a whole when the configuration is reloaded.
+
+    :meth:`reload` loads the configuration again with ``load`` and builds an
+    :class:`Exporter` from it that carries over the state of every unchanged target
+    (see :class:`Exporter`), then swaps it in at once: a request sees either the old
+    exporter or the new one, never a mix. Reloads run one at a time. A configuration that
+    does not load leaves the exporter in force untouched, and says so in the reload gauges.
+
+    A refresh in flight at a reload is adopted by the new exporter when its target is
+    unchanged, and dropped otherwise (see :meth:`SnapshotCache.carry_over`): the retired
+    exporter's refreshes can only ever write to the retired cache.
+    """
+
+    def __init__(
+        self,
+        config: ExporterConfig,
+        load: Callable[[], ExporterConfig],
+        source: str,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self.source = source
+        self._clock = clock
+        self._monotonic = monotonic
+        self._reload_lock = threading.Lock()
+        self._status = ConfigReloadStatus(successful=True, last_success_time=clock())
+        self._exporter = Exporter(config, clock, monotonic, reload_status=self.reload_status)
+        self._was_ready = False
+
+    @property
+    def exporter(self) -> Exporter:
+        """The exporter in force."""
+        return self._exporter
+
+    def serving(self) -> tuple[SnapshotCache, MetricsPage]:
+        """The cache and /metrics page of the exporter in force, taken together."""
+        exporter = self._exporter
+        return exporter.cache, exporter.metrics_page
+
+    def reload_status(self) -> ConfigReloadStatus:
+        """The outcome of the last reload."""
+        return self._status
+
+    def is_ready(self) -> bool:
+        """True once every target has finished its first refresh, and for good after that.
+
+        Targets a reload adds do not make the exporter unready again: the targets it kept
+        are still served, and a probe failing would take them out of service too.
+        """
+        if not self._was_ready:
+            self._was_ready = self._exporter.cache.is_ready()
+        return self._was_ready
+
+    def reload(self) -> None:
+        """Load the configuration again and put it in force.
+
+        Raises :class:`ConfigError`, logged here once, when it does not load; the
+        configuration in force then stays.
+        """
+        with self._reload_lock:
+            attempts = self._status.attempts + 1
+            try:
+                config = self._load()
+            except ConfigError as error:
+                self._status = ConfigReloadStatus(False, self._status.last_success_time, attempts)
+                log.error("configuration not reloaded, still using the previous one: %s", error)
+                raise
+            old = self._exporter
+            new = Exporter(
+                config,
+                self._clock,
+                self._monotonic,
+                previous=old,
+                reload_status=self.reload_status,
+            )
+            self._exporter = new
+            self._status = ConfigReloadStatus(True, self._clock(), attempts)
+            old_targets, new_targets = set(old.cache.targets), set(new.cache.targets)
+            log.info(
+                "configuration reloaded from %s: %d account/region pairs, %d added, %d removed%s",
+                self.source,
+                len(new_targets),
+                len(new_targets - old_targets),
+                len(old_targets - new_targets),
+                ""
+                if lists_the_same_jobs(old.config, config)
+                else "; filters or aws settings changed, so every pair lists its jobs again",
+            )
+            # New targets get their first refresh now rather than at the next scrape.
+            new.cache.refresh_stale(timeout=0)
