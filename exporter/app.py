@@ -236,6 +236,8 @@ class LiveExporter:
                 log.error("configuration not reloaded, still using the previous one: %s", error)
                 raise
             old = self._exporter
+            if old.cache.is_ready():
+                self._was_ready = True
             new = Exporter(
                 config,
                 self._clock,

@@ -519,3 +519,69 @@ def test_demo_mode_reloads_its_built_in_configuration() -> None:
         == 2
     )
     assert "Traceback" not in stderr
+
+
+def test_an_added_account_assumes_its_role_while_the_kept_account_costs_no_request(
+    sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
+) -> None:
+    sagemaker.add_job("eu-west-1", "team-a-job", account="111111111111")
+    sagemaker.add_job("eu-west-1", "team-b-job", account="222222222222")
+    team_a = "  - role_arn: arn:aws:iam::111111111111:role/reader\n"
+    team_b = "  - role_arn: arn:aws:iam::222222222222:role/reader\n    external_id: team-b\n"
+    config = write_config(tmp_path / "config.yaml", sagemaker, extra=f"accounts:\n{team_a}")
+    exporter = run_live_exporter(config)
+    exporter.scrape()
+    before = sagemaker.received_by_key()
+
+    write_config(config, sagemaker, extra=f"accounts:\n{team_a}{team_b}")
+    status, _, _ = exporter.post("/-/reload")
+    text = exporter.scrape()
+
+    assert status == 200
+    assert before == {("eu-west-1", "AssumeRole"): 1, ("eu-west-1", LIST): 1}
+    assert sagemaker.received_by_key() == {("eu-west-1", "AssumeRole"): 2, ("eu-west-1", LIST): 2}
+    assert "222222222222" in sagemaker.request_bodies("AssumeRole")[-1]
+    for account, job in (("111111111111", "team-a-job"), ("222222222222", "team-b-job")):
+        assert value(text, "sagemaker_tuning_exporter_up", account=account) == 1
+        assert value(text, "sagemaker_tuning_job_creation_timestamp_seconds", job_name=job)
+
+
+def test_changed_aws_settings_make_every_region_list_its_jobs_again(
+    sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
+) -> None:
+    config = write_config(tmp_path / "config.yaml", sagemaker, regions=("eu-west-1", "us-east-1"))
+    exporter = run_live_exporter(config)
+    exporter.scrape()
+
+    config.write_text(config.read_text().replace("max_attempts: 2", "max_attempts: 3"))
+    status, _, _ = exporter.post("/-/reload")
+    text = exporter.scrape()
+
+    assert status == 200
+    assert sagemaker.received("eu-west-1", LIST) == 2
+    assert sagemaker.received("us-east-1", LIST) == 2
+    # The request counters carry on across the new clients.
+    assert value(text, "sagemaker_tuning_exporter_api_requests_total", region="eu-west-1") == 2
+
+
+def test_a_refresh_hanging_through_two_reloads_is_adopted_once_and_ready_stays_200(
+    sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
+) -> None:
+    sagemaker.add_job("us-east-1", "slow-job")
+    config = write_config(tmp_path / "config.yaml", sagemaker)
+    exporter = run_live_exporter(config)
+    exporter.scrape()
+    sagemaker.add_fault(FaultRule(region="us-east-1", kind="hang", hang_seconds=6, times=1))
+
+    write_config(config, sagemaker, regions=("eu-west-1", "us-east-1"))
+    first, _, _ = exporter.post("/-/reload")
+    write_config(config, sagemaker, regions=("eu-west-1", "us-east-1"), ttl="10m")
+    second, _, _ = exporter.post("/-/reload")
+    ready_while_hanging, _, _ = exporter.get("/-/ready")
+    _, _, settled = exporter.get("/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "30"})
+
+    assert (first, second) == (200, 200)
+    assert ready_while_hanging == 200
+    assert value(settled.decode(), "sagemaker_tuning_exporter_up", region="us-east-1") == 1
+    assert 'job_name="slow-job"' in settled.decode()
+    assert sagemaker.received("us-east-1", LIST) == 1
