@@ -260,3 +260,4 @@ class LiveExporter:
             )
             # New targets get their first refresh now rather than at the next scrape.
             new.cache.refresh_stale(timeout=0)
+            old.cache.close()

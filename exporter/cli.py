@@ -29,6 +29,7 @@ DEFAULT_LISTEN_ADDRESS = ":10071"
 DEFAULT_CONFIG_FILE = "config.yaml"
 EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
+SIGNAL_CHECK_SECONDS = 1.0
 _LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -202,7 +203,7 @@ def _serve(
         )
     # Warm the cache so the first scrape and /-/ready need not wait for AWS.
     live.exporter.cache.refresh_stale(timeout=0)
-    while (signum := received.get()) == signal.SIGHUP:
+    while (signum := _next_signal(received)) == signal.SIGHUP:
         log.info("received SIGHUP, reloading the configuration from %s", source)
         try:
             live.reload()
@@ -215,6 +216,19 @@ def _serve(
     server.stop()
     log.info("stopped")
     return 0
+
+
+def _next_signal(received: queue.SimpleQueue[signal.Signals]) -> signal.Signals:
+    """The next signal the handlers queued.
+
+    Waits in short steps: Python runs a handler only when the main thread runs, and a
+    signal the kernel delivers to another thread does not interrupt the main thread's wait.
+    """
+    while True:
+        try:
+            return received.get(timeout=SIGNAL_CHECK_SECONDS)
+        except queue.Empty:
+            continue
 
 
 def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -> int:

@@ -69,7 +69,8 @@ class SnapshotCache:
         self._refreshed_at: dict[Target, float] = {}
         self._listed_fully_at: dict[Target, float] = {}
         self._in_flight: dict[Target, threading.Event] = {}
-        self._queue: queue.SimpleQueue[tuple[Target, threading.Event]] = queue.SimpleQueue()
+        # None asks the worker that takes it to end (see close).
+        self._queue: queue.SimpleQueue[tuple[Target, threading.Event] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._idle_workers = 0
 
@@ -121,6 +122,17 @@ class SnapshotCache:
             self._store_state(target, state)
         for target, previous_done in running.items():
             self._adopt_when_done(previous, target, previous_done)
+
+    def close(self) -> None:
+        """Let the worker threads end once the refreshes queued so far have run.
+
+        For a cache another has replaced: its snapshots stay readable, but a refresh it is
+        asked for after this never runs, and whoever waits for one waits until their timeout.
+        """
+        with self._lock:
+            workers = len(self._workers)
+        for _ in range(workers):
+            self._queue.put(None)
 
     def _state_of(self, target: Target) -> _TargetState:
         """What a refresh of ``target`` left behind; the caller holds the lock."""
@@ -234,8 +246,8 @@ class SnapshotCache:
         self._workers.append(worker)
 
     def _work(self) -> None:
-        while True:
-            target, done = self._queue.get()
+        while (job := self._queue.get()) is not None:
+            target, done = job
             try:
                 self._refresh(target)
             finally:

@@ -452,28 +452,33 @@ def test_sighup_reloads_a_running_process_and_a_broken_file_keeps_it_serving(
     config = write_config(tmp_path / "config.yaml", sagemaker)
     port = free_port()
     process: subprocess.Popen[str] = start_exporter("--config.file", str(config), port=port)
+    added = failed = False
+    after_failure = ""
     try:
-        assert wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=30)
-        write_config(config, sagemaker, regions=("eu-west-1", "us-east-1"))
-        process.send_signal(signal.SIGHUP)
-        added = wait_until(
-            lambda: regions_on(scrape_process(port)) == {"eu-west-1", "us-east-1"}, timeout=30
-        )
-        config.write_text("regions: [eu-west-1]\ncache:\n  ttl: -1\n")
-        process.send_signal(signal.SIGHUP)
-        failed = wait_until(lambda: value(scrape_process(port), RELOAD_SUCCESSFUL) == 0, 30)
-        after_failure = scrape_process(port)
-        stderr = stop_with_sigterm(process)
+        if wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=30):
+            write_config(config, sagemaker, regions=("eu-west-1", "us-east-1"))
+            process.send_signal(signal.SIGHUP)
+            added = wait_until(
+                lambda: regions_on(scrape_process(port)) == {"eu-west-1", "us-east-1"}, 30
+            )
+        if added:
+            config.write_text("regions: [eu-west-1]\ncache:\n  ttl: -1\n")
+            process.send_signal(signal.SIGHUP)
+            failed = wait_until(lambda: value(scrape_process(port), RELOAD_SUCCESSFUL) == 0, 30)
+            after_failure = scrape_process(port)
     finally:
-        if process.poll() is None:
-            process.kill()
+        try:
+            stderr = stop_with_sigterm(process)
+        finally:
+            if process.poll() is None:
+                process.kill()
 
-    assert added
-    assert failed
+    assert added, stderr
+    assert failed, stderr
     assert regions_on(after_failure) == {"eu-west-1", "us-east-1"}
     assert 'job_name="added-job"' in after_failure
-    assert process.returncode == 0
-    assert stderr.count("received SIGHUP, reloading the configuration") == 2
+    assert process.returncode == 0, stderr
+    assert stderr.count("received SIGHUP, reloading the configuration") == 2, stderr
     assert "configuration reloaded from" in stderr
     assert (
         stderr.count(
@@ -585,3 +590,27 @@ def test_a_refresh_hanging_through_two_reloads_is_adopted_once_and_ready_stays_2
     assert value(settled.decode(), "sagemaker_tuning_exporter_up", region="us-east-1") == 1
     assert 'job_name="slow-job"' in settled.decode()
     assert sagemaker.received("us-east-1", LIST) == 1
+
+
+def refresh_threads() -> int:
+    return sum(thread.name.startswith("refresh-") for thread in threading.enumerate())
+
+
+def test_reloads_leave_no_refresh_threads_of_retired_configurations_behind(
+    sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
+) -> None:
+    config = write_config(tmp_path / "config.yaml", sagemaker)
+    exporter = run_live_exporter(config)
+    exporter.scrape()
+    before = refresh_threads()
+
+    for round_ in range(20):
+        # Each added region is refreshed at once, so each configuration starts a worker.
+        regions = ("eu-west-1", "us-east-1") if round_ % 2 == 0 else ("eu-west-1",)
+        write_config(config, sagemaker, regions=regions)
+        assert exporter.post("/-/reload")[0] == 200
+        exporter.scrape()
+
+    assert sagemaker.received("us-east-1", LIST) == 10
+    # The current configuration's worker may remain; those of the 20 retired ones end.
+    assert wait_until(lambda: refresh_threads() <= before + 1, timeout=30), refresh_threads()
