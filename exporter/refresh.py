@@ -73,6 +73,7 @@ class SnapshotCache:
         self._queue: queue.SimpleQueue[tuple[Target, threading.Event] | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._idle_workers = 0
+        self._closed = False
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -126,10 +127,11 @@ class SnapshotCache:
     def close(self) -> None:
         """Let the worker threads end once the refreshes queued so far have run.
 
-        For a cache another has replaced: its snapshots stay readable, but a refresh it is
-        asked for after this never runs, and whoever waits for one waits until their timeout.
+        For a cache another has replaced: its snapshots stay readable, but it starts no
+        refresh after this; asked for one, it serves what it holds at once.
         """
         with self._lock:
+            self._closed = True
             workers = len(self._workers)
         for _ in range(workers):
             self._queue.put(None)
@@ -206,6 +208,8 @@ class SnapshotCache:
         pending = []
         now = self._monotonic()
         with self._lock:
+            if self._closed:
+                return []
             for target in self._targets:
                 running = self._in_flight.get(target)
                 if running is not None:

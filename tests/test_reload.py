@@ -54,6 +54,26 @@ def regions_on(text: str) -> set[str]:
     }
 
 
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``predicate`` until it holds; False if it has not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def scrape_process(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text: str = response.read().decode()
+        return text
+
+
+def refresh_threads() -> int:
+    return sum(thread.name.startswith("refresh-") for thread in threading.enumerate())
+
+
 def test_a_posted_reload_adds_a_region_and_it_appears(
     sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
 ) -> None:
@@ -388,10 +408,14 @@ def test_a_reload_while_refreshes_hang_adopts_the_kept_region_and_drops_the_remo
     _, _, during = exporter.get("/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "1"})
     # A scrape with time to wait joins the adopted refresh rather than starting another.
     _, _, settled = exporter.get("/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "30"})
-    retired.cache.refresh_stale(timeout=30)  # waits for the dropped refresh of us-east-1
+    # The dropped refresh of us-east-1 ends, and lands in the retired cache only.
+    dropped_landed = wait_until(
+        lambda: any(s.target.region == "us-east-1" for s in retired.cache.snapshots()), 30
+    )
     final = exporter.scrape()
 
     assert regions_on(early.decode()) == set()
+    assert dropped_landed
     assert status == 200
     # The reload did not wait for the hanging listings.
     assert value(during.decode(), "sagemaker_tuning_exporter_up", region="eu-west-1") is None
@@ -426,22 +450,6 @@ def test_concurrent_reloads_are_serialized_and_leave_one_consistent_exporter(
     assert exporter.live.reload_status().attempts == 8
     assert regions_on(text) == {"eu-west-1", "us-east-1"}
     assert sagemaker.received(operation=LIST) == 2
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``predicate`` until it holds; False if it has not within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def scrape_process(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text: str = response.read().decode()
-        return text
 
 
 def test_sighup_reloads_a_running_process_and_a_broken_file_keeps_it_serving(
@@ -592,10 +600,6 @@ def test_a_refresh_hanging_through_two_reloads_is_adopted_once_and_ready_stays_2
     assert sagemaker.received("us-east-1", LIST) == 1
 
 
-def refresh_threads() -> int:
-    return sum(thread.name.startswith("refresh-") for thread in threading.enumerate())
-
-
 def test_reloads_leave_no_refresh_threads_of_retired_configurations_behind(
     sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
 ) -> None:
@@ -614,3 +618,25 @@ def test_reloads_leave_no_refresh_threads_of_retired_configurations_behind(
     assert sagemaker.received("us-east-1", LIST) == 10
     # The current configuration's worker may remain; those of the 20 retired ones end.
     assert wait_until(lambda: refresh_threads() <= before + 1, timeout=30), refresh_threads()
+
+
+def test_a_scrape_that_reached_a_retired_configuration_starts_no_refresh_there(
+    sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
+) -> None:
+    now = [1000.0]
+    config = write_config(tmp_path / "config.yaml", sagemaker)
+    exporter = run_live_exporter(config, monotonic=lambda: now[0])
+    exporter.scrape()
+    retired = exporter.live.exporter
+    exporter.post("/-/reload")
+    now[0] += 301  # eu-west-1 is stale in both the retired and the current cache
+
+    started = time.monotonic()
+    retired.cache.refresh_stale(timeout=30)
+    waited = time.monotonic() - started
+
+    # It does not wait for a refresh that its ended workers would never run.
+    assert waited < 10
+    assert sagemaker.received("eu-west-1", LIST) == 1
+    assert value(exporter.scrape(), "sagemaker_tuning_exporter_up", region="eu-west-1") == 1
+    assert sagemaker.received("eu-west-1", LIST) == 2
