@@ -15,7 +15,9 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter.collector import ConfigReloadCollector, ConfigReloadStatus
 from exporter.webreload import ReloadingWebConfig
 from tests.conftest import RunningLiveExporter
 from tests.expected import samples, value
@@ -640,3 +642,20 @@ def test_a_scrape_that_reached_a_retired_configuration_starts_no_refresh_there(
     assert sagemaker.received("eu-west-1", LIST) == 1
     assert value(exporter.scrape(), "sagemaker_tuning_exporter_up", region="eu-west-1") == 1
     assert sagemaker.received("eu-west-1", LIST) == 2
+
+
+def test_the_reload_gauges_render_exactly() -> None:
+    registry = CollectorRegistry()
+    status = ConfigReloadStatus(successful=False, last_success_time=1_700_000_000.5, attempts=3)
+    registry.register(ConfigReloadCollector(lambda: status))
+
+    assert generate_latest(registry).decode() == (
+        "# HELP sagemaker_tuning_exporter_config_last_reload_successful Whether the last "
+        "configuration reload attempt succeeded (1) or failed (0).\n"
+        "# TYPE sagemaker_tuning_exporter_config_last_reload_successful gauge\n"
+        "sagemaker_tuning_exporter_config_last_reload_successful 0.0\n"
+        "# HELP sagemaker_tuning_exporter_config_last_reload_success_timestamp_seconds Time the "
+        "configuration in force was loaded, at start or by a reload, in seconds since the epoch.\n"
+        "# TYPE sagemaker_tuning_exporter_config_last_reload_success_timestamp_seconds gauge\n"
+        "sagemaker_tuning_exporter_config_last_reload_success_timestamp_seconds 1.7000000005e+09\n"
+    )
