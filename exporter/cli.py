@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import signal
 import sys
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TextIO
 
 from prometheus_client import generate_latest
 
 from exporter import __version__
-from exporter.app import Exporter
+from exporter.app import Exporter, LiveExporter
 from exporter.aws import RedactSecretsFilter
 from exporter.config import ConfigError, ExporterConfig, load_config
 from exporter.http import (
     DEFAULT_MAX_CONNECTIONS,
     ExporterServer,
-    create_app,
+    create_live_app,
     listens_on_every_interface,
     parse_listen_address,
 )
@@ -32,6 +32,7 @@ DEFAULT_LISTEN_ADDRESS = ":10071"
 DEFAULT_CONFIG_FILE = "config.yaml"
 EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
+SIGNAL_CHECK_SECONDS = 1.0
 _LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CONNECTIONS,
         help="connections served at once, each on its own thread; more are answered 503 "
         f"(default: {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="accept POST /-/reload to reload the configuration file (SIGHUP always does); "
+        "without it, /-/reload answers 403",
     )
     parser.add_argument(
         "--log.level",
@@ -147,7 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.once:
             return _run_once(config)
-        return _serve(config, args.listen_address, web_config, args.max_connections)
+        return _serve(
+            config,
+            lambda: load_config(args.config_file),
+            args.config_file,
+            args,
+            web_config,
+        )
     except ConfigError as error:
         print(f"sagemaker-tuning-exporter: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -169,22 +183,25 @@ def _run_once(config: ExporterConfig) -> int:
 
 def _serve(
     config: ExporterConfig,
-    listen_address: str,
+    load: Callable[[], ExporterConfig],
+    source: str,
+    args: argparse.Namespace,
     web_config: ReloadingWebConfig | None,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> int:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration with ``load``."""
+    listen_address = args.listen_address
     try:
         parse_listen_address(listen_address)
     except ValueError as error:
         print(f"sagemaker-tuning-exporter: --web.listen-address: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    exporter = Exporter(config)
+    live = LiveExporter(config, load, source)
     try:
         server = ExporterServer(
             listen_address,
-            create_app(exporter.cache, exporter.metrics_page),
+            create_live_app(live, args.enable_lifecycle),
             web_config,
-            max_connections=max_connections,
+            max_connections=args.max_connections,
         )
     except OSError as error:
         print(
@@ -192,14 +209,15 @@ def _serve(
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    stop = threading.Event()
+    # The handlers only queue the signal (SimpleQueue.put is safe in a signal handler); this
+    # thread acts on it, so a reload never runs inside a handler that interrupted a lock holder.
+    received: queue.SimpleQueue[signal.Signals] = queue.SimpleQueue()
 
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
+    def queue_signal(signum: int, _frame: FrameType | None) -> None:
+        received.put(signal.Signals(signum))
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, queue_signal)
     server.start()
     security = web_config.current() if web_config else None
     log.info(
@@ -209,7 +227,7 @@ def _serve(
         server.port,
         server.scheme,
         ", basic auth" if security and security.authenticator else "",
-        len(exporter.cache.targets),
+        len(live.exporter.cache.targets),
     )
     protected = security is not None and bool(security.ssl_context or security.authenticator)
     if not protected and listens_on_every_interface(listen_address):
@@ -219,12 +237,33 @@ def _serve(
             server.port,
         )
     # Warm the cache so the first scrape and /-/ready need not wait for AWS.
-    exporter.cache.refresh_stale(timeout=0)
-    stop.wait()
+    live.exporter.cache.refresh_stale(timeout=0)
+    while (signum := _next_signal(received)) == signal.SIGHUP:
+        log.info("received SIGHUP, reloading the configuration from %s", source)
+        try:
+            live.reload()
+        except ConfigError:
+            pass  # logged by the reload; the previous configuration stays in force
+        except Exception:  # a fault in one reload must not end the exporter
+            log.exception("configuration reload failed; the previous configuration stays")
+    log.info("received %s, shutting down", signum.name)
     # A refresh still waiting on AWS runs on a daemon thread and ends with the process.
     server.stop()
     log.info("stopped")
     return 0
+
+
+def _next_signal(received: queue.SimpleQueue[signal.Signals]) -> signal.Signals:
+    """The next signal the handlers queued.
+
+    Waits in short steps: Python runs a handler only when the main thread runs, and a
+    signal the kernel delivers to another thread does not interrupt the main thread's wait.
+    """
+    while True:
+        try:
+            return received.get(timeout=SIGNAL_CHECK_SECONDS)
+        except queue.Empty:
+            continue
 
 
 def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -> int:
@@ -245,6 +284,7 @@ def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -
             "https" if web_config and web_config.current().ssl_context else "http",
             args.listen_address.rsplit(":", 1)[-1],
         )
-        return _serve(demo.config(), args.listen_address, web_config, args.max_connections)
+        # There is no file to read again: a reload puts the same demo configuration in force.
+        return _serve(demo.config(), demo.config, "the demo configuration", args, web_config)
     finally:
         demo.stop()

@@ -6,12 +6,12 @@ import platform
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.aws import RequestCounter
 from exporter.config import TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES, tag_label_name
 from exporter.jobs import (
     INVALID_FIELDS,
@@ -259,6 +259,16 @@ class JobCountCollector(Collector):
                 )
 
 
+class RequestCounts(Protocol):
+    """The AWS request and failure counts the health collector publishes (a RequestCounter)."""
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Requests sent, keyed by (region, operation)."""
+
+    def error_counts(self) -> dict[tuple[str, str, str], int]:
+        """Failed attempts, keyed by (region, operation, error kind)."""
+
+
 class ExporterHealthCollector(Collector):
     """The exporter's own health: refreshes per account and region, AWS requests, build.
 
@@ -272,7 +282,7 @@ class ExporterHealthCollector(Collector):
     def __init__(
         self,
         snapshots: Callable[[], Sequence[RegionSnapshot]],
-        requests: RequestCounter,
+        requests: RequestCounts,
     ) -> None:
         self._snapshots = snapshots
         self._requests = requests
@@ -376,6 +386,47 @@ class ExporterHealthCollector(Collector):
             requests,
             errors,
             build_info,
+        )
+
+
+@dataclass(frozen=True)
+class ConfigReloadStatus:
+    """The outcome of the last configuration reload.
+
+    ``last_success_time`` is when the configuration in force was loaded (epoch seconds);
+    ``attempts`` counts the reloads tried, so that anything cached can tell the status changed.
+    """
+
+    successful: bool
+    last_success_time: float
+    attempts: int = 0
+
+
+class ConfigReloadCollector(Collector):
+    """Whether the last configuration reload worked, and when the configuration in force was loaded.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_exporter_config_last_reload_successful Whether the last configuration reload attempt succeeded (1) or failed (0).
+        # TYPE sagemaker_tuning_exporter_config_last_reload_successful gauge
+        sagemaker_tuning_exporter_config_last_reload_successful 1.0
+    """
+
+    def __init__(self, status: Callable[[], ConfigReloadStatus]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._status()
+        yield GaugeMetricFamily(
+            "sagemaker_tuning_exporter_config_last_reload_successful",
+            "Whether the last configuration reload attempt succeeded (1) or failed (0).",
+            value=1 if status.successful else 0,
+        )
+        yield GaugeMetricFamily(
+            "sagemaker_tuning_exporter_config_last_reload_success_timestamp_seconds",
+            "Time the configuration in force was loaded, at start or by a reload, in seconds "
+            "since the epoch.",
+            value=status.last_success_time,
         )
 
 

@@ -22,11 +22,11 @@ import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, exposition, openmetrics
 from prometheus_client.utils import floatToGoString
 
-from exporter.aws import RequestCounter
 from exporter.collector import (
     JOB_FAMILIES,
     JOB_LABELS,
@@ -229,6 +229,13 @@ class Response:
         return sum(len(chunk) for chunk in self.chunks)
 
 
+class Versioned(Protocol):
+    """Something whose ``version()`` changes whenever what it publishes does (a RequestCounter)."""
+
+    def version(self) -> int:
+        """A number that changes with every change."""
+
+
 class MetricsPage:
     """The /metrics response, rendered again only after a refresh or an AWS request.
 
@@ -242,7 +249,7 @@ class MetricsPage:
     def __init__(
         self,
         snapshots: Callable[[], list[RegionSnapshot]],
-        requests: RequestCounter,
+        requests: Versioned,
         summary_registry: CollectorRegistry,
         full_registry: CollectorRegistry,
         tag_keys: Sequence[str] = (),

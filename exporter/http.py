@@ -1,4 +1,4 @@
-"""The HTTP server: /metrics, a landing page, and /-/healthy and /-/ready probes.
+"""The HTTP server: /metrics, a landing page, /-/healthy and /-/ready probes, and /-/reload.
 
 With a web configuration, it serves them over TLS and behind basic authentication.
 """
@@ -16,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from exporter import __version__
 from exporter.basic_auth import require_basic_auth
+from exporter.config import ConfigError
 from exporter.exposition import MetricsPage
 from exporter.refresh import SnapshotCache
 from exporter.webconfig import ssl_error_reason
@@ -94,17 +95,62 @@ def scrape_deadline(environ: WSGIEnvironment) -> float:
     )
 
 
-def create_app(cache: SnapshotCache, metrics_page: MetricsPage) -> WSGIApplication:
-    """The WSGI application serving the exporter's endpoints.
+class ServedExporter(Protocol):
+    """What the endpoints serve: the exporter in force, and how to reload its configuration.
 
-    /metrics is served from ``metrics_page``, which negotiates the text format or OpenMetrics
-    and gzip from the request headers and reuses what it rendered before.
+    :class:`exporter.app.LiveExporter` is one.
+    """
+
+    def serving(self) -> tuple[SnapshotCache, MetricsPage]:
+        """The cache and /metrics page in force, taken together."""
+
+    def is_ready(self) -> bool:
+        """Whether /-/ready answers 200."""
+
+    def reload(self) -> None:
+        """Reload the configuration; raise ConfigError when it does not load."""
+
+
+class _FixedExporter:
+    """One cache and page for good: nothing to reload."""
+
+    def __init__(self, cache: SnapshotCache, metrics_page: MetricsPage) -> None:
+        self._cache = cache
+        self._metrics_page = metrics_page
+
+    def serving(self) -> tuple[SnapshotCache, MetricsPage]:
+        return self._cache, self._metrics_page
+
+    def is_ready(self) -> bool:
+        return self._cache.is_ready()
+
+    def reload(self) -> None:
+        raise ConfigError("this exporter has no configuration to reload")
+
+
+def create_app(cache: SnapshotCache, metrics_page: MetricsPage) -> WSGIApplication:
+    """The WSGI application serving the exporter's endpoints from one cache and page.
+
+    /-/reload answers 403, as with the lifecycle API disabled.
+    """
+    return create_live_app(_FixedExporter(cache, metrics_page), enable_lifecycle=False)
+
+
+def create_live_app(exporter: ServedExporter, enable_lifecycle: bool) -> WSGIApplication:
+    """The WSGI application serving the exporter's endpoints from whatever ``exporter`` holds.
+
+    /metrics is served from the metrics page in force, which negotiates the text format or
+    OpenMetrics and gzip from the request headers and reuses what it rendered before.
+    ``POST /-/reload`` (or PUT) reloads the configuration when ``enable_lifecycle``, and
+    answers 403 otherwise, as Prometheus does.
     """
     landing_page = _LANDING_PAGE.format(version=html.escape(__version__)).encode()
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
+            # One lookup, so the page rendered is the one of the cache just refreshed.
+            cache, metrics_page = exporter.serving()
             cache.refresh_stale(timeout=scrape_deadline(environ))
             return _serve_metrics(metrics_page, environ, start_response)
         if path == "/":
@@ -112,16 +158,45 @@ def create_app(cache: SnapshotCache, metrics_page: MetricsPage) -> WSGIApplicati
         if path == "/-/healthy":
             return _respond(start_response, "200 OK", b"Healthy\n")
         if path == "/-/ready":
-            if cache.is_ready():
+            if exporter.is_ready():
                 return _respond(start_response, "200 OK", b"Ready\n")
             return _respond(
                 start_response,
                 "503 Service Unavailable",
                 b"Not ready: the first refresh of every account and region has not finished\n",
             )
+        if path == "/-/reload":
+            return _reload(exporter, enable_lifecycle, environ, start_response)
         return _respond(start_response, "404 Not Found", b"Not found\n")
 
     return app
+
+
+def _reload(
+    exporter: ServedExporter,
+    enable_lifecycle: bool,
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+) -> list[bytes]:
+    """/-/reload, answered as Prometheus answers it."""
+    if environ.get("REQUEST_METHOD") not in ("POST", "PUT"):
+        body = b"Only POST or PUT requests allowed"
+        start_response(
+            "405 Method Not Allowed",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Allow", "POST, PUT"),
+            ],
+        )
+        return [body]
+    if not enable_lifecycle:
+        return _respond(start_response, "403 Forbidden", b"Lifecycle API is not enabled.")
+    try:
+        exporter.reload()
+    except ConfigError as error:  # logged by the reload
+        return _respond(start_response, "500 Internal Server Error", f"{error}\n".encode())
+    return _respond(start_response, "200 OK", b"Configuration reloaded\n")
 
 
 def _serve_metrics(

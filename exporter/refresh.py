@@ -22,8 +22,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from exporter.jobs import JobTags, RegionSnapshot, SummaryProblems, Target, TuningJob
 from exporter.listing import Listing
@@ -89,11 +89,13 @@ class SnapshotCache:
         self._in_flight: dict[Target, threading.Event] = {}
         self._requested_at: dict[Target, float] = {}
         self._overdue: set[Target] = set()
-        self._queue: queue.SimpleQueue[tuple[Target, threading.Event]] = queue.SimpleQueue()
+        # None asks the worker that takes it to end (see close).
+        self._queue: queue.SimpleQueue[tuple[Target, threading.Event] | None] = queue.SimpleQueue()
         self._workers_started = 0
         self._live_workers = 0
         self._idle_workers = 0
         self._unclaimed_jobs = 0
+        self._closed = False
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -123,6 +125,121 @@ class SnapshotCache:
             self._mark_overdue(self._monotonic())
             return len(self._snapshots) == len(self._targets)
 
+    def carry_over(self, previous: SnapshotCache, targets: Iterable[Target]) -> None:
+        """Start from ``previous``'s state for those of ``targets`` this cache refreshes.
+
+        Used when the configuration is reloaded: each carried target keeps its snapshot, its
+        listing (so the next refresh stays incremental) and its age, so it costs no AWS
+        request before its TTL runs out, as if no reload had happened. Its published jobs
+        are chosen again with this cache's ``select_published``. Call it before the cache
+        serves anything; ``previous`` must measure ages with the same ``monotonic``.
+
+        A refresh of a carried target still in flight in ``previous`` is adopted: this cache
+        starts no second one, and takes the result when it lands. Refreshes ``previous``
+        runs for any other target, or starts later, are dropped with ``previous``.
+        """
+        carried = [target for target in dict.fromkeys(targets) if target in self._targets]
+        with previous._lock:
+            states = {target: previous._state_of(target) for target in carried}
+            running = {
+                target: previous._in_flight[target]
+                for target in carried
+                if target in previous._in_flight
+            }
+        for target, state in states.items():
+            self._store_state(target, state)
+        for target, previous_done in running.items():
+            self._adopt_when_done(previous, target, previous_done)
+
+    def close(self) -> None:
+        """Let the worker threads end once the refreshes queued so far have run.
+
+        For a cache another has replaced: its snapshots stay readable, but it starts no
+        refresh after this; asked for one, it serves what it holds at once.
+        """
+        with self._lock:
+            self._closed = True
+            workers = self._live_workers
+        for _ in range(workers):
+            self._queue.put(None)
+
+    def _state_of(self, target: Target) -> _TargetState:
+        """What a refresh of ``target`` left behind; the caller holds the lock."""
+        return _TargetState(
+            self._snapshots.get(target),
+            self._listings.get(target),
+            self._refreshed_at.get(target),
+            self._listed_fully_at.get(target),
+        )
+
+    def _store_state(self, target: Target, state: _TargetState) -> None:
+        snapshot = state.snapshot
+        if snapshot is not None:
+            snapshot = self._republished(snapshot)
+        with self._lock:
+            if snapshot is not None:
+                self._snapshots[target] = snapshot
+            if state.listing is not None:
+                self._listings[target] = state.listing
+            if state.refreshed_at is not None:
+                self._refreshed_at[target] = state.refreshed_at
+            if state.listed_fully_at is not None:
+                self._listed_fully_at[target] = state.listed_fully_at
+
+    def _republished(self, snapshot: RegionSnapshot) -> RegionSnapshot:
+        """``snapshot`` with its published jobs chosen by this cache's rules (the same object if unchanged)."""
+        published = self._select_published(snapshot.jobs, self._clock())
+        if (
+            published.jobs == snapshot.published
+            and published.hidden_by_retention == snapshot.hidden_by_retention
+            and published.hidden_by_limit == snapshot.hidden_by_limit
+        ):
+            return snapshot
+        return replace(
+            snapshot,
+            published=published.jobs,
+            hidden_by_retention=published.hidden_by_retention,
+            hidden_by_limit=published.hidden_by_limit,
+        )
+
+    def _adopt_when_done(
+        self, previous: SnapshotCache, target: Target, previous_done: threading.Event
+    ) -> None:
+        """Count ``previous``'s refresh of ``target`` as this cache's own, and take its result."""
+        done = threading.Event()
+        with previous._lock:
+            requested_at = previous._requested_at.get(target, self._monotonic())
+        with self._lock:
+            self._in_flight[target] = done
+            # Its deadline runs on from when ``previous`` asked for it.
+            self._requested_at[target] = requested_at
+
+        def adopt() -> None:
+            previous_done.wait()
+            with previous._lock:
+                state = previous._state_of(target)
+            try:
+                self._store_state(target, state)
+            finally:
+                with self._lock:
+                    self._forget_in_flight(target)
+                done.set()
+
+        waiter = threading.Thread(target=adopt, name=f"adopt-{target.region}", daemon=True)
+        try:
+            waiter.start()
+        except RuntimeError as error:  # no thread to be had: this cache refreshes it itself
+            log.error("cannot wait for a refresh in flight: %s", error)
+            with self._lock:
+                self._forget_in_flight(target)
+            done.set()
+
+    def _forget_in_flight(self, target: Target) -> None:
+        """Record that ``target``'s refresh has ended; the caller holds the lock."""
+        del self._in_flight[target]
+        del self._requested_at[target]
+        self._overdue.discard(target)
+
     def _start_refreshes(self, force: bool) -> list[tuple[threading.Event, float | None]]:
         """Queue the refreshes that are due; return the completion events to wait for.
 
@@ -132,6 +249,8 @@ class SnapshotCache:
         pending = []
         now = self._monotonic()
         with self._lock:
+            if self._closed:
+                return []
             self._mark_overdue(now)
             for target in self._targets:
                 running = self._in_flight.get(target)
@@ -217,15 +336,13 @@ class SnapshotCache:
             self._dispatch()
 
     def _work(self) -> None:
-        while True:
-            target, done = self._queue.get()
+        while (job := self._queue.get()) is not None:
+            target, done = job
             try:
                 self._refresh(target)
             finally:
                 with self._lock:
-                    del self._in_flight[target]
-                    del self._requested_at[target]
-                    self._overdue.discard(target)
+                    self._forget_in_flight(target)
                     retire = self._unclaimed_jobs == 0 and self._live_workers > self._capacity()
                     if retire:
                         self._live_workers -= 1
@@ -236,6 +353,9 @@ class SnapshotCache:
                 done.set()
             if retire:
                 return
+        with self._lock:  # closed: this worker was idle, or would have been
+            self._live_workers -= 1
+            self._idle_workers = max(0, self._idle_workers - 1)
 
     def _refresh(self, target: Target) -> None:
         started = self._monotonic()
@@ -331,6 +451,16 @@ class SnapshotCache:
             skipped_summaries=problems.skipped,
             invalid_fields=problems.invalid_fields,
         )
+
+
+@dataclass(frozen=True)
+class _TargetState:
+    """What the refreshes of one target left behind, as :meth:`SnapshotCache.carry_over` moves it."""
+
+    snapshot: RegionSnapshot | None
+    listing: Listing | None
+    refreshed_at: float | None
+    listed_fully_at: float | None
 
 
 def _problems_since_start(previous: RegionSnapshot | None, listing: Listing) -> SummaryProblems:

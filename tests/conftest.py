@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -10,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app import Exporter
-from exporter.config import AwsSettings, CacheSettings, ExporterConfig
-from exporter.http import ExporterServer, create_app
+from exporter.app import Exporter, LiveExporter
+from exporter.config import AwsSettings, CacheSettings, ExporterConfig, load_config
+from exporter.http import ExporterServer, create_app, create_live_app
 from exporter.webreload import ReloadingWebConfig
 from tests.sagemaker_server import SageMakerTestServer
 from tests.tls_material import TlsMaterial, make_tls_material
@@ -68,28 +70,54 @@ def make_config(sagemaker: SageMakerTestServer) -> Callable[..., ExporterConfig]
     return build
 
 
-class RunningExporter:
-    """An exporter serving HTTP on 127.0.0.1 in this process."""
+class ExporterClient:
+    """Plain HTTP requests to an exporter at ``url``."""
 
-    def __init__(self, exporter: Exporter, server: ExporterServer) -> None:
-        self.exporter = exporter
-        self.server = server
-        self.url = f"{server.scheme}://127.0.0.1:{server.port}"
+    def __init__(self, url: str) -> None:
+        self.url = url
 
-    def get(
-        self, path: str, headers: dict[str, str] | None = None
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        request = urllib.request.Request(self.url + path, headers=headers or {})
+        request = urllib.request.Request(self.url + path, headers=headers or {}, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()
 
+    def get(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self.request("GET", path, headers)
+
+    def post(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self.request("POST", path, headers)
+
     def scrape(self) -> str:
         status, _, body = self.get("/metrics")
         assert status == 200
         return body.decode()
+
+
+class RunningExporter(ExporterClient):
+    """An exporter serving HTTP on 127.0.0.1 in this process."""
+
+    def __init__(self, exporter: Exporter, server: ExporterServer) -> None:
+        super().__init__(f"{server.scheme}://127.0.0.1:{server.port}")
+        self.exporter = exporter
+        self.server = server
+
+
+class RunningLiveExporter(ExporterClient):
+    """An exporter whose configuration file can be reloaded, serving HTTP on 127.0.0.1."""
+
+    def __init__(self, live: LiveExporter, server: ExporterServer) -> None:
+        super().__init__(f"{server.scheme}://127.0.0.1:{server.port}")
+        self.live = live
+        self.server = server
 
 
 @pytest.fixture(scope="session")
@@ -120,3 +148,33 @@ def run_exporter() -> Iterator[Callable[..., RunningExporter]]:
         # Let refreshes still waiting on the server finish before the next test's jobs
         # exist; the TTL keeps this from starting new ones.
         running.exporter.cache.refresh_stale(timeout=30)
+
+
+@pytest.fixture
+def run_live_exporter() -> Iterator[Callable[..., RunningLiveExporter]]:
+    """Start an exporter on 127.0.0.1 that loads, and reloads, the configuration file given."""
+    started: list[RunningLiveExporter] = []
+
+    def start(
+        config_file: Path,
+        *,
+        enable_lifecycle: bool = True,
+        web_config: ReloadingWebConfig | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> RunningLiveExporter:
+        live = LiveExporter(
+            load_config(config_file),
+            lambda: load_config(config_file),
+            str(config_file),
+            monotonic=monotonic,
+        )
+        server = ExporterServer("127.0.0.1:0", create_live_app(live, enable_lifecycle), web_config)
+        server.start()
+        running = RunningLiveExporter(live, server)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.server.stop()
+        running.live.exporter.cache.refresh_stale(timeout=30)

@@ -374,3 +374,17 @@ def test_missing_credentials_mark_every_region_down_instead_of_crashing(
         snapshot.error == "ProfileNotFound: The config profile (no-such-profile) could not be found"
     )
     assert sagemaker.received() == 0
+
+
+def test_an_exporter_built_without_a_config_file_refuses_reload(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    exporter = run_exporter(make_config(regions=("eu-west-1",)))
+
+    post_status, _, post_body = exporter.post("/-/reload")
+    get_status, _, _ = exporter.get("/-/reload")
+
+    assert (post_status, post_body) == (403, b"Lifecycle API is not enabled.")
+    assert get_status == 405
