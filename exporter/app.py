@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry
 
 from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients
-from exporter.collector import ExporterHealthCollector, JobCountCollector, PerJobCollector
+from exporter.collector import (
+    ExporterHealthCollector,
+    JobCountCollector,
+    PerJobCollector,
+    job_families,
+)
 from exporter.config import ExporterConfig
+from exporter.describe import DESCRIBE_OPERATION, JobDescriber, JobDescription
 from exporter.exposition import MetricsPage
 from exporter.jobs import Target, TuningJob
 from exporter.listing import Listing, list_changes, list_full
@@ -50,7 +56,10 @@ class Exporter:
         self.requests = RequestCounter()
         for region in config.regions:
             self.requests.declare(region, LIST_OPERATION)
+            if config.describe.enabled:
+                self.requests.declare(region, DESCRIBE_OPERATION)
         self._clock = clock
+        self._describer = JobDescriber(config.describe, clock)
         self._clients = SageMakerClients(config.aws, self.requests)
         self.cache = SnapshotCache(
             targets_from_config(config),
@@ -59,6 +68,7 @@ class Exporter:
             full_resync_seconds=config.cache.full_resync_seconds,
             max_concurrent_refreshes=config.cache.max_concurrent_refreshes,
             select_published=self._select_published,
+            describe_jobs=self._describe_jobs if config.describe.enabled else None,
             clock=clock,
             monotonic=monotonic,
         )
@@ -66,12 +76,13 @@ class Exporter:
         health = ExporterHealthCollector(self.cache.snapshots, self.requests)
         self.registry = CollectorRegistry()
         summary_registry = CollectorRegistry()
-        for collector in (PerJobCollector(self.cache.snapshots), job_counts, health):
+        families = job_families(config.describe.enabled)
+        for collector in (PerJobCollector(self.cache.snapshots, families), job_counts, health):
             self.registry.register(collector)
         for collector in (job_counts, health):
             summary_registry.register(collector)
         self.metrics_page = MetricsPage(
-            self.cache.snapshots, self.requests, summary_registry, self.registry
+            self.cache.snapshots, self.requests, summary_registry, self.registry, families
         )
 
     def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:
@@ -83,3 +94,19 @@ class Exporter:
     def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
         settings = self.config.per_job_metrics
         return select_published_jobs(jobs, now, settings.retention_seconds, settings.max_jobs)
+
+    def _describe_jobs(
+        self,
+        target: Target,
+        published: Sequence[TuningJob],
+        previous: Mapping[str, JobDescription],
+    ) -> Mapping[str, JobDescription]:
+        client = self._clients.get(target)
+        return self._describer.refresh(
+            published,
+            previous,
+            lambda name: client.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=name
+            ),
+            context=f" (account={target.account_id or 'default'} region={target.region})",
+        )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exporter.describe import JobDescription
 
 # Counter keys in the order the API documents them; the collector publishes them in this order.
 TRAINING_JOB_STATUSES = (
@@ -51,6 +54,10 @@ class Target:
     account_id: str = ""
 
 
+# A snapshot's descriptions before its first describe: one shared, read-only mapping.
+NO_DESCRIPTIONS: Mapping[str, JobDescription] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class RegionSnapshot:
     """What the exporter knows about one target after its latest refresh.
@@ -60,7 +67,9 @@ class RegionSnapshot:
     the target's failed refreshes since start. ``published`` are the jobs that get per-job
     series (see :mod:`exporter.retention`); the ``hidden_by_*`` counts say how many of
     ``jobs`` were left out and why. ``full_listings`` and ``incremental_listings`` count
-    the successful refreshes of each kind since start.
+    the successful refreshes of each kind since start. ``descriptions`` holds what
+    DescribeHyperParameterTuningJob said of published jobs, by job name (see
+    :mod:`exporter.describe`); a job not described yet has none.
     """
 
     target: Target
@@ -76,6 +85,7 @@ class RegionSnapshot:
     hidden_by_limit: int = 0
     full_listings: int = 0
     incremental_listings: int = 0
+    descriptions: Mapping[str, JobDescription] = field(default_factory=lambda: NO_DESCRIPTIONS)
 
 
 def account_from_arn(arn: str) -> str:

@@ -16,10 +16,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-from exporter.jobs import RegionSnapshot, Target, TuningJob
+from exporter.describe import JobDescription
+from exporter.jobs import NO_DESCRIPTIONS, RegionSnapshot, Target, TuningJob
 from exporter.listing import Listing
 from exporter.retention import PublishedJobs
 
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 ListJobs = Callable[[Target, Listing | None], Listing]
 # Choose the jobs that get per-job series from a target's jobs at a wall time.
 SelectPublished = Callable[[Sequence[TuningJob], float], PublishedJobs]
+# The descriptions of a target's published jobs, given the previous ones (see exporter.describe).
+DescribeJobs = Callable[
+    [Target, Sequence[TuningJob], Mapping[str, JobDescription]], Mapping[str, JobDescription]
+]
 
 
 def publish_every_job(jobs: Sequence[TuningJob], _now: float) -> PublishedJobs:
@@ -52,6 +57,7 @@ class SnapshotCache:
         full_resync_seconds: float = 3600.0,
         max_concurrent_refreshes: int = 8,
         select_published: SelectPublished = publish_every_job,
+        describe_jobs: DescribeJobs | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -61,6 +67,7 @@ class SnapshotCache:
         self._full_resync_seconds = full_resync_seconds
         self._max_workers = max(1, max_concurrent_refreshes)
         self._select_published = select_published
+        self._describe_jobs = describe_jobs
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -187,6 +194,8 @@ class SnapshotCache:
                     self._listed_fully_at[target] = started
             self._snapshots[target] = snapshot
             self._refreshed_at[target] = finished
+        if listing is not None and self._describe_jobs is not None:
+            snapshot = self._describe(self._describe_jobs, target, snapshot, started)
         log.debug(
             "refreshed account=%s region=%s up=%s jobs=%d in %.3fs",
             snapshot.account,
@@ -195,6 +204,28 @@ class SnapshotCache:
             len(snapshot.jobs),
             snapshot.refresh_duration_seconds,
         )
+
+    def _describe(
+        self,
+        describe_jobs: DescribeJobs,
+        target: Target,
+        snapshot: RegionSnapshot,
+        started: float,
+    ) -> RegionSnapshot:
+        """The snapshot with its published jobs described; the listing is served meanwhile."""
+        try:
+            descriptions = describe_jobs(target, snapshot.published, snapshot.descriptions)
+        except Exception:  # describing is an extra: it must never fail the listing
+            log.exception("describing jobs failed for region=%s", target.region)
+            return snapshot
+        described = replace(
+            snapshot,
+            descriptions=descriptions,
+            refresh_duration_seconds=self._monotonic() - started,
+        )
+        with self._lock:
+            self._snapshots[target] = described
+        return described
 
     def _successful_snapshot(
         self,
@@ -227,6 +258,7 @@ class SnapshotCache:
             full_listings=(previous.full_listings if previous else 0) + listing.full,
             incremental_listings=(previous.incremental_listings if previous else 0)
             + (not listing.full),
+            descriptions=previous.descriptions if previous else NO_DESCRIPTIONS,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -11,7 +12,12 @@ from prometheus_client import CollectorRegistry, exposition
 
 from exporter import exposition as exporter_exposition
 from exporter.aws import LIST_OPERATION, RequestCounter
-from exporter.collector import ExporterHealthCollector, JobCountCollector, PerJobCollector
+from exporter.collector import (
+    ExporterHealthCollector,
+    JobCountCollector,
+    JobFamily,
+    PerJobCollector,
+)
 from exporter.exposition import MetricsPage
 from exporter.jobs import RegionSnapshot, Target, TuningJob
 from tests.factories import tuning_job
@@ -128,9 +134,11 @@ def test_only_targets_whose_jobs_changed_are_rendered_again(
     rendered: list[str] = []
     render_target = exporter_exposition.render_target
 
-    def counting_render_target(changed: RegionSnapshot) -> tuple[tuple[bytes, ...], ...]:
+    def counting_render_target(
+        changed: RegionSnapshot, families: Sequence[JobFamily]
+    ) -> tuple[tuple[bytes, ...], ...]:
         rendered.append(changed.target.region)
-        return render_target(changed)
+        return render_target(changed, families)
 
     monkeypatch.setattr(exporter_exposition, "render_target", counting_render_target)
     changed = (*eu_jobs[:10], replace(eu_jobs[10], training_job_counts=MappingProxyType({})))
