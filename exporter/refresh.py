@@ -192,10 +192,12 @@ class SnapshotCache:
                 self._listings[target] = replace(listing, jobs=snapshot.jobs)
                 if listing.full:
                     self._listed_fully_at[target] = started
-            self._snapshots[target] = snapshot
+            describe_jobs = self._describe_jobs if listing is not None else None
+            if describe_jobs is None:
+                self._snapshots[target] = snapshot
             self._refreshed_at[target] = finished
-        if listing is not None and self._describe_jobs is not None:
-            snapshot = self._describe(self._describe_jobs, target, snapshot, started)
+        if describe_jobs is not None:
+            snapshot = self._describe(describe_jobs, target, snapshot, started)
         log.debug(
             "refreshed account=%s region=%s up=%s jobs=%d in %.3fs",
             snapshot.account,
@@ -212,12 +214,16 @@ class SnapshotCache:
         snapshot: RegionSnapshot,
         started: float,
     ) -> RegionSnapshot:
-        """The snapshot with its published jobs described; the listing is served meanwhile."""
+        """Describe the snapshot's published jobs, then serve it; until then the previous one is served.
+
+        The snapshot is served once described, so a refresh publishes one snapshot, and a
+        scrape or readiness check that waited for the refresh sees its descriptions.
+        """
         try:
             descriptions = describe_jobs(target, snapshot.published, snapshot.descriptions)
         except Exception:  # describing is an extra: it must never fail the listing
             log.exception("describing jobs failed for region=%s", target.region)
-            return snapshot
+            descriptions = snapshot.descriptions
         described = replace(
             snapshot,
             descriptions=descriptions,

@@ -26,6 +26,12 @@ from werkzeug.serving import make_server
 from exporter.demo import create_moto_tuning_job
 
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for keys it did not issue
+# DescribeHyperParameterTuningJob fields -> the attribute moto's job answers them from.
+DESCRIBED_ATTRIBUTES = {
+    "BestTrainingJob": "best_training_job",
+    "ConsumedResources": "consumed_resources",
+    "TuningJobCompletionDetails": "tuning_job_completion_details",
+}
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 
 # Error bodies in the awsJson1_1 shape that botocore parses into ClientError codes.
@@ -240,8 +246,14 @@ class SageMakerTestServer:
         created: datetime | None = None,
         modified: datetime | None = None,
         ended: datetime | None = None,
+        described: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Create a tuning job in moto's backend and set its state; returns moto's job object."""
+        """Create a tuning job in moto's backend and set its state; returns moto's job object.
+
+        ``described`` sets what DescribeHyperParameterTuningJob answers beyond the listing:
+        its ``BestTrainingJob``, ``ConsumedResources`` and ``TuningJobCompletionDetails``
+        (see :meth:`describe_as`).
+        """
         backend = sagemaker_backends[account][region]
         self._touched.add((account, region))
         job: Any = create_moto_tuning_job(
@@ -263,7 +275,25 @@ class SageMakerTestServer:
             job.creation_time = created
         job.last_modified_time = modified or job.creation_time
         job.hyper_parameter_tuning_end_time = ended
+        if described is not None:
+            self.describe_as(region, name, described, account=account)
         return job
+
+    def describe_as(
+        self,
+        region: str,
+        name: str,
+        described: Mapping[str, Any],
+        account: str = DEFAULT_ACCOUNT,
+    ) -> None:
+        """Set the ``BestTrainingJob``, ``ConsumedResources`` or ``TuningJobCompletionDetails``
+        DescribeHyperParameterTuningJob answers for a job; a key set to None leaves the field out.
+
+        moto answers these fields with fixed placeholders; its job keeps them as attributes.
+        """
+        job = sagemaker_backends[account][region].hyper_parameter_tuning_jobs[name]
+        for key, value in described.items():
+            setattr(job, DESCRIBED_ATTRIBUTES[key], None if value is None else dict(value))
 
     def delete_job(self, region: str, name: str, account: str = DEFAULT_ACCOUNT) -> None:
         """Remove a tuning job from moto's backend, as a finished deletion does."""
