@@ -108,5 +108,5 @@ class Exporter:
             lambda name: client.describe_hyper_parameter_tuning_job(
                 HyperParameterTuningJobName=name
             ),
-            context=f" (account={target.account_id or 'default'} region={target.region})",
+            context=f" (account={target.account_id or '(default credentials)'} region={target.region})",
         )
