@@ -46,7 +46,7 @@ _OBJECTIVES = {
     "prophet-demand": ("validation:rmse", "Minimize", 120.0),
 }
 # Training jobs in a row that did not improve the objective before "convergence" is reported.
-_CONVERGENCE_AFTER = 8
+_CONVERGENCE_AFTER = 5
 
 
 class DemoUnavailableError(Exception):

@@ -7,10 +7,13 @@ stands in for the wall time, so the describe TTL is tested without sleeping.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,6 +21,7 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.config import DescribeSettings, ExporterConfig, PerJobMetricsSettings
+from exporter.demo import DemoSageMaker
 from exporter.describe import (
     DESCRIBE_OPERATION,
     JobDescriber,
@@ -26,7 +30,7 @@ from exporter.describe import (
     parse_description,
 )
 from exporter.http import ExporterServer, create_app
-from tests.conftest import RunningExporter
+from tests.conftest import ROOT, RunningExporter
 from tests.expected import Samples, described_samples, samples, value
 from tests.factories import tuning_job
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
@@ -469,3 +473,65 @@ def test_describe_requests_and_their_errors_start_at_zero(
         assert errors == 0
     for family in DESCRIBE_FAMILIES:
         assert f"# TYPE {family} gauge" in text
+
+
+def test_the_demo_publishes_every_description_family(
+    start_exporter: StartExporter,
+) -> None:
+    demo = DemoSageMaker()
+    demo.start()
+    try:
+        for _ in range(3):
+            demo.advance()
+        running = start_exporter(demo.config(), FakeClock())
+        text = running.scrape()
+    finally:
+        demo.stop()
+
+    published = {name for name, _ in describe_samples_of(text)}
+    assert published == set(DESCRIBE_FAMILIES)
+    assert value(text, "sagemaker_tuning_exporter_up", region="us-east-1") == 1
+
+
+def test_the_describe_benchmark_runs_small_and_reports_first_start_and_steady_state(
+    tmp_path: Path,
+) -> None:
+    result_path = tmp_path / "result.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "bench/describe.py",
+            "--jobs",
+            "130",
+            "--running",
+            "5",
+            "--budget",
+            "40",
+            "--ttl",
+            "1",
+            "--describe-ttl",
+            "3",
+            "--steady-refreshes",
+            "4",
+            "--json",
+            str(result_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(result_path.read_text())
+    per_refresh = [refresh["describes"] for refresh in report["refreshes"]]
+    # 125 ended jobs at 40 a refresh, the 5 running ones first: four refreshes.
+    assert per_refresh[:3] == [40, 40, 40]
+    assert report["first_start_refreshes"] == 4
+    assert all(count <= 40 for count in per_refresh)
+    # Later refreshes describe only the running jobs, when their describe TTL has passed.
+    assert set(per_refresh[4:]) <= {0, 5}
+    assert report["steady_refreshes"] == 4
+    assert report["steady_listing_requests_per_refresh"] == 4
+    assert "| describe requests per steady-state refresh |" in completed.stdout
