@@ -224,13 +224,14 @@ class SnapshotCache:
         except Exception:  # describing is an extra: it must never fail the listing
             log.exception("describing jobs failed for region=%s", target.region)
             descriptions = snapshot.descriptions
+        finished = self._monotonic()
         described = replace(
-            snapshot,
-            descriptions=descriptions,
-            refresh_duration_seconds=self._monotonic() - started,
+            snapshot, descriptions=descriptions, refresh_duration_seconds=finished - started
         )
         with self._lock:
             self._snapshots[target] = described
+            # The TTL runs from when the snapshot is served, not from the end of its listing.
+            self._refreshed_at[target] = finished
         return described
 
     def _successful_snapshot(
