@@ -184,6 +184,10 @@ class PerJobCollector(Collector):
         # HELP sagemaker_tuning_job_training_jobs Training jobs of a tuning job by training job status ...
         # TYPE sagemaker_tuning_job_training_jobs gauge
         sagemaker_tuning_job_training_jobs{account="111111111111",job_name="xgb-churn-1",region="eu-west-1",status="InProgress",strategy="Bayesian",training_job_status="Completed"} 12.0
+
+    With the description families (:func:`job_families`), also::
+
+        sagemaker_tuning_job_best_objective_value{account="111111111111",job_name="xgb-churn-1",objective_metric="validation:auc",objective_type="Maximize",region="eu-west-1",status="InProgress",strategy="Bayesian"} 0.93
     """
 
     def __init__(
