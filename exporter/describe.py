@@ -165,7 +165,9 @@ class JobDescriber:
         fresh: dict[str, JobDescription] = {}
         for job in due:
             try:
-                fresh[job.name] = parse_description(describe(job.name), self._clock())
+                # Stamped with the refresh's time, not the answer's, so the running jobs of
+                # one refresh stay due together rather than splitting over two refreshes.
+                fresh[job.name] = parse_description(describe(job.name), now)
             except ClientError as error:
                 code = str(error.response.get("Error", {}).get("Code", ""))
                 log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
