@@ -149,7 +149,7 @@ def measure_refreshes(url: str, args: argparse.Namespace) -> list[dict[str, Any]
     started = time.monotonic()
     before = counts(fetch(url, gzip_encoded=False).decode())
     # The start-up refresh happened before the first scrape; its requests are the first counts.
-    entries = [refresh_entry(before, {"listings": 0.0, LIST_OPERATION: 0.0}, started)]
+    entries = [refresh_entry(before, {"listings": 0.0, LIST_OPERATION: 0.0}, 0.0)]
     steady_left = args.steady_refreshes
     in_first_start = entries[0]["describes"] >= args.budget * entries[0]["refreshes"]
     last_refresh = time.monotonic()
