@@ -108,7 +108,7 @@ def _described(
         values = labels(description)
         if value is None or any(label is None for label in values):
             return []
-        return [(tuple(label or "" for label in values), value)]
+        return [(tuple(str(label) for label in values), value)]
 
     return samples
 
@@ -139,7 +139,7 @@ DESCRIBE_FAMILIES = (
     ),
     JobFamily(
         "sagemaker_tuning_job_convergence_detected_timestamp_seconds",
-        "Time the tuning job's automatic early stopping detected convergence, in seconds since "
+        "Time SageMaker detected that the tuning job's objective converged, in seconds since "
         "the epoch (TuningJobCompletionDetails.ConvergenceDetectedTime).",
         _described(lambda description: description.convergence_detected_time),
     ),

@@ -18,10 +18,11 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.sagemaker.models import sagemaker_backends
 
 from exporter.app import Exporter
 from exporter.config import DescribeSettings, ExporterConfig, PerJobMetricsSettings
-from exporter.demo import DemoSageMaker
+from exporter.demo import DEMO_ACCOUNT, DEMO_REGIONS, DemoSageMaker
 from exporter.describe import (
     DESCRIBE_OPERATION,
     JobDescriber,
@@ -487,6 +488,9 @@ def test_the_demo_publishes_every_description_family(
         text = running.scrape()
     finally:
         demo.stop()
+        # The demo shares moto's in-process backends with the test server: empty them.
+        for region in DEMO_REGIONS:
+            sagemaker_backends[DEMO_ACCOUNT][region].hyper_parameter_tuning_jobs.clear()
 
     published = {name for name, _ in describe_samples_of(text)}
     assert published == set(DESCRIBE_FAMILIES)

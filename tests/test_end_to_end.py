@@ -146,7 +146,7 @@ def test_readme_queries_are_valid_and_the_failure_alert_fires_for_failing_jobs(
 
     results = [query(prometheus_url, promql) for promql in queries]
 
-    assert len(queries) == 5
+    assert len(queries) == 8
     alert = results[0]
     assert failing
     assert {series["metric"]["job_name"] for series in alert} == failing  # type: ignore[index]
