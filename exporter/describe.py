@@ -13,6 +13,8 @@ job is costly at thousands of jobs, so:
 
 A failed describe never fails the refresh: the job keeps its last description and the
 failure is counted by the request counter (``sagemaker_tuning_exporter_api_errors_total``).
+Throttling, server errors, expired credentials and requests without an answer end the
+refresh's describing; the jobs left are described on the next refresh.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from exporter.aws import THROTTLING_ERROR_CODES
+from exporter.aws import classify_error
 from exporter.config import DescribeSettings
 from exporter.jobs import TuningJob
 from exporter.retention import RUNNING_STATUSES, ended_at
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
 # A job being deleted is going away; describing it would only spend budget on a failure.
 UNDESCRIBED_STATUSES = frozenset({"Deleting"})
+
+# Failures that concern the endpoint or the credentials rather than one job: after one of
+# them, the refresh describes no more jobs. Others (access denied to a job, a job deleted
+# meanwhile) fail only their job.
+_STOP_DESCRIBING_ERRORS = frozenset({"throttled", "server_error", "expired_credentials"})
 
 # Describe one job of the target by name; returns the API's response as boto3 parses it.
 DescribeJob = Callable[[str], Mapping[str, Any]]
@@ -169,12 +176,14 @@ class JobDescriber:
                 # one refresh stay due together rather than splitting over two refreshes.
                 fresh[job.name] = parse_description(describe(job.name), now)
             except ClientError as error:
+                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 code = str(error.response.get("Error", {}).get("Code", ""))
+                if classify_error(status, code, None) in _STOP_DESCRIBING_ERRORS:
+                    break  # the next requests would fail the same way; try next refresh
+            except Exception as error:  # no answer (timeout, connection): the endpoint is unwell
                 log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
-                if code in THROTTLING_ERROR_CODES:
-                    break  # more requests now would only be throttled too
-            except Exception as error:  # one job's describe must never fail the refresh
-                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
+                break
         names = {job.name for job in published}
         if not fresh and names.issuperset(previous):
             return previous

@@ -317,7 +317,12 @@ def test_a_job_described_while_running_is_described_once_more_after_it_ends(
     )
 
 
-def test_a_throttled_describe_keeps_the_listing_up_and_the_last_description_and_is_counted(
+@pytest.mark.parametrize(
+    ("fault", "error_kind"), [("throttle", "throttled"), ("server_error", "server_error")]
+)
+def test_a_throttled_or_failing_describe_keeps_the_listing_up_and_the_last_description(
+    fault: str,
+    error_kind: str,
     sagemaker: SageMakerTestServer,
     make_config: Callable[..., ExporterConfig],
     start_exporter: StartExporter,
@@ -331,7 +336,7 @@ def test_a_throttled_describe_keeps_the_listing_up_and_the_last_description_and_
     running.exporter.cache.refresh_all(timeout=60)
     for index in range(3):
         sagemaker.describe_as(REGION, f"running-{index}", description(0.2))
-    sagemaker.add_fault(FaultRule(region=REGION, kind="throttle", operation=DESCRIBE_OPERATION))
+    sagemaker.add_fault(FaultRule(region=REGION, kind=fault, operation=DESCRIBE_OPERATION))
     before = sagemaker.received(REGION, DESCRIBE_OPERATION)
     clock.advance(60)
 
@@ -339,21 +344,22 @@ def test_a_throttled_describe_keeps_the_listing_up_and_the_last_description_and_
     text = running.scrape()
 
     assert value(text, "sagemaker_tuning_exporter_up", region=REGION) == 1
-    # The first job's attempts (aws.max_attempts is 3) are throttled; the others wait.
+    # The first job's attempts (aws.max_attempts is 3) fail; the others wait for the next
+    # refresh rather than fail the same way.
     assert sagemaker.received(REGION, DESCRIBE_OPERATION) - before == 3
     for index in range(3):
         assert (
             value(text, "sagemaker_tuning_job_best_objective_value", job_name=f"running-{index}")
             == 0.1
         )
-    throttled = value(
+    failed = value(
         text,
         "sagemaker_tuning_exporter_api_errors_total",
         region=REGION,
         operation=DESCRIBE_OPERATION,
-        error="throttled",
+        error=error_kind,
     )
-    assert throttled == 3
+    assert failed == 3
 
 
 def test_a_describe_denied_for_one_job_leaves_the_others_described(
