@@ -172,18 +172,25 @@ class JobDescriber:
         fresh: dict[str, JobDescription] = {}
         for job in due:
             try:
-                # Stamped with the refresh's time, not the answer's, so the running jobs of
-                # one refresh stay due together rather than splitting over two refreshes.
-                fresh[job.name] = parse_description(describe(job.name), now)
+                answer = describe(job.name)
             except ClientError as error:
                 log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 code = str(error.response.get("Error", {}).get("Code", ""))
                 if classify_error(status, code, None) in _STOP_DESCRIBING_ERRORS:
                     break  # the next requests would fail the same way; try next refresh
+                continue
             except Exception as error:  # no answer (timeout, connection): the endpoint is unwell
                 log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
                 break
+            try:
+                # Stamped with the refresh's time, not the answer's, so the running jobs of
+                # one refresh stay due together rather than splitting over two refreshes.
+                fresh[job.name] = parse_description(answer, now)
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                log.warning(
+                    "cannot read the description of tuning job %s%s: %r", job.name, context, error
+                )
         names = {job.name for job in published}
         if not fresh and names.issuperset(previous):
             return previous
