@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
@@ -23,8 +23,10 @@ from exporter.collector import (
     JobTagsCollector,
     PerJobCollector,
     TagReadCollector,
+    job_families,
 )
 from exporter.config import ConfigError, ExporterConfig
+from exporter.describe import DESCRIBE_OPERATION, JobDescriber, JobDescription
 from exporter.exposition import MetricsPage, Versioned
 from exporter.jobs import Target, TuningJob
 from exporter.listing import Listing, list_changes, list_full
@@ -102,6 +104,8 @@ class Exporter:
         )
         for region in config.regions:
             self.requests.declare(region, LIST_OPERATION)
+            if config.describe.enabled:
+                self.requests.declare(region, DESCRIBE_OPERATION)
         self._clock = clock
         self._clients: SageMakerClients
         if previous is not None and previous.config.aws == config.aws:
@@ -125,6 +129,7 @@ class Exporter:
                     clock=clock,
                     monotonic=monotonic,
                 )
+        self._describer = JobDescriber(config.describe, clock)
         self.cache = SnapshotCache(
             targets_from_config(config),
             self._list_jobs,
@@ -134,6 +139,7 @@ class Exporter:
             refresh_timeout_seconds=config.cache.refresh_timeout_seconds,
             select_published=self._select_published,
             read_tags=self._tag_cache.tags_of if self._tag_cache is not None else None,
+            describe_jobs=self._describe_jobs if config.describe.enabled else None,
             clock=clock,
             monotonic=monotonic,
         )
@@ -156,8 +162,9 @@ class Exporter:
         summary_collectors: list[Collector] = [job_counts, health, *tag_health]
         if reload_status is not None:
             summary_collectors.append(ConfigReloadCollector(reload_status))
+        families = job_families(config.describe.enabled)
         for collector in (
-            PerJobCollector(self.cache.snapshots),
+            PerJobCollector(self.cache.snapshots, families),
             *tag_families,
             *summary_collectors,
         ):
@@ -168,7 +175,12 @@ class Exporter:
         if reload_status is not None:
             changes = _Changes(self.requests, reload_status)
         self.metrics_page = MetricsPage(
-            self.cache.snapshots, changes, summary_registry, self.registry, config.tags
+            self.cache.snapshots,
+            changes,
+            summary_registry,
+            self.registry,
+            families=families,
+            tag_keys=config.tags,
         )
 
     def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:
@@ -182,6 +194,25 @@ class Exporter:
     def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
         settings = self.config.per_job_metrics
         return select_published_jobs(jobs, now, settings.retention_seconds, settings.max_jobs)
+
+    def _describe_jobs(
+        self,
+        target: Target,
+        published: Sequence[TuningJob],
+        previous: Mapping[str, JobDescription],
+    ) -> Mapping[str, JobDescription]:
+        # Retries, pacing and a deadline as for the listing; a call that still fails
+        # leaves the job's last description (see JobDescriber.refresh).
+        guard = self._clients.guard(target, self.config.cache.refresh_timeout_seconds)
+        client = self._clients.get(target)
+        return self._describer.refresh(
+            published,
+            previous,
+            lambda name: guard.call(
+                client.describe_hyper_parameter_tuning_job, HyperParameterTuningJobName=name
+            ),
+            context=f" (account={target.account_id or '(default credentials)'} region={target.region})",
+        )
 
 
 class _RegionRequestCounts:

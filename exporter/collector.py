@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.config import TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES, tag_label_name
+from exporter.describe import JobDescription
 from exporter.jobs import (
     INVALID_FIELDS,
     OBJECTIVE_STATUSES,
@@ -26,28 +27,29 @@ JOB_LABELS = ("account", "region", "job_name", "status", "strategy")
 TARGET_LABELS = ["account", "region"]
 _STALENESS_NOTE = "Values may be up to cache.ttl old."
 
-# The samples of one job in one family: (value of the family's extra label or None, value).
-JobSamples = Callable[[TuningJob], Iterable[tuple[str | None, float]]]
+# The samples of one job in one family: (values of the family's extra labels, value). The
+# snapshot is passed too, for families drawn from what it holds beside the job (descriptions).
+JobSamples = Callable[[RegionSnapshot, TuningJob], Iterable[tuple[tuple[str, ...], float]]]
 
 
 @dataclass(frozen=True)
 class JobFamily:
-    """A per-job gauge family: its name, help text, optional extra label, and samples per job."""
+    """A per-job gauge family: its name, help text, samples per job, and extra labels in order."""
 
     name: str
     documentation: str
     samples: JobSamples
-    extra_label: str | None = None
+    extra_labels: tuple[str, ...] = ()
 
 
 def _counts_of(field: Callable[[TuningJob], Mapping[str, int]], keys: Sequence[str]) -> JobSamples:
-    return lambda job: [(key, field(job)[key]) for key in keys if key in field(job)]
+    return lambda _, job: [((key,), field(job)[key]) for key in keys if key in field(job)]
 
 
 def _value_of(field: Callable[[TuningJob], float | None]) -> JobSamples:
-    def samples(job: TuningJob) -> list[tuple[str | None, float]]:
+    def samples(_: RegionSnapshot, job: TuningJob) -> list[tuple[tuple[str, ...], float]]:
         value = field(job)
-        return [] if value is None else [(None, value)]
+        return [] if value is None else [((), value)]
 
     return samples
 
@@ -57,14 +59,14 @@ JOB_FAMILIES = (
         "sagemaker_tuning_job_training_jobs",
         "Training jobs of a tuning job by training job status (TrainingJobStatusCounters).",
         _counts_of(lambda job: job.training_job_counts, TRAINING_JOB_STATUSES),
-        "training_job_status",
+        ("training_job_status",),
     ),
     JobFamily(
         "sagemaker_tuning_job_objective_evaluations",
         "Objective metric evaluations of a tuning job's training jobs by objective status "
         "(ObjectiveStatusCounters).",
         _counts_of(lambda job: job.objective_counts, OBJECTIVE_STATUSES),
-        "objective_status",
+        ("objective_status",),
     ),
     JobFamily(
         "sagemaker_tuning_job_max_training_jobs",
@@ -99,6 +101,72 @@ JOB_FAMILIES = (
 )
 
 
+def _described(
+    field: Callable[[JobDescription], float | None],
+    labels: Callable[[JobDescription], tuple[str | None, ...]] = lambda _: (),
+) -> JobSamples:
+    """Samples from a job's description: none without a description, the value or a label."""
+
+    def samples(snapshot: RegionSnapshot, job: TuningJob) -> list[tuple[tuple[str, ...], float]]:
+        description = snapshot.descriptions.get(job.name)
+        if description is None:
+            return []
+        value = field(description)
+        values = labels(description)
+        if value is None or any(label is None for label in values):
+            return []
+        return [(tuple(str(label) for label in values), value)]
+
+    return samples
+
+
+# Families from DescribeHyperParameterTuningJob; published only when describe.enabled.
+DESCRIBE_FAMILIES = (
+    JobFamily(
+        "sagemaker_tuning_job_best_objective_value",
+        "Objective metric value of the tuning job's best training job so far "
+        "(BestTrainingJob.FinalHyperParameterTuningJobObjectiveMetric); objective_type is "
+        "Maximize or Minimize.",
+        _described(
+            lambda description: description.best_objective_value,
+            lambda description: (description.objective_metric, description.objective_type),
+        ),
+        ("objective_metric", "objective_type"),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_consumed_runtime_seconds",
+        "Runtime the tuning job has consumed, in seconds (ConsumedResources.RuntimeInSeconds).",
+        _described(lambda description: description.consumed_runtime_seconds),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_training_jobs_objective_not_improving",
+        "Training jobs whose objective did not improve on the best so far "
+        "(TuningJobCompletionDetails.NumberOfTrainingJobsObjectiveNotImproving).",
+        _described(lambda description: description.training_jobs_objective_not_improving),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_convergence_detected_timestamp_seconds",
+        "Time SageMaker detected that the tuning job's objective converged, in seconds since "
+        "the epoch (TuningJobCompletionDetails.ConvergenceDetectedTime).",
+        _described(lambda description: description.convergence_detected_time),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_best_training_job_info",
+        "The tuning job's best training job so far (BestTrainingJob.TrainingJobName); always 1.",
+        _described(
+            lambda description: 1.0 if description.best_training_job_name else None,
+            lambda description: (description.best_training_job_name,),
+        ),
+        ("best_training_job",),
+    ),
+)
+
+
+def job_families(describe_enabled: bool) -> tuple[JobFamily, ...]:
+    """The per-job families to publish: the listing's, and the description's when enabled."""
+    return (*JOB_FAMILIES, *DESCRIBE_FAMILIES) if describe_enabled else JOB_FAMILIES
+
+
 def job_family_help(family: JobFamily) -> str:
     """The HELP text of a per-job family."""
     return f"{family.documentation} {_STALENESS_NOTE}"
@@ -123,23 +191,30 @@ class PerJobCollector(Collector):
         # HELP sagemaker_tuning_job_training_jobs Training jobs of a tuning job by training job status ...
         # TYPE sagemaker_tuning_job_training_jobs gauge
         sagemaker_tuning_job_training_jobs{account="111111111111",job_name="xgb-churn-1",region="eu-west-1",status="InProgress",strategy="Bayesian",training_job_status="Completed"} 12.0
+
+    With the description families (:func:`job_families`), also::
+
+        sagemaker_tuning_job_best_objective_value{account="111111111111",job_name="xgb-churn-1",objective_metric="validation:auc",objective_type="Maximize",region="eu-west-1",status="InProgress",strategy="Bayesian"} 0.93
     """
 
-    def __init__(self, snapshots: Callable[[], Sequence[RegionSnapshot]]) -> None:
+    def __init__(
+        self,
+        snapshots: Callable[[], Sequence[RegionSnapshot]],
+        families: Sequence[JobFamily] = JOB_FAMILIES,
+    ) -> None:
         self._snapshots = snapshots
+        self._families = tuple(families)
 
     def collect(self) -> Iterator[Metric]:
         snapshots = self._snapshots()
-        for family in JOB_FAMILIES:
-            extra = [family.extra_label] if family.extra_label else []
+        for family in self._families:
             gauge = GaugeMetricFamily(
-                family.name, job_family_help(family), labels=[*JOB_LABELS, *extra]
+                family.name, job_family_help(family), labels=[*JOB_LABELS, *family.extra_labels]
             )
             for snapshot in snapshots:
                 for job in snapshot.published:
                     labels = job_label_values(snapshot, job)
-                    for extra_value, value in family.samples(job):
-                        extra_values = [] if extra_value is None else [extra_value]
+                    for extra_values, value in family.samples(snapshot, job):
                         gauge.add_metric([*labels, *extra_values], value)
             yield gauge
 

@@ -50,6 +50,7 @@ _MAX_PER_JOB_SERIES_JOBS = 10_000_000
 # What AWS allows in a tag key: 1-128 Unicode letters, digits, spaces and _ . : / = + - @.
 _TAG_KEY_PATTERN = re.compile(r"[\w .:/=+\-@]{1,128}")
 _TAG_KEY_HINT = "1 to 128 letters, digits, spaces or _ . : / = + - @ characters (an AWS tag key)"
+_MAX_DESCRIBE_REQUESTS_PER_REFRESH = 100_000
 
 
 class ConfigError(Exception):
@@ -114,6 +115,21 @@ class PerJobMetricsSettings:
 
 
 @dataclass(frozen=True)
+class DescribeSettings:
+    """Whether and how often the published jobs are described (DescribeHyperParameterTuningJob).
+
+    A job described after it ended is never described again; a running job is described
+    again once its description is ``ttl_seconds`` old. ``max_requests_per_refresh`` caps the
+    describes of one refresh of one account and region, so a first start over thousands of
+    jobs spreads them over several refreshes.
+    """
+
+    enabled: bool = True
+    ttl_seconds: float = 300.0
+    max_requests_per_refresh: int = 100
+
+
+@dataclass(frozen=True)
 class CreatedAfter:
     """Either a fixed instant or a window reaching back from the time of each refresh."""
 
@@ -147,6 +163,7 @@ class ExporterConfig:
     filters: JobFilters = field(default_factory=JobFilters)
     per_job_metrics: PerJobMetricsSettings = field(default_factory=PerJobMetricsSettings)
     tags: tuple[str, ...] = ()
+    describe: DescribeSettings = field(default_factory=DescribeSettings)
 
 
 def tag_label_name(key: str) -> str:
@@ -357,7 +374,16 @@ class _Validator(KeyPathValidator):
         top = self.mapping(
             data,
             "",
-            ("regions", "aws", "accounts", "cache", "filters", "per_job_metrics", "tags"),
+            (
+                "regions",
+                "aws",
+                "accounts",
+                "cache",
+                "filters",
+                "per_job_metrics",
+                "tags",
+                "describe",
+            ),
         )
         if "regions" not in top:
             raise self.fail("", "missing required key 'regions' (a list of AWS regions)")
@@ -369,6 +395,7 @@ class _Validator(KeyPathValidator):
             filters=self.filters(_or_default(top.get("filters"), {})),
             per_job_metrics=self.per_job_metrics(_or_default(top.get("per_job_metrics"), {})),
             tags=self.tags(_or_default(top.get("tags"), [])),
+            describe=self.describe(_or_default(top.get("describe"), {})),
         )
 
     def regions(self, value: object) -> tuple[str, ...]:
@@ -532,6 +559,27 @@ class _Validator(KeyPathValidator):
                 defaults.max_jobs,
                 minimum=0,
                 maximum=_MAX_PER_JOB_SERIES_JOBS,
+            ),
+        )
+
+    def describe(self, value: object) -> DescribeSettings:
+        settings = self.mapping(value, "describe", ("enabled", "ttl", "max_requests_per_refresh"))
+        defaults = DescribeSettings()
+        enabled = settings.get("enabled", defaults.enabled)
+        if not isinstance(enabled, bool):
+            raise self.fail(
+                "describe.enabled", f"expected true or false, got {describe_value(enabled)}"
+            )
+        return DescribeSettings(
+            enabled=enabled,
+            ttl_seconds=self.duration(settings, "ttl", "describe", defaults.ttl_seconds),
+            max_requests_per_refresh=self.whole_number(
+                settings,
+                "max_requests_per_refresh",
+                "describe",
+                defaults.max_requests_per_refresh,
+                minimum=1,
+                maximum=_MAX_DESCRIBE_REQUESTS_PER_REFRESH,
             ),
         )
 

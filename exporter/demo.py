@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter.config import AwsSettings, CacheSettings, ExporterConfig
+from exporter.config import AwsSettings, CacheSettings, DescribeSettings, ExporterConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,16 @@ _TEAMS = {
 }
 # Every this many jobs one has a team but no project, so empty tag labels show too.
 _UNTAGGED_PROJECT_EVERY = 4
+# The objective each model tunes: (metric name, Maximize or Minimize, a typical first value).
+_OBJECTIVES = {
+    "xgboost-churn": ("validation:auc", "Maximize", 0.70),
+    "resnet-cifar": ("validation:accuracy", "Maximize", 0.60),
+    "bert-intent": ("validation:f1", "Maximize", 0.75),
+    "lightgbm-fraud": ("validation:binary_logloss", "Minimize", 0.45),
+    "prophet-demand": ("validation:rmse", "Minimize", 120.0),
+}
+# Training jobs in a row that did not improve the objective before "convergence" is reported.
+_CONVERGENCE_AFTER = 5
 
 
 class DemoUnavailableError(Exception):
@@ -56,10 +66,19 @@ class DemoUnavailableError(Exception):
 
 @dataclass
 class _JobPlan:
-    """How a running demo job evolves: how many training jobs it runs and how often they fail."""
+    """How a running demo job evolves: how many training jobs it runs and how often they fail.
+
+    The rest is what DescribeHyperParameterTuningJob reports of it: the objective, the best
+    training job so far and its value, and the training jobs since the last improvement.
+    """
 
     max_training_jobs: int
     failure_rate: float
+    model: str = _MODELS[0]
+    best_value: float | None = None
+    best_training_job: int = 0
+    not_improving: int = 0
+    converged_at: datetime | None = None
 
 
 class DemoSageMaker:
@@ -112,6 +131,8 @@ class DemoSageMaker:
             aws=AwsSettings(endpoint_url=self.endpoint_url, max_attempts=2),
             cache=CacheSettings(ttl_seconds=DEMO_TTL_SECONDS, tags_ttl_seconds=DEMO_TTL_SECONDS),
             tags=DEMO_TAG_KEYS,
+            # Described as often as listed, so the best objective moves as the jobs do.
+            describe=DescribeSettings(ttl_seconds=DEMO_TTL_SECONDS),
         )
 
     def job_count(self) -> int:
@@ -163,6 +184,7 @@ class DemoSageMaker:
             else:
                 training["Completed"] += 1
                 objective["Succeeded"] += 1
+                self._evaluate_objective(plan, sum(training.values()), now)
         started = sum(training.values())
         parallel = job.hyper_parameter_tuning_job_config["ResourceLimits"][
             "MaxParallelTrainingJobs"
@@ -175,6 +197,7 @@ class DemoSageMaker:
         job.training_job_status_counters = training
         job.objective_status_counters = objective
         job.last_modified_time = now
+        _set_description(job, plan, now)
         if training["InProgress"] == 0 and started >= plan.max_training_jobs:
             failed = training["NonRetryableError"] > plan.max_training_jobs // 2
             _set_status(job, "Failed" if failed else "Completed", now)
@@ -198,7 +221,9 @@ class DemoSageMaker:
         job = create_moto_tuning_job(_backend(region), name, strategy, limits, tags=tags)
         now = self._clock()
         job.creation_time = now - timedelta(minutes=self._random.randint(0, 600))
-        self._plans[(region, name)] = _JobPlan(max_jobs, self._random.choice((0.05, 0.1, 0.3)))
+        plan = self._plans[(region, name)] = _JobPlan(
+            max_jobs, self._random.choice((0.05, 0.1, 0.3)), model
+        )
         if status == "InProgress":
             job.training_job_status_counters = {
                 "Completed": 0,
@@ -223,7 +248,67 @@ class DemoSageMaker:
             "Stopped": stopped,
         }
         job.objective_status_counters = {"Succeeded": done - failed, "Pending": 0, "Failed": failed}
+        for number in range(1, done - failed + 1):
+            self._evaluate_objective(plan, number, now)
+        _set_description(job, plan, now)
         _set_status(job, status, now)
+
+    def _evaluate_objective(self, plan: _JobPlan, training_job: int, now: datetime) -> None:
+        """A training job completed: it improves the best objective, or it does not."""
+        _, objective_type, first_value = _OBJECTIVES[plan.model]
+        if plan.best_value is not None and self._random.random() < 0.6:
+            plan.not_improving += 1
+            if plan.not_improving >= _CONVERGENCE_AFTER and plan.converged_at is None:
+                plan.converged_at = now
+            return
+        step = self._random.uniform(0.01, 0.05)
+        if plan.best_value is None:
+            plan.best_value = first_value
+        elif objective_type == "Maximize":
+            plan.best_value += (1 - plan.best_value) * step * 3
+        else:
+            plan.best_value *= 1 - step
+        plan.best_training_job = training_job
+        plan.not_improving = 0
+
+
+def _set_description(job: Any, plan: _JobPlan, now: datetime) -> None:
+    """Make moto's DescribeHyperParameterTuningJob answer the plan's objective and runtime.
+
+    moto answers BestTrainingJob, ConsumedResources and TuningJobCompletionDetails with fixed
+    placeholders kept as attributes of its job; the demo replaces them. A job with no
+    completed training job has no best one yet, as in SageMaker.
+    """
+    name = job.hyper_parameter_tuning_job_name
+    metric, objective_type, _ = _OBJECTIVES[plan.model]
+    end = job.hyper_parameter_tuning_end_time or now
+    job.consumed_resources = {
+        "RuntimeInSeconds": max(0, int((end - job.creation_time).total_seconds()))
+    }
+    completion: dict[str, Any] = {"NumberOfTrainingJobsObjectiveNotImproving": plan.not_improving}
+    if plan.converged_at is not None:
+        completion["ConvergenceDetectedTime"] = plan.converged_at
+    job.tuning_job_completion_details = completion
+    if plan.best_value is None:
+        job.best_training_job = None
+        return
+    training_job_name = f"{name}-{plan.best_training_job:03d}"
+    job.best_training_job = {
+        "TrainingJobName": training_job_name,
+        "TrainingJobArn": job.arn.replace(
+            f"hyper-parameter-tuning-job/{name}", f"training-job/{training_job_name}"
+        ),
+        "TuningJobName": name,
+        "CreationTime": job.creation_time,
+        "TrainingJobStatus": "Completed",
+        "TunedHyperParameters": {"eta": "0.1", "max_depth": "6"},
+        "FinalHyperParameterTuningJobObjectiveMetric": {
+            "Type": objective_type,
+            "MetricName": metric,
+            "Value": round(plan.best_value, 6),
+        },
+        "ObjectiveStatus": "Succeeded",
+    }
 
 
 def _set_status(job: Any, status: str, now: datetime) -> None:

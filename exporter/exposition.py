@@ -5,7 +5,7 @@ At 10,000 jobs the per-job families are about 140,000 samples, and prometheus_cl
 refresh to the next: finished jobs never change. So:
 
 * :class:`PerJobRenderer` keeps each account and region's rendered lines and renders them
-  again only when that target's published jobs changed;
+  again only when that target's published jobs or their descriptions changed;
 * :class:`MetricsPage` keeps the whole response, and its gzip encoding, per content type, and
   serves it again until a refresh replaces a snapshot or an AWS request is counted.
 
@@ -17,10 +17,9 @@ what prometheus_client renders from the same collectors.
 
 from __future__ import annotations
 
-import bisect
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +37,7 @@ from exporter.collector import (
     tag_label_values,
 )
 from exporter.config import tag_label_name
+from exporter.describe import JobDescription
 from exporter.jobs import RegionSnapshot, Target, TuningJob
 
 GZIP_LEVEL = 6
@@ -64,9 +64,28 @@ def _gauge_header(name: str, documentation: str) -> bytes:
     return f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode()
 
 
-class PerJobRenderer:
-    """Renders the per-job families, reusing each account and region's lines until its jobs change.
+@dataclass(frozen=True)
+class _RenderedTarget:
+    """A target's lines and what they were rendered from, to tell when they are outdated."""
 
+    account: str
+    published: tuple[TuningJob, ...]
+    descriptions: Mapping[str, JobDescription]
+    chunks: tuple[tuple[bytes, ...], ...]
+
+    def is_current(self, snapshot: RegionSnapshot) -> bool:
+        # Identity, not equality: the cache keeps the previous objects when nothing changed.
+        return (
+            self.account == snapshot.account
+            and self.published is snapshot.published
+            and self.descriptions is snapshot.descriptions
+        )
+
+
+class PerJobRenderer:
+    """Renders the per-job families, reusing each account and region's lines until they change.
+
+    A target's lines are rendered again when its published jobs or their descriptions change.
     The result is a sequence of chunks: each family's header, then that family's lines of each
     target. Serving the chunks as they are never copies the (large) body into one buffer.
 
@@ -77,39 +96,36 @@ class PerJobRenderer:
         sagemaker_tuning_job_training_jobs{account="111111111111",job_name="xgb-1",region="eu-west-1",status="InProgress",strategy="Bayesian",training_job_status="Completed"} 12.0
     """
 
-    def __init__(self, tag_keys: Sequence[str] = ()) -> None:
-        self._headers = tuple(_family_header(family) for family in JOB_FAMILIES)
+    def __init__(
+        self, families: Sequence[JobFamily] = JOB_FAMILIES, tag_keys: Sequence[str] = ()
+    ) -> None:
+        self._families = tuple(families)
+        self._headers = tuple(_family_header(family) for family in self._families)
         self._tags = TagLinesRenderer(tag_keys) if tag_keys else None
-        # target -> (account label, published jobs as rendered, their chunks per family)
-        self._rendered: dict[
-            Target, tuple[str, tuple[TuningJob, ...], tuple[tuple[bytes, ...], ...]]
-        ] = {}
+        self._rendered: dict[Target, _RenderedTarget] = {}
 
     def render(self, snapshots: Sequence[RegionSnapshot]) -> tuple[bytes, ...]:
         """The per-job families in text exposition format, as chunks to send in order."""
         rendered = {}
         for snapshot in snapshots:
             cached = self._rendered.get(snapshot.target)
-            if (
-                cached is not None
-                and cached[0] == snapshot.account
-                and cached[1] is snapshot.published
-            ):
+            if cached is not None and cached.is_current(snapshot):
                 rendered[snapshot.target] = cached
                 continue
             # Let the outdated lines go before rendering their replacement.
             self._rendered.pop(snapshot.target, None)
-            rendered[snapshot.target] = (
+            rendered[snapshot.target] = _RenderedTarget(
                 snapshot.account,
                 snapshot.published,
-                render_target(snapshot),
+                snapshot.descriptions,
+                render_target(snapshot, self._families),
             )
         self._rendered = rendered
         chunks: list[bytes] = []
         for index, header in enumerate(self._headers):
             chunks.append(header)
             for snapshot in snapshots:
-                chunks.extend(rendered[snapshot.target][2][index])
+                chunks.extend(rendered[snapshot.target].chunks[index])
         if self._tags is not None:
             chunks.extend(self._tags.render(snapshots))
         return tuple(chunks)
@@ -176,15 +192,33 @@ class TagLinesRenderer:
 
 _SORTED_JOB_LABELS = tuple(sorted(JOB_LABELS))
 _JOB_LABEL_ORDER = tuple(JOB_LABELS.index(name) for name in _SORTED_JOB_LABELS)
-# Where each family's extra label goes among the sorted job labels, as the client sorts them.
-_EXTRA_LABEL_POSITION = tuple(
-    bisect.bisect(_SORTED_JOB_LABELS, family.extra_label) if family.extra_label else 0
-    for family in JOB_FAMILIES
-)
 
 
-def render_target(snapshot: RegionSnapshot) -> tuple[tuple[bytes, ...], ...]:
-    """The sample lines of a target's published jobs: for each family in JOB_FAMILIES, chunks.
+def _label_layout(family: JobFamily) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """Where the family's extra labels go among the job labels, as prometheus_client sorts them.
+
+    Returns the runs of job labels (indices among the sorted job labels) before, between and
+    after the extra labels, and the extra labels (indices in ``family.extra_labels``) in the
+    order they are written; there is one run more than extra labels, each possibly empty.
+    """
+    runs: list[tuple[int, ...]] = []
+    run: list[int] = []
+    extras: list[int] = []
+    for name in sorted([*_SORTED_JOB_LABELS, *family.extra_labels]):
+        if name in family.extra_labels:
+            runs.append(tuple(run))
+            run = []
+            extras.append(family.extra_labels.index(name))
+        else:
+            run.append(_SORTED_JOB_LABELS.index(name))
+    runs.append(tuple(run))
+    return tuple(runs), tuple(extras)
+
+
+def render_target(
+    snapshot: RegionSnapshot, families: Sequence[JobFamily] = JOB_FAMILIES
+) -> tuple[tuple[bytes, ...], ...]:
+    """The sample lines of a target's published jobs: for each of ``families``, chunks.
 
     Each chunk holds the lines of up to RENDER_BATCH_JOBS jobs, so rendering never holds more
     than one batch as text on top of the bytes already rendered.
@@ -198,17 +232,27 @@ def render_target(snapshot: RegionSnapshot) -> tuple[tuple[bytes, ...], ...]:
         ]
         labelled.append((job, parts, ",".join(parts)))
     rendered = []
-    for family, position in zip(JOB_FAMILIES, _EXTRA_LABEL_POSITION, strict=True):
+    for family in families:
+        runs, extras = _label_layout(family)
+        extra_names = [family.extra_labels[index] for index in extras]
         chunks = []
         for start in range(0, len(labelled), RENDER_BATCH_JOBS):
             lines = []
             for job, parts, job_text in labelled[start : start + RENDER_BATCH_JOBS]:
-                for extra_value, value in family.samples(job):
-                    if extra_value is None:
+                run_texts: list[str] | None = None
+                for extra_values, value in family.samples(snapshot, job):
+                    if not extra_values:
                         label_text = job_text
                     else:
-                        extra = f'{family.extra_label}="{_escape_label_value(extra_value)}"'
-                        label_text = ",".join([*parts[:position], extra, *parts[position:]])
+                        if run_texts is None:
+                            run_texts = [",".join(parts[index] for index in run) for run in runs]
+                        pieces = [run_texts[0]]
+                        for position, (index, name) in enumerate(
+                            zip(extras, extra_names, strict=True)
+                        ):
+                            pieces.append(f'{name}="{_escape_label_value(extra_values[index])}"')
+                            pieces.append(run_texts[position + 1])
+                        label_text = ",".join(piece for piece in pieces if piece)
                     lines.append(f"{family.name}{{{label_text}}} {_go_float(value)}\n")
             chunks.append("".join(lines).encode())
         rendered.append(tuple(chunks))
@@ -240,8 +284,9 @@ class MetricsPage:
     """The /metrics response, rendered again only after a refresh or an AWS request.
 
     ``summary_registry`` holds the families other than the per-job ones (job counts, the
-    exporter's health); ``full_registry`` holds all of them, the tags family (of ``tag_keys``,
-    when any) right after the per-job ones, and serves the rare request this
+    exporter's health); ``families`` are the per-job ones, followed by the tags family (of
+    ``tag_keys``, when any); ``full_registry`` holds all of them, in that order, and serves
+    the rare request this
     class does not render itself (an encoder it does not know). A plain response is served
     as two chunks (the per-job part and the rest) so the large part is never copied.
     """
@@ -252,13 +297,15 @@ class MetricsPage:
         requests: Versioned,
         summary_registry: CollectorRegistry,
         full_registry: CollectorRegistry,
+        *,
+        families: Sequence[JobFamily] = JOB_FAMILIES,
         tag_keys: Sequence[str] = (),
     ) -> None:
         self._snapshots = snapshots
         self._requests = requests
         self._summary_registry = summary_registry
         self._full_registry = full_registry
-        self._per_job = PerJobRenderer(tag_keys)
+        self._per_job = PerJobRenderer(families, tag_keys)
         self._lock = threading.Lock()
         self._rendered_from: tuple[list[RegionSnapshot], int] | None = None
         self._responses: dict[tuple[str, bool], Response] = {}

@@ -9,7 +9,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exporter.describe import JobDescription
 
 # Counter keys in the order the API documents them; the collector publishes them in this order.
 TRAINING_JOB_STATUSES = (
@@ -97,6 +100,10 @@ class JobTags:
         return self.by_arn.get(job.arn.lower(), _NO_TAGS)
 
 
+# A snapshot's descriptions before its first describe: one shared, read-only mapping.
+NO_DESCRIPTIONS: Mapping[str, JobDescription] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class RegionSnapshot:
     """What the exporter knows about one target after its latest refresh.
@@ -109,8 +116,9 @@ class RegionSnapshot:
     the successful refreshes of each kind since start. ``skipped_summaries`` (by
     SKIP_REASONS entry) and ``invalid_fields`` (by INVALID_FIELDS entry) count the summaries
     the listings returned since start that could not be used at all, and the fields left out.
-    ``tags`` are the jobs' allowlisted
-    tags as last read, kept when a read fails.
+    ``tags`` are the jobs' allowlisted tags as last read, kept when a read fails.
+    ``descriptions`` holds what DescribeHyperParameterTuningJob said of published jobs, by
+    job name (see :mod:`exporter.describe`); a job not described yet has none.
     """
 
     target: Target
@@ -129,6 +137,7 @@ class RegionSnapshot:
     skipped_summaries: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     invalid_fields: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     tags: JobTags = field(default_factory=JobTags)
+    descriptions: Mapping[str, JobDescription] = field(default_factory=lambda: NO_DESCRIPTIONS)
 
 
 def account_from_arn(arn: str) -> str:

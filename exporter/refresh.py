@@ -22,10 +22,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from exporter.jobs import JobTags, RegionSnapshot, SummaryProblems, Target, TuningJob
+from exporter.describe import JobDescription
+from exporter.jobs import (
+    NO_DESCRIPTIONS,
+    JobTags,
+    RegionSnapshot,
+    SummaryProblems,
+    Target,
+    TuningJob,
+)
 from exporter.listing import Listing
 from exporter.retention import PublishedJobs
 
@@ -41,6 +49,10 @@ ListJobs = Callable[[Target, Listing | None], Listing]
 SelectPublished = Callable[[Sequence[TuningJob], float], PublishedJobs]
 # The tags of a target's jobs (see exporter.tags); it never raises.
 ReadTags = Callable[[Target], JobTags]
+# The descriptions of a target's published jobs, given the previous ones (see exporter.describe).
+DescribeJobs = Callable[
+    [Target, Sequence[TuningJob], Mapping[str, JobDescription]], Mapping[str, JobDescription]
+]
 
 
 def publish_every_job(jobs: Sequence[TuningJob], _now: float) -> PublishedJobs:
@@ -68,6 +80,7 @@ class SnapshotCache:
         refresh_timeout_seconds: float | None = None,
         select_published: SelectPublished = publish_every_job,
         read_tags: ReadTags | None = None,
+        describe_jobs: DescribeJobs | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -79,6 +92,7 @@ class SnapshotCache:
         self._refresh_timeout_seconds = refresh_timeout_seconds
         self._select_published = select_published
         self._read_tags = read_tags
+        self._describe_jobs = describe_jobs
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
@@ -381,8 +395,9 @@ class SnapshotCache:
                 target.region,
                 error,
             )
-        # Outside the lock, like the listing: reading tags may call AWS.
+        # Outside the lock, like the listing: reading tags and describing jobs call AWS.
         tags = self._read_tags(target) if listing is not None and self._read_tags else None
+        descriptions = self._describe(target, listing) if listing is not None else None
         finished = self._monotonic()
         with self._lock:
             self._mark_overdue(finished)
@@ -401,6 +416,8 @@ class SnapshotCache:
                 snapshot = self._successful_snapshot(target, previous, listing, finished - started)
                 if tags is not None:
                     snapshot = replace(snapshot, tags=tags)
+                if descriptions is not None:
+                    snapshot = replace(snapshot, descriptions=descriptions)
                 # The snapshot may hold the previous, equal tuple: keep only one of the two.
                 self._listings[target] = replace(listing, jobs=snapshot.jobs)
                 if listing.full:
@@ -415,6 +432,31 @@ class SnapshotCache:
             len(snapshot.jobs),
             snapshot.refresh_duration_seconds,
         )
+
+    def _describe(self, target: Target, listing: Listing) -> Mapping[str, JobDescription] | None:
+        """The descriptions of the jobs ``listing`` publishes; None when describing is off.
+
+        It runs before the snapshot is served, so a refresh publishes one snapshot, and a
+        scrape or readiness check that waited for the refresh sees its descriptions.
+        """
+        if self._describe_jobs is None:
+            return None
+        with self._lock:
+            previous = self._snapshots.get(target)
+        known = previous.descriptions if previous is not None else NO_DESCRIPTIONS
+        published = self._select_published(listing.jobs, self._clock()).jobs
+        try:
+            return self._describe_jobs(target, published, known)
+        except Exception as error:  # describing is an extra: it must never fail the listing
+            log.warning(
+                "describing jobs failed for account=%s region=%s, keeping the last descriptions: "
+                "%s: %s",
+                target.account_id or "(default credentials)",
+                target.region,
+                type(error).__name__,
+                error,
+            )
+            return known
 
     def _successful_snapshot(
         self,
@@ -450,6 +492,7 @@ class SnapshotCache:
             + (not listing.full),
             skipped_summaries=problems.skipped,
             invalid_fields=problems.invalid_fields,
+            descriptions=previous.descriptions if previous else NO_DESCRIPTIONS,
         )
 
 

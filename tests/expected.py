@@ -45,6 +45,7 @@ def seed_varied_jobs(sagemaker: SageMakerTestServer, count: int, regions: tuple[
     The jobs start two days ago, so all of them are within the default per-job retention.
     """
     rng = random.Random(2)
+    described_rng = random.Random(3)
     two_days_ago = datetime.now(tz=UTC) - timedelta(days=2)
     base = two_days_ago.replace(tzinfo=None, second=0, microsecond=0)
     for index in range(count):
@@ -67,11 +68,50 @@ def seed_varied_jobs(sagemaker: SageMakerTestServer, count: int, regions: tuple[
             created=created,
             modified=created + timedelta(minutes=5),
             ended=created + timedelta(hours=2) if terminal else None,
+            described=described_fields(f"job-{index:03d}", index, described_rng, created),
         )
 
 
-def expected_samples_from_api(endpoint_url: str, regions: tuple[str, ...]) -> Samples:
-    """The per-job samples the exporter must publish, computed straight from the API's answers."""
+def described_fields(
+    name: str, index: int, rng: random.Random, created: datetime
+) -> dict[str, Any]:
+    """What DescribeHyperParameterTuningJob adds for a test job: varied, some fields absent."""
+    best = {
+        "TrainingJobName": f"{name}-{rng.randint(1, 30):03d}-best",
+        "TrainingJobArn": f"arn:aws:sagemaker:eu-west-1:123456789012:training-job/{name}-best",
+        "CreationTime": created,
+        "TrainingJobStatus": "Completed",
+        "TunedHyperParameters": {"eta": "0.1"},
+        "FinalHyperParameterTuningJobObjectiveMetric": {
+            "Type": "Minimize" if index % 2 else "Maximize",
+            "MetricName": "validation:rmse" if index % 2 else "validation:auc",
+            "Value": round(rng.uniform(0, 1), 6),
+        },
+    }
+    return {
+        "BestTrainingJob": None if index % 5 == 4 else best,
+        "ConsumedResources": None
+        if index % 6 == 5
+        else {"RuntimeInSeconds": rng.randint(1, 10**5)},
+        "TuningJobCompletionDetails": (
+            None
+            if index % 3 == 2
+            else {
+                "NumberOfTrainingJobsObjectiveNotImproving": rng.randint(0, 20),
+                **({"ConvergenceDetectedTime": created + timedelta(hours=1)} if index % 2 else {}),
+            }
+        ),
+    }
+
+
+def expected_samples_from_api(
+    endpoint_url: str, regions: tuple[str, ...], describe: bool = True
+) -> Samples:
+    """The per-job samples the exporter must publish, computed straight from the API's answers.
+
+    With ``describe``, every job but those being deleted is described too, as the exporter
+    does when the jobs fit in one refresh's describe budget.
+    """
     expected: Samples = {}
     for region in regions:
         client: Any = boto3.client("sagemaker", region_name=region, endpoint_url=endpoint_url)
@@ -115,4 +155,59 @@ def expected_samples_from_api(endpoint_url: str, regions: tuple[str, ...]) -> Sa
                         "sagemaker_tuning_job_end_timestamp_seconds",
                         job["HyperParameterTuningEndTime"].timestamp(),
                     )
+                if describe and job["HyperParameterTuningJobStatus"] != "Deleting":
+                    description = client.describe_hyper_parameter_tuning_job(
+                        HyperParameterTuningJobName=job["HyperParameterTuningJobName"]
+                    )
+                    for name, number, extra in described_samples(description):
+                        expected[(name, frozenset({**labels, **extra}.items()))] = float(number)
     return expected
+
+
+def described_samples(description: dict[str, Any]) -> list[tuple[str, float, dict[str, str]]]:
+    """The samples of the describe families for one DescribeHyperParameterTuningJob answer."""
+    found: list[tuple[str, float, dict[str, str]]] = []
+    best = description.get("BestTrainingJob")
+    if best is not None:
+        found.append(
+            (
+                "sagemaker_tuning_job_best_training_job_info",
+                1.0,
+                {"best_training_job": best["TrainingJobName"]},
+            )
+        )
+        objective = best.get("FinalHyperParameterTuningJobObjectiveMetric")
+        if objective is not None:
+            found.append(
+                (
+                    "sagemaker_tuning_job_best_objective_value",
+                    objective["Value"],
+                    {
+                        "objective_metric": objective["MetricName"],
+                        "objective_type": objective["Type"],
+                    },
+                )
+            )
+    consumed = description.get("ConsumedResources") or {}
+    if "RuntimeInSeconds" in consumed:
+        found.append(
+            ("sagemaker_tuning_job_consumed_runtime_seconds", consumed["RuntimeInSeconds"], {})
+        )
+    completion = description.get("TuningJobCompletionDetails") or {}
+    if "NumberOfTrainingJobsObjectiveNotImproving" in completion:
+        found.append(
+            (
+                "sagemaker_tuning_job_training_jobs_objective_not_improving",
+                completion["NumberOfTrainingJobsObjectiveNotImproving"],
+                {},
+            )
+        )
+    if "ConvergenceDetectedTime" in completion:
+        found.append(
+            (
+                "sagemaker_tuning_job_convergence_detected_timestamp_seconds",
+                completion["ConvergenceDetectedTime"].timestamp(),
+                {},
+            )
+        )
+    return found

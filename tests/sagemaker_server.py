@@ -35,6 +35,12 @@ from werkzeug.serving import make_server
 from exporter.demo import create_moto_tuning_job
 
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for keys it did not issue
+# DescribeHyperParameterTuningJob fields -> the attribute moto's job answers them from.
+DESCRIBED_ATTRIBUTES = {
+    "BestTrainingJob": "best_training_job",
+    "ConsumedResources": "consumed_resources",
+    "TuningJobCompletionDetails": "tuning_job_completion_details",
+}
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 _ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
 TUNING_JOB_RESOURCE_TYPE = "sagemaker:hyper-parameter-tuning-job"
@@ -424,8 +430,14 @@ class SageMakerTestServer:
         modified: datetime | None = None,
         ended: datetime | None = None,
         tags: Mapping[str, str] | None = None,
+        described: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Create a tuning job in moto's backend and set its state; returns moto's job object."""
+        """Create a tuning job in moto's backend and set its state; returns moto's job object.
+
+        ``described`` sets what DescribeHyperParameterTuningJob answers beyond the listing:
+        its ``BestTrainingJob``, ``ConsumedResources`` and ``TuningJobCompletionDetails``
+        (see :meth:`describe_as`).
+        """
         backend = sagemaker_backends[account][region]
         self._touched.add((account, region))
         job: Any = create_moto_tuning_job(
@@ -449,6 +461,8 @@ class SageMakerTestServer:
         job.hyper_parameter_tuning_end_time = ended
         if tags:
             self.tag_job(region, name, tags, account=account)
+        if described is not None:
+            self.describe_as(region, name, described, account=account)
         return job
 
     def tag_job(
@@ -460,6 +474,22 @@ class SageMakerTestServer:
         # moto keeps None for a job created without tags, and appends AddTags' tags as given.
         job.tags = [tag for tag in job.tags or [] if tag["Key"] not in tags]
         backend.add_tags(job.arn, [{"Key": key, "Value": value} for key, value in tags.items()])
+
+    def describe_as(
+        self,
+        region: str,
+        name: str,
+        described: Mapping[str, Any],
+        account: str = DEFAULT_ACCOUNT,
+    ) -> None:
+        """Set the ``BestTrainingJob``, ``ConsumedResources`` or ``TuningJobCompletionDetails``
+        DescribeHyperParameterTuningJob answers for a job; a key set to None leaves the field out.
+
+        moto answers these fields with fixed placeholders; its job keeps them as attributes.
+        """
+        job = sagemaker_backends[account][region].hyper_parameter_tuning_jobs[name]
+        for key, value in described.items():
+            setattr(job, DESCRIBED_ATTRIBUTES[key], None if value is None else dict(value))
 
     def delete_job(self, region: str, name: str, account: str = DEFAULT_ACCOUNT) -> None:
         """Remove a tuning job from moto's backend, as a finished deletion does."""

@@ -139,9 +139,10 @@ def test_server_warms_up_serves_and_stops_cleanly_on_sigterm(
             process.kill()
 
     assert ready
-    # The start-up refresh made the data ready; the scrape within the TTL cost nothing.
-    assert requests_before_scrape == 1
-    assert sagemaker.received() == 1
+    # The start-up refresh (one listing, one describe) made the data ready; the scrape
+    # within the TTL cost nothing.
+    assert requests_before_scrape == 2
+    assert sagemaker.received() == 2
     assert 'job_name="served-job"' in body
     assert process.returncode == 0
     assert "received SIGTERM, shutting down" in stderr

@@ -13,6 +13,7 @@ from exporter.config import (
     CacheSettings,
     ConfigError,
     CreatedAfter,
+    DescribeSettings,
     ExporterConfig,
     JobFilters,
     PerJobMetricsSettings,
@@ -122,7 +123,7 @@ EXPECTED_ERRORS = {
     ),
     "unknown_top_level_key": (
         "2: region: unknown key; expected one of regions, aws, accounts, cache, filters, "
-        "per_job_metrics, tags"
+        "per_job_metrics, tags, describe"
     ),
     "tag_key_not_allowed": (
         "4: tags[1]: expected 1 to 128 letters, digits, spaces or _ . : / = + - @ characters "
@@ -138,6 +139,18 @@ EXPECTED_ERRORS = {
         "4: cache.tags_ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, "
         "got 'rarely'"
     ),
+    "describe_enabled_not_boolean": "3: describe.enabled: expected true or false, got 'no'",
+    "bad_describe_ttl": (
+        "3: describe.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, 7d, "
+        "got 'often'"
+    ),
+    "zero_describe_requests_per_refresh": (
+        "4: describe.max_requests_per_refresh: expected a whole number from 1 to 100000, got 0"
+    ),
+    "unknown_describe_key": (
+        "4: describe.budget: unknown key; expected one of enabled, ttl, max_requests_per_refresh"
+    ),
+    "describe_not_a_mapping": "2: describe: expected a mapping, got a list",
 }
 
 
@@ -202,6 +215,10 @@ def test_should_parse_every_key_of_a_full_config() -> None:
         per_job_metrics:
           retention: 0
           max_jobs: 500
+        describe:
+          enabled: false
+          ttl: 10m
+          max_requests_per_refresh: 25
         """
     )
 
@@ -230,6 +247,7 @@ def test_should_parse_every_key_of_a_full_config() -> None:
             created_after=CreatedAfter(relative_seconds=7 * 86400),
         ),
         per_job_metrics=PerJobMetricsSettings(retention_seconds=0, max_jobs=500),
+        describe=DescribeSettings(enabled=False, ttl_seconds=600, max_requests_per_refresh=25),
     )
     assert [account.account_id for account in config.accounts] == ["111111111111", "222222222222"]
 
@@ -245,6 +263,9 @@ def test_should_default_everything_but_regions() -> None:
     assert config.cache.refresh_timeout_seconds == 30
     assert config.aws.max_retries_per_refresh == 10
     assert config.aws.max_requests_per_second is None
+    assert config.describe == DescribeSettings(
+        enabled=True, ttl_seconds=300, max_requests_per_refresh=100
+    )
 
 
 def test_the_example_config_is_valid() -> None:

@@ -174,6 +174,7 @@ def test_dashboard_shows_what_the_deployment_kit_promises_when_loaded() -> None:
         "sagemaker_tuning_job:training_jobs_completed:ratio",
         "sagemaker_tuning_job_max_training_jobs",
         "sagemaker_tuning_job_objective_evaluations",
+        "sagemaker_tuning_job_best_objective_value",
         "sagemaker_tuning_job:elapsed:seconds",
         "sagemaker_tuning_exporter_up",
         "sagemaker_tuning_exporter_api_requests_total",

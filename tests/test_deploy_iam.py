@@ -33,6 +33,10 @@ IAM_PREFIXES = {"sagemaker": "sagemaker", "sts": "sts", "resourcegroupstaggingap
 SCAN_EXCLUDED = {"demo.py"}
 # Operations on the exporter's own identity; the others run in each watched account.
 OWN_IDENTITY_ACTIONS = {"sts:AssumeRole"}
+# The resource each action is checked on: the listing supports no resource-level
+# permissions, so only "*" grants it; describe is granted on tuning jobs only.
+JOB_ARN = "arn:aws:sagemaker:eu-west-1:111111111111:hyper-parameter-tuning-job/watched-job"
+RESOURCES = {"sagemaker:DescribeHyperParameterTuningJob": JOB_ARN}
 
 
 def source_calls() -> tuple[set[str], set[str]]:
@@ -137,7 +141,12 @@ def test_policies_allow_exactly_what_the_exporter_sends_when_it_assumes_a_role(
     }
     needed = from_source | from_run
 
-    assert {"AssumeRole", "ListHyperParameterTuningJobs", "GetResources"} <= sent
+    assert {
+        "AssumeRole",
+        "ListHyperParameterTuningJobs",
+        "DescribeHyperParameterTuningJob",
+        "GetResources",
+    } <= sent
     assert len(from_run) == len(sent), "an operation sent that no client of the source has"
     assert from_run <= from_source, "an operation sent that the source scan did not find"
     assert allowed_actions(DEPLOY / "iam-policy.json") == needed
@@ -145,15 +154,16 @@ def test_policies_allow_exactly_what_the_exporter_sends_when_it_assumes_a_role(
         needed - OWN_IDENTITY_ACTIONS
     )
     for action in needed - OWN_IDENTITY_ACTIONS:
-        # The listing supports no resource-level permissions: only "*" grants it.
-        assert allows(DEPLOY / "iam-policy.json", action, "*"), action
-        assert allows(DEPLOY / "iam-watched-role-policy.json", action, "*"), action
+        resource = RESOURCES.get(action, "*")
+        assert allows(DEPLOY / "iam-policy.json", action, resource), action
+        assert allows(DEPLOY / "iam-watched-role-policy.json", action, resource), action
     assert allows(DEPLOY / "iam-policy.json", "sts:AssumeRole", ROLE_ARN)
 
 
 def test_policy_check_rejects_an_action_or_resource_the_policy_does_not_name() -> None:
     policy = DEPLOY / "iam-policy.json"
 
+    assert not allows(policy, "sagemaker:StopHyperParameterTuningJob", "*")
     assert not allows(policy, "sagemaker:DescribeHyperParameterTuningJob", "*")
     assert not allows(policy, "sts:AssumeRole", "arn:aws:iam::111111111111:role/admin")
 

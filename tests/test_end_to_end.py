@@ -58,7 +58,8 @@ def prometheus_url(exporter_url: str, tmp_path: Path) -> Iterator[str]:
 def test_prometheus_stores_exactly_the_values_the_api_returns(
     sagemaker: SageMakerTestServer, prometheus_url: str
 ) -> None:
-    sent_by_exporter = sagemaker.received()  # before this test's own listing below
+    # Before this test's own listing below; the exporter lists once per region, and is ready then.
+    listed_by_exporter = sagemaker.received(operation="ListHyperParameterTuningJobs")
     expected = expected_samples_from_api(sagemaker.url, REGIONS)
     names = sorted({name for name, _ in expected})
     wait_for_series(
@@ -82,8 +83,21 @@ def test_prometheus_stores_exactly_the_values_the_api_returns(
         ("eu-west-1", "1"),
         ("us-east-1", "1"),
     ]
-    requests = query(prometheus_url, "sum(sagemaker_tuning_exporter_api_requests_total)")
-    assert float(requests[0]["value"][1]) == sent_by_exporter == len(REGIONS)  # type: ignore[index]
+    requests = {
+        series["metric"]["operation"]: float(series["value"][1])  # type: ignore[index]
+        for series in query(
+            prometheus_url, "sum by (operation) (sagemaker_tuning_exporter_api_requests_total)"
+        )
+    }
+    # Every job is described once, but those being deleted.
+    describable = {
+        dict(labels)["job_name"] for _, labels in expected if dict(labels)["status"] != "Deleting"
+    }
+    assert listed_by_exporter == len(REGIONS)
+    assert requests == {
+        "ListHyperParameterTuningJobs": len(REGIONS),
+        "DescribeHyperParameterTuningJob": len(describable),
+    }
 
 
 def test_promtool_accepts_the_exposition(exporter_url: str) -> None:
@@ -132,7 +146,7 @@ def test_readme_queries_are_valid_and_the_failure_alert_fires_for_failing_jobs(
 
     results = [query(prometheus_url, promql) for promql in queries]
 
-    assert len(queries) == 6
+    assert len(queries) == 9
     alert = results[0]
     assert failing
     assert {series["metric"]["job_name"] for series in alert} == failing  # type: ignore[index]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -11,7 +12,15 @@ from prometheus_client import CollectorRegistry, exposition
 
 from exporter import exposition as exporter_exposition
 from exporter.aws import LIST_OPERATION, RequestCounter
-from exporter.collector import ExporterHealthCollector, JobCountCollector, PerJobCollector
+from exporter.collector import (
+    JOB_FAMILIES,
+    ExporterHealthCollector,
+    JobCountCollector,
+    JobFamily,
+    PerJobCollector,
+    job_families,
+)
+from exporter.describe import JobDescription
 from exporter.exposition import MetricsPage
 from exporter.jobs import RegionSnapshot, Target, TuningJob
 from tests.factories import tuning_job
@@ -57,7 +66,9 @@ def snapshot(target: Target, jobs: tuple[TuningJob, ...]) -> RegionSnapshot:
 class Page:
     """A MetricsPage over snapshots a test swaps, with the registry prometheus_client renders."""
 
-    def __init__(self, snapshots: list[RegionSnapshot]) -> None:
+    def __init__(
+        self, snapshots: list[RegionSnapshot], families: Sequence[JobFamily] = JOB_FAMILIES
+    ) -> None:
         self.snapshots = snapshots
         self.requests = RequestCounter()
         self.requests.declare("eu-west-1", LIST_OPERATION)
@@ -65,11 +76,13 @@ class Page:
         health = ExporterHealthCollector(lambda: self.snapshots, self.requests)
         self.full = CollectorRegistry()
         summary = CollectorRegistry()
-        for collector in (PerJobCollector(lambda: self.snapshots), counts, health):
+        for collector in (PerJobCollector(lambda: self.snapshots, families), counts, health):
             self.full.register(collector)
         for collector in (counts, health):
             summary.register(collector)
-        self.page = MetricsPage(lambda: list(self.snapshots), self.requests, summary, self.full)
+        self.page = MetricsPage(
+            lambda: list(self.snapshots), self.requests, summary, self.full, families=families
+        )
 
     def body(self, accept: str | None = None, accept_gzip: bool = False) -> bytes:
         response = self.page.render(accept, accept_gzip)
@@ -140,9 +153,11 @@ def test_only_targets_whose_jobs_changed_are_rendered_again(
     rendered: list[str] = []
     render_target = exporter_exposition.render_target
 
-    def counting_render_target(changed: RegionSnapshot) -> tuple[tuple[bytes, ...], ...]:
+    def counting_render_target(
+        changed: RegionSnapshot, families: Sequence[JobFamily]
+    ) -> tuple[tuple[bytes, ...], ...]:
         rendered.append(changed.target.region)
-        return render_target(changed)
+        return render_target(changed, families)
 
     monkeypatch.setattr(exporter_exposition, "render_target", counting_render_target)
     changed = (*eu_jobs[:10], replace(eu_jobs[10], training_job_counts=MappingProxyType({})))
@@ -169,3 +184,82 @@ def test_jobs_rendered_in_several_batches_read_as_one_body(monkeypatch: pytest.M
     page = Page([snapshot(EU, tuple(job(f"job-{n}") for n in range(10)))])
 
     assert page.body() == exposition.generate_latest(page.full)
+
+
+def described(snapshot: RegionSnapshot, **descriptions: JobDescription) -> RegionSnapshot:
+    return replace(snapshot, descriptions=MappingProxyType(descriptions))
+
+
+ODD_DESCRIPTIONS = {
+    "plain": JobDescription(
+        "InProgress",
+        described_at=1.0,
+        best_training_job_name='best"one\\with\nodd-名前',
+        objective_metric="validation:auc",
+        objective_type="Maximize",
+        best_objective_value=0.987654321,
+        consumed_runtime_seconds=5400.0,
+        training_jobs_objective_not_improving=3,
+        convergence_detected_time=1_795_001_000.5,
+    ),
+    # Only some fields: the others have no sample.
+    "ünïcode-名前": JobDescription(
+        "Completed", described_at=2.0, consumed_runtime_seconds=1e-7, best_objective_value=2.0
+    ),
+}
+
+
+@pytest.mark.parametrize("accept", ACCEPT_HEADERS)
+def test_described_jobs_render_as_prometheus_client_does_with_several_extra_labels(
+    accept: str | None,
+) -> None:
+    page = Page(
+        [described(snapshot(EU, ODD_JOBS), **ODD_DESCRIPTIONS), snapshot(US, (job("other"),))],
+        job_families(describe_enabled=True),
+    )
+    encoder, _ = exposition.choose_encoder(accept or "")
+
+    body = page.body(accept)
+
+    assert body == encoder(page.full)
+    assert (
+        b'sagemaker_tuning_job_best_objective_value{account="111111111111",job_name="plain",'
+        b'objective_metric="validation:auc",objective_type="Maximize",region="eu-west-1",'
+        b'status="InProgress",strategy="Bayesian"} 0.987654321\n' in body
+    )
+    # An objective value without its metric name and type has no sample.
+    assert body.count(b"sagemaker_tuning_job_best_objective_value{") == 1
+
+
+def test_a_target_whose_descriptions_changed_is_rendered_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jobs = (job("a"), job("b"))
+    page = Page(
+        [described(snapshot(EU, jobs), **ODD_DESCRIPTIONS), snapshot(US, (job("other"),))],
+        job_families(describe_enabled=True),
+    )
+    page.body()
+    rendered: list[str] = []
+    render_target = exporter_exposition.render_target
+
+    def counting_render_target(
+        changed: RegionSnapshot, families: Sequence[JobFamily]
+    ) -> tuple[tuple[bytes, ...], ...]:
+        rendered.append(changed.target.region)
+        return render_target(changed, families)
+
+    monkeypatch.setattr(exporter_exposition, "render_target", counting_render_target)
+    eu, us = page.snapshots
+    page.snapshots = [
+        described(eu, a=JobDescription("InProgress", 3.0, consumed_runtime_seconds=60.0)),
+        replace(us, refresh_duration_seconds=0.25),
+    ]
+
+    body = page.body()
+
+    assert rendered == ["eu-west-1"]
+    assert (
+        b'sagemaker_tuning_job_consumed_runtime_seconds{account="111111111111",job_name="a"' in body
+    )
+    assert body == exposition.generate_latest(page.full)

@@ -80,7 +80,8 @@ def test_scrapes_within_the_ttl_send_no_request_and_the_counter_matches_the_serv
     for _ in range(5):
         text = exporter.scrape()
 
-    assert after_first == 4  # 115 jobs per region: two pages each
+    # 115 jobs per region: two pages each; the describes (within budget) come on top.
+    assert sagemaker.received(operation="ListHyperParameterTuningJobs") == 4
     assert sagemaker.received() == after_first
     for region in ("us-east-1", "eu-west-1"):
         published = value(
@@ -171,7 +172,13 @@ def test_throttling_then_success_is_retried_within_one_refresh(
         )
         == 1
     )
-    assert value(text, "sagemaker_tuning_exporter_api_requests_total", region="eu-west-1") == 3
+    requests = value(
+        text,
+        "sagemaker_tuning_exporter_api_requests_total",
+        region="eu-west-1",
+        operation="ListHyperParameterTuningJobs",
+    )
+    assert requests == 3
 
 
 def test_access_denied_in_one_account_leaves_the_other_account_published(

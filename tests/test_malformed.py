@@ -501,7 +501,7 @@ def test_generated_listings_render_exposition_that_parsers_and_promtool_accept()
         expected_names = {
             job.name
             for job in snapshot.published
-            if any(list(family.samples(job)) for family in JOB_FAMILIES)
+            if any(list(family.samples(snapshot, job)) for family in JOB_FAMILIES)
         }
         assert job_names_in(text_string_to_metric_families(text.decode())) == expected_names
         assert (

@@ -508,7 +508,7 @@ class TaggedPage:
             requests,
             summary,
             self.full,
-            TAG_KEYS_SORTING_BETWEEN_JOB_LABELS,
+            tag_keys=TAG_KEYS_SORTING_BETWEEN_JOB_LABELS,
         )
 
     def body(self, accept: str | None = None, accept_gzip: bool = False) -> bytes:
