@@ -17,7 +17,8 @@ separate process, and must show every region up with all its jobs.
 
 The script measures scrape latency, the AWS requests per region and operation against the
 TTL schedule (each target refreshes at most once per TTL, so at most one full listing and
-then one incremental listing per TTL), and the exporter's resident memory and threads from
+then one incremental listing per TTL, each refresh describing at most 100 jobs, the default
+``describe.max_requests_per_refresh``), and the exporter's resident memory and threads from
 /proc every second. The run is bounded: ``--duration`` (an hour at most), ``--scrapers``
 (1,000 at most) and ``--max-scrapes`` in all. It prints a table, writes ``--json``, and
 exits 1 when a scrape failed, the requests exceeded the schedule, or memory grew by more
@@ -64,6 +65,9 @@ from harness import (
 )
 
 LIST_OPERATION = "ListHyperParameterTuningJobs"
+DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
+# describe.max_requests_per_refresh's default: the most describe requests of one refresh.
+DESCRIBE_REQUESTS_PER_REFRESH = 100
 PAGE_SIZE = 100
 # What Prometheus 2.x sends to a target that did not ask for a scrape protocol.
 PROMETHEUS_ACCEPT = (
@@ -550,7 +554,10 @@ def build_report(
     refreshes_allowed = 1 + math.floor(elapsed / args.ttl)
     full_requests = max(1, math.ceil(args.jobs / PAGE_SIZE))
     incremental_requests = max(1, math.ceil(args.running / PAGE_SIZE)) + ACTIVE_STATUSES
-    requests_allowed = full_requests + (refreshes_allowed - 1) * incremental_requests
+    listing_allowed = full_requests + (refreshes_allowed - 1) * incremental_requests
+    # Each refresh also describes at most its budget of jobs (describe is on by default).
+    describes_allowed = refreshes_allowed * DESCRIBE_REQUESTS_PER_REFRESH
+    requests_allowed = listing_allowed + describes_allowed
     by_region: dict[str, dict[str, int]] = {}
     for (region, operation), count in sorted(counts.items()):
         by_region.setdefault(region, {})[operation] = count
@@ -575,7 +582,12 @@ def build_report(
 
     checks = {
         "no_failed_scrapes": bool(scrapes) and not failures and parsed_ok,
-        "requests_within_schedule": all(n <= requests_allowed for n in per_region.values())
+        "requests_within_schedule": all(
+            set(operations) <= {LIST_OPERATION, DESCRIBE_OPERATION}
+            and operations.get(LIST_OPERATION, 0) <= listing_allowed
+            and operations.get(DESCRIBE_OPERATION, 0) <= describes_allowed
+            for operations in by_region.values()
+        )
         and not unexpected,
         "memory_flat": growth <= args.max_rss_growth_mib,
     }
@@ -614,6 +626,8 @@ def build_report(
             "by_region_and_operation": by_region,
             "per_region": per_region,
             "allowed_per_region": requests_allowed,
+            "listing_allowed_per_region": listing_allowed,
+            "describes_allowed_per_region": describes_allowed,
             "refreshes_allowed_per_target": refreshes_allowed,
             "full_listing_requests": full_requests,
             "incremental_listing_requests": incremental_requests,
@@ -695,7 +709,7 @@ def summary_table(report: dict[str, Any]) -> str:
         (f"AWS requests per region in {requests['seconds_counted']:.0f} s", per_region),
         (
             "AWS requests allowed per region",
-            f"{requests['allowed_per_region']} ({requests['refreshes_allowed_per_target']} refreshes: 1 x {requests['full_listing_requests']} + {requests['refreshes_allowed_per_target'] - 1} x {requests['incremental_listing_requests']})",
+            f"{requests['allowed_per_region']} ({requests['refreshes_allowed_per_target']} refreshes: 1 x {requests['full_listing_requests']} + {requests['refreshes_allowed_per_target'] - 1} x {requests['incremental_listing_requests']} listing, at most {DESCRIBE_REQUESTS_PER_REFRESH} describes each)",
         ),
         (
             "RSS start / max / end (MiB)",

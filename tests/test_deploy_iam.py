@@ -49,6 +49,8 @@ def source_calls() -> tuple[set[str], set[str]]:
     calls = [node for tree in trees for node in ast.walk(tree) if isinstance(node, ast.Call)]
     services = {name for call in calls if (name := string_argument(call, "create_client"))}
     methods = {call.func.attr for call in calls if isinstance(call.func, ast.Attribute)}
+    # Methods handed to another call to make, as RefreshGuard.call(client.method, ...) does.
+    methods |= {arg.attr for call in calls for arg in call.args if isinstance(arg, ast.Attribute)}
     methods |= {name for call in calls if (name := string_argument(call, "get_paginator"))}
     session = botocore.session.get_session()
     actions = set()

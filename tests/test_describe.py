@@ -483,8 +483,10 @@ def test_describe_requests_and_their_errors_start_at_zero(
 
 
 def test_the_demo_publishes_every_description_family(
-    start_exporter: StartExporter,
+    start_exporter: StartExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The demo points the tagging API at itself; the other tests' server gets it back after.
+    monkeypatch.delenv("AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", raising=False)
     demo = DemoSageMaker()
     demo.start()
     try:

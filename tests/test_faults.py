@@ -16,7 +16,7 @@ import pytest
 from exporter.app import Exporter
 from exporter.aws import LIST_OPERATION
 from exporter.cli import configure_logging
-from exporter.config import AccountSettings, CacheSettings, ExporterConfig
+from exporter.config import AccountSettings, CacheSettings, DescribeSettings, ExporterConfig
 from tests.conftest import TEST_ENVIRONMENT, RunningExporter
 from tests.expected import value
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
@@ -286,7 +286,12 @@ def test_max_requests_per_second_paces_every_request_of_a_target(
         sagemaker.add_job(HEALTHY, f"job-{index:03d}")
     sagemaker.add_fault(FaultRule(region=HEALTHY, kind="throttle", times=1))
     config = _config(make_config, (HEALTHY,), max_requests_per_second=2.0)
-    config = replace(config, cache=replace(config.cache, refresh_timeout_seconds=30))
+    config = replace(
+        config,
+        cache=replace(config.cache, refresh_timeout_seconds=30),
+        # Only the listing, so the pace is the listing's: describing 250 jobs takes long at 2/s.
+        describe=DescribeSettings(enabled=False),
+    )
     exporter = run_exporter(config)
 
     text, elapsed = _scrape(exporter, timeout_seconds=30)

@@ -77,16 +77,26 @@ def test_a_small_gzip_load_has_no_failed_scrapes_and_keeps_to_the_request_schedu
     full = math.ceil(JOBS / 100)
     assert requests["full_listing_requests"] == full
     assert requests["incremental_listing_requests"] == 4
-    assert requests["allowed_per_region"] == full + 4 * (
-        requests["refreshes_allowed_per_target"] - 1
-    )
+    refreshes = requests["refreshes_allowed_per_target"]
+    assert requests["listing_allowed_per_region"] == full + 4 * (refreshes - 1)
+    # Each refresh describes at most describe.max_requests_per_refresh (100) jobs.
+    assert requests["describes_allowed_per_region"] == 100 * refreshes
     assert set(requests["by_region_and_operation"]) == set(REGIONS)
     for region in REGIONS:
-        assert requests["by_region_and_operation"][region] == {
-            "ListHyperParameterTuningJobs": requests["per_region"][region]
+        by_operation = requests["by_region_and_operation"][region]
+        assert set(by_operation) == {
+            "ListHyperParameterTuningJobs",
+            "DescribeHyperParameterTuningJob",
         }
+        assert sum(by_operation.values()) == requests["per_region"][region]
         # At least the first full listing, and never more than the TTL allows.
-        assert full <= requests["per_region"][region] <= requests["allowed_per_region"]
+        listed = by_operation["ListHyperParameterTuningJobs"]
+        assert full <= listed <= requests["listing_allowed_per_region"]
+        assert (
+            0
+            < by_operation["DescribeHyperParameterTuningJob"]
+            <= (requests["describes_allowed_per_region"])
+        )
         assert requests["listings_in_last_parsed_body"][region]["full"] == 1
 
     latency, rss, threads = report["latency_seconds"], report["rss_mib"], report["threads"]

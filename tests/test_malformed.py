@@ -147,7 +147,8 @@ def test_malformed_summaries_leave_other_jobs_intact_and_are_counted(
     scraped = samples(text)
 
     assert value(text, "sagemaker_tuning_exporter_up", region=REGION) == 1
-    assert len(healthy) == 4 * 9  # 2 + 2 counters, 2 limits, 3 timestamps
+    # 2 + 2 counters, 2 limits, 3 timestamps, and 5 samples of the job's description
+    assert len(healthy) == 4 * 14
     assert {key: scraped.get(key) for key in healthy} == healthy
     published = {
         dict(labels)["job_name"]

@@ -37,11 +37,15 @@ def write_config(
     ttl: str = "5m",
     extra: str = "",
 ) -> Path:
-    """A configuration aimed at the test server, with ``extra`` YAML appended."""
+    """A configuration aimed at the test server, with ``extra`` YAML appended.
+
+    Describing is off: these tests count the listing's requests to tell what a reload kept.
+    """
     path.write_text(
         f"regions: [{', '.join(regions)}]\n"
         f"aws:\n  endpoint_url: {sagemaker.url}\n  max_attempts: 2\n"
         f"cache:\n  ttl: {ttl}\n"
+        "describe:\n  enabled: false\n"
         f"{extra}"
     )
     return path
