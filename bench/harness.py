@@ -163,18 +163,23 @@ def write_config(
     regions: Sequence[str],
     ttl: float,
     tags_ttl: float | None = None,
+    *,
+    describe: bool = True,
 ) -> None:
     """An exporter configuration for ``regions`` of the moto server at ``endpoint_url``.
 
-    With ``tags_ttl``, it publishes the tags ``team`` and ``project``, read that often.
+    With ``tags_ttl``, it publishes the tags ``team`` and ``project``, read that often;
+    without ``describe``, it describes no job.
     """
     text = (
         f"regions: [{', '.join(regions)}]\n"
         f"aws:\n  endpoint_url: {endpoint_url}\n  max_attempts: 2\n"
         f"cache:\n  ttl: {ttl}\n"
     )
-    if tags_ttl is not None:
+    if tags_ttl is not None:  # continues the cache section
         text += f"  tags_ttl: {tags_ttl}\ntags: [team, project]\n"
+    if not describe:
+        text += "describe:\n  enabled: false\n"
     path.write_text(text)
 
 

@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         with tempfile.TemporaryDirectory() as scratch:
             config = Path(scratch) / "config.yaml"
-            write_config(config, endpoint_url, regions, args.ttl)
+            write_config(config, endpoint_url, regions, args.ttl, describe=args.describe)
             report = run_load(args, regions, config, counts.snapshot)
     report["load_average_before"] = load_before
     report["load_average_after"] = load_average()
@@ -182,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--plain", action="store_true", help="ask for an uncompressed body (default: gzip)"
+    )
+    parser.add_argument(
+        "--describe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="describe jobs, as the exporter does by default (--no-describe: listing only)",
     )
     parser.add_argument(
         "--format",
@@ -556,7 +562,7 @@ def build_report(
     incremental_requests = max(1, math.ceil(args.running / PAGE_SIZE)) + ACTIVE_STATUSES
     listing_allowed = full_requests + (refreshes_allowed - 1) * incremental_requests
     # Each refresh also describes at most its budget of jobs (describe is on by default).
-    describes_allowed = refreshes_allowed * DESCRIBE_REQUESTS_PER_REFRESH
+    describes_allowed = refreshes_allowed * DESCRIBE_REQUESTS_PER_REFRESH if args.describe else 0
     requests_allowed = listing_allowed + describes_allowed
     by_region: dict[str, dict[str, int]] = {}
     for (region, operation), count in sorted(counts.items()):
@@ -603,6 +609,7 @@ def build_report(
             "interval_seconds": args.interval,
             "gzip": not args.plain,
             "format": args.format,
+            "describe": args.describe,
             "scrape_timeout_seconds": args.scrape_timeout,
         },
         "exporter_ready_seconds": ready_seconds,
@@ -691,6 +698,11 @@ def summary_table(report: dict[str, Any]) -> str:
     requests, rss, threads = report["aws_requests"], report["rss_mib"], report["threads"]
     per_region = ", ".join(f"{r} {n}" for r, n in requests["per_region"].items())
     failures = ", ".join(f"{k} {v}" for k, v in sorted(scrapes["failures"].items())) or "none"
+    describes = (
+        f", at most {DESCRIBE_REQUESTS_PER_REFRESH} describes each"
+        if report["settings"]["describe"]
+        else ""
+    )
     rows = [
         ("scrapes (per second)", f"{scrapes['total']} ({scrapes['per_second']:.1f}/s)"),
         ("failed scrapes", f"{scrapes['failed']} ({failures})"),
@@ -709,7 +721,7 @@ def summary_table(report: dict[str, Any]) -> str:
         (f"AWS requests per region in {requests['seconds_counted']:.0f} s", per_region),
         (
             "AWS requests allowed per region",
-            f"{requests['allowed_per_region']} ({requests['refreshes_allowed_per_target']} refreshes: 1 x {requests['full_listing_requests']} + {requests['refreshes_allowed_per_target'] - 1} x {requests['incremental_listing_requests']} listing, at most {DESCRIBE_REQUESTS_PER_REFRESH} describes each)",
+            f"{requests['allowed_per_region']} ({requests['refreshes_allowed_per_target']} refreshes: 1 x {requests['full_listing_requests']} + {requests['refreshes_allowed_per_target'] - 1} x {requests['incremental_listing_requests']} listing{describes})",
         ),
         (
             "RSS start / max / end (MiB)",
