@@ -10,11 +10,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients
+from exporter.aws import (
+    LIST_OPERATION,
+    RefreshDeadlineError,
+    RefreshGuard,
+    RequestCounter,
+    SageMakerClients,
+)
 from exporter.collector import (
     ConfigReloadCollector,
     ConfigReloadStatus,
@@ -28,13 +35,16 @@ from exporter.collector import (
 from exporter.config import ConfigError, ExporterConfig
 from exporter.describe import DESCRIBE_OPERATION, JobDescriber, JobDescription
 from exporter.exposition import MetricsPage, Versioned
-from exporter.jobs import Target, TuningJob
+from exporter.jobs import JobTags, Target, TuningJob
 from exporter.listing import Listing, list_changes, list_full
 from exporter.refresh import SnapshotCache
 from exporter.retention import PublishedJobs, select_published_jobs
 from exporter.tags import TAGGING_OPERATION, TagCache
 
 log = logging.getLogger(__name__)
+
+# The share of cache.refresh_timeout left unused by describes, for the refresh to finish in.
+DESCRIBE_DEADLINE_MARGIN = 0.1
 
 
 def targets_from_config(config: ExporterConfig) -> list[Target]:
@@ -123,13 +133,13 @@ class Exporter:
                     config.tags,
                     self._clients.tagging,
                     config.cache.tags_ttl_seconds,
-                    guard_of=lambda target: self._clients.guard(
-                        target, config.cache.refresh_timeout_seconds
-                    ),
                     clock=clock,
                     monotonic=monotonic,
                 )
         self._describer = JobDescriber(config.describe, clock)
+        # The guard of each target's refresh in progress: its listing, tag read and describes
+        # share one deadline, retry budget and pace. A target refreshes on one worker at a time.
+        self._refresh_guards: dict[Target, RefreshGuard] = {}
         self.cache = SnapshotCache(
             targets_from_config(config),
             self._list_jobs,
@@ -138,7 +148,7 @@ class Exporter:
             max_concurrent_refreshes=config.cache.max_concurrent_refreshes,
             refresh_timeout_seconds=config.cache.refresh_timeout_seconds,
             select_published=self._select_published,
-            read_tags=self._tag_cache.tags_of if self._tag_cache is not None else None,
+            read_tags=self._read_tags if self._tag_cache is not None else None,
             describe_jobs=self._describe_jobs if config.describe.enabled else None,
             clock=clock,
             monotonic=monotonic,
@@ -184,7 +194,10 @@ class Exporter:
         )
 
     def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:
-        guard = self._clients.guard(target, self.config.cache.refresh_timeout_seconds)
+        # A refresh starts with its listing: its guard serves the tag read and describes too.
+        guard = self._refresh_guards[target] = self._clients.guard(
+            target, self.config.cache.refresh_timeout_seconds
+        )
         client = self._clients.get(target)
         filters, now = self.config.filters, self._clock()
         if previous is None:
@@ -195,22 +208,35 @@ class Exporter:
         settings = self.config.per_job_metrics
         return select_published_jobs(jobs, now, settings.retention_seconds, settings.max_jobs)
 
+    def _read_tags(self, target: Target) -> JobTags:
+        if self._tag_cache is None:  # not handed to the cache without an allowlist
+            return JobTags()
+        return self._tag_cache.tags_of(target, self._refresh_guards[target])
+
     def _describe_jobs(
         self,
         target: Target,
         published: Sequence[TuningJob],
         previous: Mapping[str, JobDescription],
     ) -> Mapping[str, JobDescription]:
-        # Retries, pacing and a deadline as for the listing; a call that still fails
-        # leaves the job's last description (see JobDescriber.refresh).
-        guard = self._clients.guard(target, self.config.cache.refresh_timeout_seconds)
+        # The refresh's guard: a call that still fails leaves the job's last description
+        # (see JobDescriber.refresh). Describing stops a margin before the refresh's
+        # deadline, since a refresh that ends past it is not served.
+        guard = self._refresh_guards[target]
         client = self._clients.get(target)
+        margin = DESCRIBE_DEADLINE_MARGIN * self.config.cache.refresh_timeout_seconds
+
+        def describe(name: str) -> Mapping[str, Any]:
+            if guard.seconds_left() < margin:
+                raise RefreshDeadlineError("describing stopped near the refresh's deadline")
+            return guard.call(
+                client.describe_hyper_parameter_tuning_job, HyperParameterTuningJobName=name
+            )
+
         return self._describer.refresh(
             published,
             previous,
-            lambda name: guard.call(
-                client.describe_hyper_parameter_tuning_job, HyperParameterTuningJobName=name
-            ),
+            describe,
             context=f" (account={target.account_id or '(default credentials)'} region={target.region})",
         )
 

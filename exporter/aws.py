@@ -94,8 +94,12 @@ class CredentialError(Exception):
     """AWS refused the target's credentials or permissions; retrying cannot help until fixed.
 
     The message says which permission is missing, or why the credentials were refused, and
-    never quotes a credential.
+    never quotes a credential. ``kind`` is ``access_denied`` or ``expired_credentials``.
     """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 ERROR_KINDS = (
@@ -300,7 +304,8 @@ class RefreshGuard:
     ``retry_budget``. So a target that fails every request costs ``max_attempts`` requests
     per refresh (the first failing call ends it), and one that fails now and then costs at
     most its pages plus ``retry_budget``. Denied access and rejected credentials are not
-    retried: they raise :class:`CredentialError` and call ``on_credential_error``.
+    retried: they raise :class:`CredentialError`; rejected credentials also call
+    ``on_credential_error``.
 
     Before each attempt the deadline (``timeout_seconds`` from construction) is checked, and
     a backoff or pacing wait that would end past it raises :class:`RefreshDeadlineError`
@@ -338,6 +343,10 @@ class RefreshGuard:
         """Retries this refresh may still make."""
         return self._retries_left
 
+    def seconds_left(self) -> float:
+        """Seconds until the deadline; 0 or less once it has passed."""
+        return self._deadline - self._monotonic()
+
     def call(self, operation: Callable[..., _Result], **request: Any) -> _Result:
         """``operation(**request)``, retried as the class describes."""
         retry = 0
@@ -348,9 +357,13 @@ class RefreshGuard:
             except ClientError as error:
                 kind = classify_client_error(error)
                 if kind in ("access_denied", "expired_credentials"):
-                    if self._on_credential_error is not None:
+                    # New credentials fix rejected ones; a missing permission is fixed in IAM,
+                    # and AWS applies that to the credentials in hand.
+                    if kind == "expired_credentials" and self._on_credential_error is not None:
                         self._on_credential_error()
-                    raise CredentialError(describe_credential_error(self._target, error)) from None
+                    raise CredentialError(
+                        describe_credential_error(self._target, error), kind
+                    ) from None
                 if kind not in RETRIED_ERROR_KINDS:
                     raise
                 if not self._may_retry(retry):
@@ -479,6 +492,13 @@ class RedactSecretsFilter(logging.Filter):
         redacted = redact_secrets(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        # A traceback and stack are added to the line after the filters ran: format them here.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_secrets(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_secrets(record.stack_info)
         return True
 
 
@@ -513,15 +533,17 @@ class SageMakerClients:
 
     Every botocore session shares one loader, so the service models are read and held in
     memory once rather than once per account and region. Targets without a role share one
-    session with the ambient credentials; each role gets a session whose credentials come
-    from STS AssumeRole on top of the ambient ones and are renewed by botocore before they
-    expire. Clients are built under a lock, since botocore sessions are not thread-safe
+    session with the ambient credentials; each target with a role (a role in one region)
+    gets a session, shared by its SageMaker and tagging clients, whose credentials come from
+    STS AssumeRole on top of the ambient ones and are renewed by botocore before they expire. Clients are built under a lock, since botocore sessions are not thread-safe
     (clients are); an error while building one (no credentials, a missing profile) raises
     from :meth:`get`, so it fails that target's refresh and is tried again on the next.
 
     botocore keeps refreshable credentials until they expire, even once AWS has revoked or
-    rejected them; so a credential error drops the target's client (and, with it, the
-    assumed role's credentials) and the ambient session, and the next refresh starts afresh.
+    rejected them; so rejected credentials drop the target's clients and session (and, with
+    them, the assumed role's credentials) and the ambient session, and the next refresh
+    starts afresh. A denied permission drops nothing: AWS applies a fixed policy to the
+    credentials in hand.
     """
 
     def __init__(

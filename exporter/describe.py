@@ -14,7 +14,9 @@ job is costly at thousands of jobs, so:
 A failed describe never fails the refresh: the job keeps its last description and the
 failure is counted by the request counter (``sagemaker_tuning_exporter_api_errors_total``).
 Throttling, server errors, expired credentials and requests without an answer end the
-refresh's describing; the jobs left are described on the next refresh.
+refresh's describing; the jobs left are described on the next refresh. Access denied fails
+only its job, unless MAX_DENIALS_IN_A_ROW jobs in a row are denied: then the permission is
+missing, and the refresh describes no more.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from exporter.aws import classify_error
+from exporter.aws import CredentialError, classify_error
 from exporter.config import DescribeSettings
 from exporter.jobs import TuningJob
 from exporter.retention import RUNNING_STATUSES, ended_at
@@ -44,6 +46,9 @@ UNDESCRIBED_STATUSES = frozenset({"Deleting"})
 # them, the refresh describes no more jobs. Others (access denied to a job, a job deleted
 # meanwhile) fail only their job.
 _STOP_DESCRIBING_ERRORS = frozenset({"throttled", "server_error", "expired_credentials"})
+# Denied this many jobs in a row, the permission is missing rather than denied for a job:
+# the refresh describes no more, rather than spend its whole budget on refusals.
+MAX_DENIALS_IN_A_ROW = 3
 
 # Describe one job of the target by name; returns the API's response as boto3 parses it.
 DescribeJob = Callable[[str], Mapping[str, Any]]
@@ -172,9 +177,18 @@ class JobDescriber:
             self._settings.max_requests_per_refresh,
         )
         fresh: dict[str, JobDescription] = {}
+        denials_in_a_row = 0
         for job in due:
             try:
                 answer = describe(job.name)
+            except CredentialError as error:  # through a RefreshGuard: not retried
+                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
+                if error.kind != "access_denied":
+                    break
+                denials_in_a_row += 1
+                if denials_in_a_row >= MAX_DENIALS_IN_A_ROW:
+                    break
+                continue
             except ClientError as error:
                 log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -185,6 +199,7 @@ class JobDescriber:
             except Exception as error:  # no answer (timeout, connection): the endpoint is unwell
                 log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
                 break
+            denials_in_a_row = 0
             try:
                 # Stamped with the refresh's time, not the answer's, so the running jobs of
                 # one refresh stay due together rather than splitting over two refreshes.

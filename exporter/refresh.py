@@ -191,6 +191,15 @@ class SnapshotCache:
         if snapshot is not None:
             snapshot = self._republished(snapshot)
         with self._lock:
+            current = self._snapshots.get(target)
+            if (
+                snapshot is not None
+                and current is not None
+                and current.refresh_failures > snapshot.refresh_failures
+            ):
+                # This cache counted a failure of its own (a deadline it marked): a counter
+                # never goes back.
+                snapshot = replace(snapshot, refresh_failures=current.refresh_failures)
             if snapshot is not None:
                 self._snapshots[target] = snapshot
             if state.listing is not None:
@@ -223,10 +232,14 @@ class SnapshotCache:
         done = threading.Event()
         with previous._lock:
             requested_at = previous._requested_at.get(target, self._monotonic())
+            overdue = target in previous._overdue
         with self._lock:
             self._in_flight[target] = done
-            # Its deadline runs on from when ``previous`` asked for it.
+            # Its deadline runs on from when ``previous`` asked for it; if ``previous``
+            # already marked it down (and counted the failure), this cache does not again.
             self._requested_at[target] = requested_at
+            if overdue:
+                self._overdue.add(target)
 
         def adopt() -> None:
             previous_done.wait()
@@ -357,7 +370,11 @@ class SnapshotCache:
             finally:
                 with self._lock:
                     self._forget_in_flight(target)
-                    retire = self._unclaimed_jobs == 0 and self._live_workers > self._capacity()
+                    # A closed cache's workers end too: a worker started after close() (for
+                    # an overdue refresh) would find no stop marker left for it.
+                    retire = self._unclaimed_jobs == 0 and (
+                        self._closed or self._live_workers > self._capacity()
+                    )
                     if retire:
                         self._live_workers -= 1
                     elif self._unclaimed_jobs > 0:

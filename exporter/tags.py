@@ -31,8 +31,6 @@ RESOURCES_PER_PAGE = 100  # the API's maximum for ResourcesPerPage
 MAX_PAGES = 10_000
 
 TaggingClientOf = Callable[[Target], "ResourceGroupsTaggingAPIClient"]
-# A fresh RefreshGuard for one tag read of a target: its own retries, pacing and deadline.
-GuardOf = Callable[[Target], RefreshGuard]
 
 
 def read_job_tags(
@@ -99,22 +97,24 @@ class TagCache:
         client_of: TaggingClientOf,
         ttl_seconds: float,
         *,
-        guard_of: GuardOf | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tag_keys = tuple(tag_keys)
         self._client_of = client_of
         self._ttl_seconds = ttl_seconds
-        self._guard_of = guard_of
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._tags: dict[Target, JobTags] = {}
         self._read_at: dict[Target, float] = {}
 
-    def tags_of(self, target: Target) -> JobTags:
-        """The tags of ``target``'s jobs, read now if the last read is older than the TTL."""
+    def tags_of(self, target: Target, guard: RefreshGuard | None = None) -> JobTags:
+        """The tags of ``target``'s jobs, read now if the last read is older than the TTL.
+
+        A read goes through ``guard`` when one is given: the refresh's, so that the read
+        shares its retry budget, pacing and deadline.
+        """
         now = self._monotonic()
         with self._lock:
             known = self._tags.get(target, JobTags())
@@ -122,7 +122,6 @@ class TagCache:
         if read_at is not None and now - read_at < self._ttl_seconds:
             return known
         try:
-            guard = self._guard_of(target) if self._guard_of is not None else None
             by_arn = read_job_tags(self._client_of(target), self._tag_keys, guard)
         except Exception as error:  # tags are optional: never let them fail the listing
             log.warning(

@@ -34,7 +34,7 @@ from exporter.http import ExporterServer, create_app
 from tests.conftest import ROOT, RunningExporter
 from tests.expected import Samples, described_samples, samples, value
 from tests.factories import tuning_job
-from tests.sagemaker_server import FaultRule, SageMakerTestServer
+from tests.sagemaker_server import FaultRule, SageMakerTestServer, at
 
 REGION = "eu-west-1"
 DESCRIBE_FAMILIES = (
@@ -367,8 +367,13 @@ def test_a_describe_denied_for_one_job_leaves_the_others_described(
     make_config: Callable[..., ExporterConfig],
     start_exporter: StartExporter,
 ) -> None:
-    sagemaker.add_job(REGION, "secret-job", described=description(0.3))
-    sagemaker.add_job(REGION, "open-job", described=description(0.4))
+    # The denied job ended last, so it is described first: the others still follow it.
+    sagemaker.add_job(
+        REGION, "secret-job", ended=at("2026-11-02T00:00:00"), described=description(0.3)
+    )
+    sagemaker.add_job(
+        REGION, "open-job", ended=at("2026-11-01T00:00:00"), described=description(0.4)
+    )
     sagemaker.add_fault(
         FaultRule(
             region=REGION,
@@ -393,6 +398,26 @@ def test_a_describe_denied_for_one_job_leaves_the_others_described(
         error="access_denied",
     )
     assert denied == 1
+
+
+def test_three_denied_describes_in_a_row_end_the_refreshs_describing(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    start_exporter: StartExporter,
+) -> None:
+    for index in range(10):
+        sagemaker.add_job(REGION, f"job-{index}", described=description(0.5))
+    sagemaker.add_fault(
+        FaultRule(region=REGION, kind="access_denied", operation=DESCRIBE_OPERATION)
+    )
+    running = start_exporter(config_for(make_config), FakeClock())
+
+    text = running.scrape()
+
+    assert value(text, "sagemaker_tuning_exporter_up", region=REGION) == 1
+    # The permission is missing: three refusals, not the whole budget of ten.
+    assert sagemaker.received(REGION, DESCRIBE_OPERATION) == 3
+    assert not describe_samples_of(text)
 
 
 def test_a_job_gone_before_its_describe_keeps_its_last_description(
