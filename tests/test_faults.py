@@ -373,3 +373,20 @@ def test_log_lines_that_quote_a_signed_request_or_issued_credentials_are_redacte
         assert secret not in written
     assert written.count("(redacted)") >= 6
     assert "Sending http request" in written  # the rest of each line is kept
+
+
+def test_a_logged_traceback_that_quotes_a_secret_is_redacted() -> None:
+    stream = io.StringIO()
+    with _restored_logging():
+        configure_logging("info", stream)
+        try:
+            raise RuntimeError(
+                "Response body: <SecretAccessKey>wJalrXUtnFEMIEXAMPLESECRET</SecretAccessKey>"
+            )
+        except RuntimeError:
+            logging.getLogger("exporter").exception("refresh failed")
+    written = stream.getvalue()
+
+    assert "wJalrXUtnFEMIEXAMPLESECRET" not in written
+    assert "Traceback (most recent call last)" in written  # the traceback itself is kept
+    assert "RuntimeError: Response body: <SecretAccessKey>(redacted)" in written
