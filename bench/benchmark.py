@@ -34,7 +34,6 @@ import gzip
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +49,7 @@ from harness import (
     PLACEHOLDER_ENVIRONMENT,
     REGIONS,
     ROOT,
+    exporter_command,
     free_port,
     machine,
     moto_backend,
@@ -57,6 +57,7 @@ from harness import (
     peak_rss_kib,
     percentile,
     seed_jobs,
+    start_process,
     wait_ready,
     write_config,
 )
@@ -182,25 +183,10 @@ def run_variant(
         config = Path(scratch) / "config.yaml"
         write_config(config, endpoint_url, regions, args.ttl, args.tags_ttl if args.tags else None)
         if variant == "exporter":
-            command = [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(config),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ]
+            command = exporter_command(config, port)
         else:
             command = [sys.executable, __file__, "--serve-naive", str(config), str(port)]
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **PLACEHOLDER_ENVIRONMENT},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_process(command)
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url, process)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,11 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import fetch
 from harness import (
     PLACEHOLDER_ENVIRONMENT,
-    ROOT,
+    exporter_command,
     free_port,
     machine,
     moto_server,
     seed_jobs,
+    start_process,
     wait_ready,
 )
 
@@ -115,22 +115,7 @@ def run_exporter(endpoint_url: str, args: argparse.Namespace) -> list[dict[str, 
             f"describe:\n  ttl: {args.describe_ttl}\n"
             f"  max_requests_per_refresh: {args.budget}\n"
         )
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(config),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **PLACEHOLDER_ENVIRONMENT},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_process(exporter_command(config, port))
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url, process)

@@ -17,6 +17,7 @@ import re
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -181,6 +182,31 @@ def write_config(
     if not describe:
         text += "describe:\n  enabled: false\n"
     path.write_text(text)
+
+
+def exporter_command(config: Path, port: int) -> list[str]:
+    """The command that runs the exporter with ``config`` on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(config),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
+
+
+def start_process(command: Sequence[str]) -> subprocess.Popen[str]:
+    """``command`` run from the checkout with placeholder credentials, its stderr kept."""
+    return subprocess.Popen(
+        list(command),
+        cwd=ROOT,
+        env={**os.environ, **PLACEHOLDER_ENVIRONMENT},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def free_port() -> int:

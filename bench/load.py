@@ -51,7 +51,7 @@ from typing import Any
 from harness import (
     PLACEHOLDER_ENVIRONMENT,
     REGIONS,
-    ROOT,
+    exporter_command,
     free_port,
     load_average,
     machine,
@@ -59,6 +59,7 @@ from harness import (
     percentile,
     process_status,
     seed_jobs,
+    start_process,
     status_kib,
     wait_ready,
     write_config,
@@ -226,22 +227,7 @@ def run_load(
     """Start the exporter, scrape it for the duration, stop it, and return the report."""
     port = free_port()
     started = time.monotonic()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config.file",
-            str(config),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **PLACEHOLDER_ENVIRONMENT},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_process(exporter_command(config, port))
     parser_pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=1, mp_context=multiprocessing.get_context("spawn")
     )
