@@ -479,6 +479,62 @@ def test_replacement_workers_for_overdue_refreshes_are_bounded_by_the_pool_size(
     assert started == hanging[:2]
 
 
+def test_a_closed_cache_leaves_no_worker_behind_even_one_started_for_an_overdue_refresh() -> None:
+    hung = threading.Event()
+    hanging = [Target(region="eu-west-1"), Target(region="eu-west-2")]
+    queued = Target(region="eu-west-3")
+
+    def list_jobs(target: Target, previous: Listing | None) -> Listing:
+        if target in hanging:
+            hung.wait(timeout=30)
+        return Listing((), None, full=previous is None)
+
+    threads_before = threading.active_count()
+    clock = FakeClock()
+    cache = SnapshotCache(
+        [*hanging, queued],
+        list_jobs,
+        ttl_seconds=60,
+        max_concurrent_refreshes=2,
+        refresh_timeout_seconds=30,
+        clock=clock,
+        monotonic=clock,
+    )
+    cache.refresh_stale(timeout=0.1)  # both workers hang; the third target waits in the queue
+    cache.close()  # one stop marker per worker alive now: two
+    clock.now += 31  # the first refresh to end marks both overdue: a third worker may start
+    hung.set()
+
+    assert _wait_until(lambda: threading.active_count() <= threads_before)
+
+
+def test_a_carried_over_refresh_already_marked_overdue_is_counted_once() -> None:
+    hung = threading.Event()
+
+    def list_jobs(target: Target, previous: Listing | None) -> Listing:
+        hung.wait(timeout=30)
+        return Listing((), None, full=previous is None)
+
+    clock = FakeClock()
+    settings: dict[str, Any] = {"refresh_timeout_seconds": 30, "clock": clock, "monotonic": clock}
+    old = SnapshotCache([EU], list_jobs, ttl_seconds=60, **settings)
+    old.refresh_stale(timeout=0.1)
+    clock.now += 31
+    (marked_down,) = old.snapshots()  # the old cache marks it down and counts the failure
+
+    new = SnapshotCache([EU], list_jobs, ttl_seconds=60, **settings)
+    new.carry_over(old, [EU])  # as a reload does: the refresh in flight is adopted
+    (carried,) = new.snapshots()
+    hung.set()
+    new.refresh_stale(timeout=5)  # waits for the adopted refresh
+    (adopted,) = new.snapshots()
+    old.close()
+
+    assert marked_down.refresh_failures == 1
+    assert carried.refresh_failures == 1  # not marked and counted again
+    assert adopted.refresh_failures == 1  # and never lower
+
+
 def test_an_answer_that_itself_outlasted_the_deadline_is_not_served() -> None:
     clock = FakeClock()
     answers = [[job("kept")], [job("late")]]
