@@ -412,9 +412,11 @@ class SnapshotCache:
                 target.region,
                 error,
             )
-        # Outside the lock, like the listing: reading tags and describing jobs call AWS.
+        # Outside the lock, like the listing: reading tags and describing jobs call AWS. The
+        # published jobs are chosen once, for the describes and the snapshot alike.
+        published = None if listing is None else self._select_published(listing.jobs, self._clock())
         tags = self._read_tags(target) if listing is not None and self._read_tags else None
-        descriptions = self._describe(target, listing) if listing is not None else None
+        descriptions = self._describe(target, published.jobs) if published is not None else None
         finished = self._monotonic()
         with self._lock:
             self._mark_overdue(finished)
@@ -427,10 +429,12 @@ class SnapshotCache:
                 # in the queue is, as it is as fresh as any.
                 self._refreshed_at[target] = finished
                 return
-            if listing is None:
+            if listing is None or published is None:
                 snapshot = _failed_snapshot(target, previous, finished - started, error)
             else:
-                snapshot = self._successful_snapshot(target, previous, listing, finished - started)
+                snapshot = self._successful_snapshot(
+                    target, previous, listing, published, finished - started
+                )
                 if tags is not None:
                     snapshot = replace(snapshot, tags=tags)
                 if descriptions is not None:
@@ -450,8 +454,10 @@ class SnapshotCache:
             snapshot.refresh_duration_seconds,
         )
 
-    def _describe(self, target: Target, listing: Listing) -> Mapping[str, JobDescription] | None:
-        """The descriptions of the jobs ``listing`` publishes; None when describing is off.
+    def _describe(
+        self, target: Target, published: Sequence[TuningJob]
+    ) -> Mapping[str, JobDescription] | None:
+        """The descriptions of the ``published`` jobs; None when describing is off.
 
         It runs before the snapshot is served, so a refresh publishes one snapshot, and a
         scrape or readiness check that waited for the refresh sees its descriptions.
@@ -461,7 +467,6 @@ class SnapshotCache:
         with self._lock:
             previous = self._snapshots.get(target)
         known = previous.descriptions if previous is not None else NO_DESCRIPTIONS
-        published = self._select_published(listing.jobs, self._clock()).jobs
         try:
             return self._describe_jobs(target, published, known)
         except Exception as error:  # describing is an extra: it must never fail the listing
@@ -480,11 +485,11 @@ class SnapshotCache:
         target: Target,
         previous: RegionSnapshot | None,
         listing: Listing,
+        published: PublishedJobs,
         duration: float,
     ) -> RegionSnapshot:
         now = self._clock()
         jobs = listing.jobs
-        published = self._select_published(jobs, now)
         published_jobs = published.jobs
         # Unchanged jobs keep the previous tuple, so the exposition can tell nothing changed.
         if previous is not None:
