@@ -2,12 +2,17 @@
 
 The server runs in the calling process, so the scripts seed jobs by editing moto's
 backends; every request it receives is counted per (region, operation) at the wire,
-independently of what the exporter reports about itself. The rest are small helpers for
-the exporter processes the scripts start: a free port, readiness, and /proc figures.
+independently of what the exporter reports about itself, and each
+DescribeHyperParameterTuningJob by the job it names. It answers the listing under one of
+two semantics (``--listing-semantics``, see :func:`moto_server`). The rest are small helpers
+for the exporter processes the scripts start: a free port, readiness, and /proc figures.
 """
 
 from __future__ import annotations
 
+import argparse
+import io
+import json
 import logging
 import math
 import os
@@ -40,48 +45,77 @@ TAGGING_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2", "sa-east-1")
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 FINISHED = ("Completed", "Completed", "Completed", "Failed", "Stopped")
+# The seeded jobs were created over this span, oldest first, the newest an hour ago.
+SEED_SPAN_SECONDS = 6 * 86400
+# Old running jobs are seeded among the oldest fifth: older than 80% of all jobs.
+OLD_JOBS_FRACTION = 5
+DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
+# How ListHyperParameterTuningJobs is answered (tests/sagemaker_server.py), in words.
+LISTING_SEMANTICS = {"moto": "filter, then page", "aws": "page, then filter"}
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 
 
 class RequestCounts:
-    """Requests moto received, per (region, operation); safe to read while it serves."""
+    """Requests moto received, per (region, operation), and the describes per (region, job
+    name); safe to read while it serves."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._described: Counter[tuple[str, str]] = Counter()
 
-    def add(self, region: str, operation: str) -> None:
-        """Count one request."""
+    def add(self, region: str, operation: str, described_job: str | None = None) -> None:
+        """Count one request; ``described_job`` is the job a describe named."""
         with self._lock:
             self._counts[(region, operation)] += 1
+            if described_job is not None:
+                self._described[(region, described_job)] += 1
 
     def snapshot(self) -> dict[tuple[str, str], int]:
         """A copy of the counts so far."""
         with self._lock:
             return dict(self._counts)
 
+    def described(self) -> dict[tuple[str, str], int]:
+        """A copy of the describes so far, per (region, job name)."""
+        with self._lock:
+            return dict(self._described)
+
 
 def _counting(
     app: Callable[..., Iterable[bytes]], counts: RequestCounts
 ) -> Callable[..., Iterable[bytes]]:
-    """``app`` that first counts each request by its SigV4 region and X-Amz-Target operation."""
+    """``app`` that first counts each request by its SigV4 region and X-Amz-Target operation,
+    and each describe by the job it names."""
 
     def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-        target = str(environ.get("HTTP_X_AMZ_TARGET", "unknown"))
-        counts.add(match.group(1) if match else "unknown", target.rsplit(".", 1)[-1])
+        operation = str(environ.get("HTTP_X_AMZ_TARGET", "unknown")).rsplit(".", 1)[-1]
+        described_job = None
+        if operation == DESCRIBE_OPERATION:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            try:
+                described_job = str(json.loads(body)["HyperParameterTuningJobName"])
+            except (ValueError, KeyError, TypeError):
+                described_job = "unknown"
+        counts.add(match.group(1) if match else "unknown", operation, described_job)
         return app(environ, start_response)
 
     return counted
 
 
 @contextmanager
-def moto_server(tagging: bool = False) -> Iterator[tuple[str, RequestCounts]]:
+def moto_server(
+    tagging: bool = False, listing_semantics: str = "moto"
+) -> Iterator[tuple[str, RequestCounts]]:
     """moto's server on 127.0.0.1; yields its URL and the counts of the requests it receives.
 
     With ``tagging``, requests go through the test suite's middleware, whose GetResources
     pages by ResourcesPerPage as AWS does (moto's own also ends a page at 100 tags), and the
-    tagging API's endpoint is pointed at the server.
+    tagging API's endpoint is pointed at the server. With ``listing_semantics`` ``"aws"``,
+    they go through it too, and ListHyperParameterTuningJobs pages, then filters, as AWS
+    documents for ListTrainingJobs; ``"moto"`` leaves moto's answer, filtered, then paged.
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
@@ -89,10 +123,12 @@ def moto_server(tagging: bool = False) -> Iterator[tuple[str, RequestCounts]]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     counts = RequestCounts()
     moto_app: Callable[..., Iterable[bytes]] = DomainDispatcherApplication(create_backend_app)
-    if tagging:
-        from tests.sagemaker_server import answering_get_resources
+    if tagging or listing_semantics != "moto":
+        if str(ROOT) not in sys.path:  # the test suite's package, for a script run from bench/
+            sys.path.insert(0, str(ROOT))
+        from tests.sagemaker_server import wire_middleware
 
-        moto_app = answering_get_resources(moto_app)
+        moto_app = wire_middleware(moto_app, listing_semantics=listing_semantics)
     app = _counting(moto_app, counts)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
@@ -114,19 +150,64 @@ def moto_backend(region: str) -> Any:
     return sagemaker_backends[ACCOUNT][region]
 
 
-def seed_jobs(regions: Sequence[str], jobs: int, running: int, tagged: bool = False) -> None:
+def add_listing_semantics_flag(parser: argparse.ArgumentParser) -> None:
+    """The ``--listing-semantics`` flag the scripts share."""
+    parser.add_argument(
+        "--listing-semantics",
+        choices=tuple(LISTING_SEMANTICS),
+        default="moto",
+        help="how the server answers ListHyperParameterTuningJobs: moto's way (filter, then "
+        "page; default) or as AWS documents ListTrainingJobs (page, then filter)",
+    )
+
+
+def listing_semantics_line(mode: str) -> str:
+    """A line that says how the listing was answered, e.g. ``listing semantics: aws (page, then filter)``."""
+    return f"listing semantics: {mode} ({LISTING_SEMANTICS[mode]})"
+
+
+def job_name(index: int) -> str:
+    """The name of the ``index``-th seeded job, the oldest being 0."""
+    return f"job-{index:05d}"
+
+
+def running_indices(jobs: int, running: int, old_running: int = 0) -> list[int]:
+    """The indices of the running jobs :func:`seed_jobs` seeds, ascending (oldest first).
+
+    The newest ``running - old_running`` jobs, plus ``old_running`` jobs spread over the
+    oldest fifth, each older than 80% of all jobs (for 10,000 jobs, than 8,000 others).
+    """
+    oldest_fifth = jobs // OLD_JOBS_FRACTION
+    if not 0 <= old_running <= running <= jobs:
+        raise ValueError(
+            f"expected 0 <= old running <= running <= jobs, got {old_running}, {running}, {jobs}"
+        )
+    if old_running and (old_running >= oldest_fifth or running - old_running > jobs - oldest_fifth):
+        raise ValueError(
+            f"{old_running} old running jobs do not fit among the oldest fifth of {jobs}"
+        )
+    old = [(k + 1) * oldest_fifth // (old_running + 1) for k in range(old_running)]
+    return [*old, *range(jobs - (running - old_running), jobs)]
+
+
+def seed_jobs(
+    regions: Sequence[str], jobs: int, running: int, tagged: bool = False, old_running: int = 0
+) -> None:
     """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days.
 
-    With ``tagged``, each job has a ``team`` (one of 5) and a ``project`` (one of 17) tag.
+    The running jobs are the newest, except ``old_running`` of them, which are older than 80%
+    of all jobs (see :func:`running_indices`). With ``tagged``, each job has a ``team`` (one
+    of 5) and a ``project`` (one of 17) tag.
     """
     from exporter.demo import create_moto_tuning_job
 
     now = datetime.now(tz=UTC).replace(tzinfo=None)  # moto keeps naive UTC times
+    running_set = set(running_indices(jobs, running, old_running))
     for region in regions:
         backend = moto_backend(region)
         rng = random.Random(region)
         for index in range(jobs):
-            name = f"job-{index:05d}"
+            name = job_name(index)
             job = create_moto_tuning_job(
                 backend,
                 name,
@@ -139,8 +220,12 @@ def seed_jobs(regions: Sequence[str], jobs: int, running: int, tagged: bool = Fa
             )
             # Spread over six days, oldest first, so modification times differ as in a real account.
             # The newest was modified an hour ago, so changes made now are newer than any of them.
-            created = now - timedelta(days=6, hours=1) + timedelta(seconds=index * 6 * 86400 / jobs)
-            is_running = index >= jobs - running
+            created = (
+                now
+                - timedelta(seconds=SEED_SPAN_SECONDS, hours=1)
+                + timedelta(seconds=index * SEED_SPAN_SECONDS / jobs)
+            )
+            is_running = index in running_set
             job.creation_time = created
             job.last_modified_time = created + timedelta(minutes=30)
             job.hyper_parameter_tuning_job_status = (
@@ -166,11 +251,13 @@ def write_config(
     tags_ttl: float | None = None,
     *,
     describe: bool = True,
+    retention: str | None = None,
 ) -> None:
     """An exporter configuration for ``regions`` of the moto server at ``endpoint_url``.
 
     With ``tags_ttl``, it publishes the tags ``team`` and ``project``, read that often;
-    without ``describe``, it describes no job.
+    without ``describe``, it describes no job; ``retention`` (a duration such as ``10m``)
+    sets ``per_job_metrics.retention``.
     """
     text = (
         f"regions: [{', '.join(regions)}]\n"
@@ -181,6 +268,8 @@ def write_config(
         text += f"  tags_ttl: {tags_ttl}\ntags: [team, project]\n"
     if not describe:
         text += "describe:\n  enabled: false\n"
+    if retention is not None:
+        text += f"per_job_metrics:\n  retention: {retention}\n"
     path.write_text(text)
 
 

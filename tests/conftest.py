@@ -16,7 +16,7 @@ from exporter.app import Exporter, LiveExporter
 from exporter.config import AwsSettings, CacheSettings, ExporterConfig, load_config
 from exporter.http import ExporterServer, create_app, create_live_app
 from exporter.webreload import ReloadingWebConfig
-from tests.sagemaker_server import SageMakerTestServer
+from tests.sagemaker_server import LISTING_SEMANTICS, SageMakerTestServer
 from tests.tls_material import TlsMaterial, make_tls_material
 
 # Placeholder keys that only moto accepts; set before any botocore session exists.
@@ -45,10 +45,20 @@ def sagemaker_server() -> Iterator[SageMakerTestServer]:
     server.stop()
 
 
-@pytest.fixture
-def sagemaker(sagemaker_server: SageMakerTestServer) -> Iterator[SageMakerTestServer]:
-    """The test server, emptied of jobs, faults and counts before each test."""
+@pytest.fixture(params=LISTING_SEMANTICS, ids=LISTING_SEMANTICS)
+def sagemaker(
+    sagemaker_server: SageMakerTestServer, request: pytest.FixtureRequest
+) -> Iterator[SageMakerTestServer]:
+    """The test server, emptied of jobs, faults and counts before each test.
+
+    Parametrized over LISTING_SEMANTICS, so every test that uses it runs twice: ``[moto]``,
+    where ListHyperParameterTuningJobs filters and then pages as moto does, and ``[aws]``,
+    where it pages and then filters as AWS documents for ListTrainingJobs (empty pages that
+    carry a NextToken included). The mode is set before the test starts and kept by
+    ``reset()``.
+    """
     sagemaker_server.reset()
+    sagemaker_server.use_listing_semantics(request.param)
     yield sagemaker_server
     sagemaker_server.reset()
 

@@ -2,10 +2,26 @@
 
 The middleware counts every request it receives per (region, operation) and can answer
 chosen requests with throttling, 500s, AccessDenied, rejected tokens or a refused
-AssumeRole, or hold them, before moto sees them, or rewrite the job summaries of moto's
-answer as a malformed API might send them. It remembers the secrets it issues and
+AssumeRole, or hold them, before moto sees them, or rewrite the job summaries of the
+listing's answer as a malformed API might send them. It remembers the secrets it issues and
 receives (AssumeRole's keys and tokens, request signatures) so tests can check that no log
 line quotes one. Tests set job state by editing moto's in-process backends.
+
+ListHyperParameterTuningJobs is answered under one of two listing semantics
+(LISTING_SEMANTICS), chosen with ``SageMakerTestServer.use_listing_semantics``:
+
+- ``"moto"``: moto's own answer. moto filters first, then sorts and pages, so a filtered
+  listing costs ceil(matching jobs / MaxResults) pages and never sees an empty page.
+- ``"aws"``: the reading AWS documents for the sibling ListTrainingJobs, answered here from
+  moto's backend. The jobs are sorted by SortBy/SortOrder (default Name, Ascending; ties
+  broken by name), the MaxResults slice (default 10) at the NextToken's offset is cut, and
+  only then are StatusEquals, NameContains and the time bounds applied to it. A NextToken
+  comes with every page that leaves jobs after it, so a filtered listing costs
+  ceil(all jobs / MaxResults) pages and may see empty pages that carry one. Tokens are
+  opaque, new on every call, and rejected with a ValidationException unless issued here.
+  The summaries are serialized by moto's own serializer, so a job reads the same in both.
+
+Fault rules are matched first, in either mode; ``rewrite`` rewrites the page the mode gives.
 
 The Resource Groups Tagging API's GetResources is answered here, from the tags moto's
 SageMaker backend stores for tuning jobs (CreateHyperParameterTuningJob, AddTags): moto
@@ -15,8 +31,11 @@ where AWS pages by ResourcesPerPage alone. As on AWS, jobs never tagged are not 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
+import operator
 import re
 import threading
 import time
@@ -27,9 +46,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+from moto.core.parse import default_timestamp_parser
+from moto.core.responses import ActionContext, ActionResult
+from moto.core.serialize import get_serializer_class
+from moto.core.utils import get_service_model
 from moto.iam.models import get_account_id_from
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.sagemaker.models import sagemaker_backends
+from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 
 from exporter.demo import create_moto_tuning_job
@@ -44,6 +68,25 @@ DESCRIBED_ATTRIBUTES = {
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 _ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
 TUNING_JOB_RESOURCE_TYPE = "sagemaker:hyper-parameter-tuning-job"
+LISTING_OPERATION = "ListHyperParameterTuningJobs"
+# How ListHyperParameterTuningJobs pages and filters: moto's way, or AWS's documented one.
+LISTING_SEMANTICS = ("moto", "aws")
+# SortBy -> the order it gives; the name breaks ties so that pages never overlap.
+_LISTING_ORDERS: dict[str, Callable[[Any], tuple[Any, ...]]] = {
+    "Name": lambda job: (job.hyper_parameter_tuning_job_name,),
+    "Status": lambda job: (
+        job.hyper_parameter_tuning_job_status,
+        job.hyper_parameter_tuning_job_name,
+    ),
+    "CreationTime": lambda job: (job.creation_time, job.hyper_parameter_tuning_job_name),
+}
+# Time bounds -> the job attribute they bound and the test it must pass; strict, as moto's.
+_LISTING_TIME_BOUNDS: dict[str, tuple[str, Callable[[datetime, datetime], bool]]] = {
+    "CreationTimeAfter": ("creation_time", operator.gt),
+    "CreationTimeBefore": ("creation_time", operator.lt),
+    "LastModifiedTimeAfter": ("last_modified_time", operator.gt),
+    "LastModifiedTimeBefore": ("last_modified_time", operator.lt),
+}
 
 # Error bodies in the awsJson1_1 shape that botocore parses into ClientError codes.
 FAULT_RESPONSES: dict[str, tuple[str, dict[str, str]]] = {
@@ -128,9 +171,158 @@ class FaultRule:
 
 
 @dataclass
+class _PageThenFilterListing:
+    """ListHyperParameterTuningJobs as AWS documents ListTrainingJobs: sort, page, then filter.
+
+    A WSGI app that answers from moto's backend of the request's account and region. Each
+    NextToken it issues encodes the next page's offset and a nonce, so no two are alike;
+    it remembers them, as only a token it issued is accepted.
+    """
+
+    issued_tokens: set[str] = field(default_factory=set)
+    nonce: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        request: dict[str, Any] = json.loads(environ["wsgi.input"].read() or b"{}")
+        problem = _invalid_listing_request(request)
+        offset = 0
+        if problem is None and request.get("NextToken"):
+            token_offset = self._offset_of(request["NextToken"])
+            if token_offset is None:
+                problem = "The pagination token is invalid."
+            else:
+                offset = token_offset
+        if problem is not None:
+            return _answer_json(
+                start_response,
+                "400 Bad Request",
+                {"__type": "ValidationException", "message": problem},
+            )
+        backend = sagemaker_backends[_account_of(environ)][_region_of(environ)]
+        jobs = sorted(
+            backend.hyper_parameter_tuning_jobs.values(),
+            key=_LISTING_ORDERS[request.get("SortBy", "Name")],
+            reverse=request.get("SortOrder") == "Descending",
+        )
+        end = offset + request.get("MaxResults", 10)
+        matching = [job for job in jobs[offset:end] if _listing_keeps(job, request)]
+        next_token = self._issue(end) if end < len(jobs) else None
+        return _answer_json(start_response, "200 OK", _serialized_listing(matching, next_token))
+
+    def _issue(self, offset: int) -> str:
+        with self.lock:
+            self.nonce += 1
+            payload = json.dumps({"offset": offset, "nonce": self.nonce})
+            token = base64.urlsafe_b64encode(payload.encode()).decode()
+            self.issued_tokens.add(token)
+        return token
+
+    def _offset_of(self, token: str) -> int | None:
+        """The offset ``token`` stands for; None unless it was issued here."""
+        with self.lock:
+            if token not in self.issued_tokens:
+                return None
+        try:
+            return int(json.loads(base64.urlsafe_b64decode(token))["offset"])
+        except (binascii.Error, ValueError, KeyError, TypeError):
+            return None
+
+    def forget_tokens(self) -> None:
+        with self.lock:
+            self.issued_tokens.clear()
+
+
+def _invalid_listing_request(request: Mapping[str, Any]) -> str | None:
+    """Why AWS would reject the listing request's paging and order, as its message says; or None."""
+    size = request.get("MaxResults", 10)
+    if not isinstance(size, int) or not 1 <= size <= 100:
+        return (
+            f"1 validation error detected: Value '{size}' at 'maxResults' failed to satisfy "
+            "constraint: Member must have value between 1 and 100"
+        )
+    for key, allowed in (
+        ("SortBy", tuple(_LISTING_ORDERS)),
+        ("SortOrder", ("Ascending", "Descending")),
+    ):
+        value = request.get(key, allowed[0])
+        if value not in allowed:
+            return (
+                f"1 validation error detected: Value '{value}' at '{key[0].lower()}{key[1:]}' "
+                f"failed to satisfy constraint: Member must satisfy enum value set: {list(allowed)}"
+            )
+    return None
+
+
+def _listing_keeps(job: Any, request: Mapping[str, Any]) -> bool:
+    """Whether moto's ``job`` passes the listing request's filters, compared as moto does.
+
+    The time bounds arrive as epoch seconds; moto's parser makes them naive UTC times, as
+    moto keeps its own.
+    """
+    if (
+        request.get("StatusEquals")
+        and job.hyper_parameter_tuning_job_status != request["StatusEquals"]
+    ):
+        return False
+    if (
+        request.get("NameContains")
+        and request["NameContains"] not in job.hyper_parameter_tuning_job_name
+    ):
+        return False
+    return all(
+        passes(getattr(job, attribute), default_timestamp_parser(request[key]))
+        for key, (attribute, passes) in _LISTING_TIME_BOUNDS.items()
+        if request.get(key) is not None
+    )
+
+
+def _serialized_listing(jobs: Iterable[Any], next_token: str | None) -> bytes:
+    """A ListHyperParameterTuningJobs answer of moto's ``jobs``, serialized as moto does its own."""
+    service = get_service_model("sagemaker")
+    context = ActionContext(
+        service,
+        service.operation_model(LISTING_OPERATION),
+        get_serializer_class(service.service_name, service.protocol),
+        SageMakerResponse(),
+    )
+    result = ActionResult(
+        {
+            "HyperParameterTuningJobSummaries": [job.summary() for job in jobs],
+            "NextToken": next_token,
+        }
+    )
+    _, _, body = result.execute_result(context)
+    return body.encode() if isinstance(body, str) else body
+
+
+def _answer_json(
+    start_response: Callable[..., Any], status: str, payload: Mapping[str, Any] | bytes
+) -> list[bytes]:
+    """Answer in the awsJson1_1 protocol: ``payload`` as JSON, or bytes already serialized."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    start_response(
+        status,
+        [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
+def _check_listing_semantics(mode: str) -> str:
+    if mode not in LISTING_SEMANTICS:
+        raise ValueError(f"listing semantics must be one of {LISTING_SEMANTICS}, not {mode!r}")
+    return mode
+
+
+@dataclass
 class _FaultInjector:
     app: Callable[..., Iterable[bytes]]
     rules: list[FaultRule] = field(default_factory=list)
+    # How ListHyperParameterTuningJobs is answered, one of LISTING_SEMANTICS.
+    listing_semantics: str = "moto"
+    aws_listing: _PageThenFilterListing = field(default_factory=_PageThenFilterListing)
     received: Counter[tuple[str, str]] = field(default_factory=Counter)
     bodies: list[tuple[str, str, str]] = field(default_factory=list)
     credential_lifetime_seconds: float | None = None
@@ -155,28 +347,23 @@ class _FaultInjector:
             self.bodies.append((region, operation, text))
             rule = self._take_rule(region, operation, text)
             lifetime = self.credential_lifetime_seconds
+            answer = (
+                self.aws_listing
+                if operation == LISTING_OPERATION and self.listing_semantics == "aws"
+                else self.app
+            )
         if rule is not None and rule.kind == "hang":
             time.sleep(rule.hang_seconds)
         elif rule is not None and rule.kind == "rewrite":
             assert rule.rewrite_summary is not None
-            return _with_rewritten_summaries(
-                self.app, environ, start_response, rule.rewrite_summary
-            )
+            return _with_rewritten_summaries(answer, environ, start_response, rule.rewrite_summary)
         elif rule is not None and rule.kind == "empty_page":
             # An empty page that still carries a new NextToken, as some List APIs answer.
             page = {
                 "HyperParameterTuningJobSummaries": [],
                 "NextToken": f"empty-{len(self.bodies)}",
             }
-            data = json.dumps(page).encode()
-            start_response(
-                "200 OK",
-                [
-                    ("Content-Type", "application/x-amz-json-1.1"),
-                    ("Content-Length", str(len(data))),
-                ],
-            )
-            return [data]
+            return _answer_json(start_response, "200 OK", page)
         elif rule is not None and rule.kind in XML_FAULT_RESPONSES:
             status, xml = XML_FAULT_RESPONSES[rule.kind]
             start_response(
@@ -185,35 +372,18 @@ class _FaultInjector:
             return [xml.encode()]
         elif rule is not None:
             status, payload = FAULT_RESPONSES[rule.kind]
-            data = json.dumps(payload).encode()
-            start_response(
-                status,
-                [
-                    ("Content-Type", "application/x-amz-json-1.1"),
-                    ("Content-Length", str(len(data))),
-                ],
-            )
-            return [data]
+            return _answer_json(start_response, status, payload)
         if operation == "AssumeRole":
             return self._assume_role(environ, start_response, lifetime)
         if operation == "GetResources":
-            data = json.dumps(
-                _tuning_job_resources(
-                    region,
-                    _account_of(environ),
-                    json.loads(body or b"{}"),
-                    upper_case=self.tagging_arns_upper_case,
-                )
-            ).encode()
-            start_response(
-                "200 OK",
-                [
-                    ("Content-Type", "application/x-amz-json-1.1"),
-                    ("Content-Length", str(len(data))),
-                ],
+            resources = _tuning_job_resources(
+                region,
+                _account_of(environ),
+                json.loads(body or b"{}"),
+                upper_case=self.tagging_arns_upper_case,
             )
-            return [data]
-        return self.app(environ, start_response)
+            return _answer_json(start_response, "200 OK", resources)
+        return answer(environ, start_response)
 
     def _assume_role(
         self,
@@ -264,7 +434,7 @@ def _with_rewritten_summaries(
     start_response: Callable[..., Any],
     rewrite_summary: Callable[[dict[str, Any]], Any],
 ) -> Iterable[bytes]:
-    """moto's listing page, each job summary replaced by ``rewrite_summary`` of it."""
+    """``app``'s listing page, each job summary replaced by ``rewrite_summary`` of it."""
     captured: list[Any] = []
 
     def capture(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
@@ -339,9 +509,12 @@ def _operation_of(environ: Mapping[str, Any], body: bytes) -> str:
     return action[0] if action else "unknown"
 
 
-def answering_get_resources(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """``app`` behind this module's middleware, without faults: GetResources pages as on AWS."""
-    return _FaultInjector(app)
+def wire_middleware(
+    app: Callable[..., Iterable[bytes]], listing_semantics: str = "moto"
+) -> Callable[..., Iterable[bytes]]:
+    """``app`` behind this module's middleware, without faults: GetResources pages as on AWS,
+    and ListHyperParameterTuningJobs answers under ``listing_semantics``."""
+    return _FaultInjector(app, listing_semantics=_check_listing_semantics(listing_semantics))
 
 
 class SageMakerTestServer:
@@ -362,7 +535,8 @@ class SageMakerTestServer:
         self._thread.join()
 
     def reset(self) -> None:
-        """Forget jobs, faults and counts from earlier tests."""
+        """Forget jobs, faults, counts and issued tokens from earlier tests; keep the listing
+        semantics, which the ``sagemaker`` fixture sets."""
         for account, region in self._touched:
             sagemaker_backends[account][region].hyper_parameter_tuning_jobs.clear()
         self._touched.clear()
@@ -373,6 +547,20 @@ class SageMakerTestServer:
             self._injector.credential_lifetime_seconds = None
             self._injector.tagging_arns_upper_case = False
             self._injector.secrets.clear()
+        self._injector.aws_listing.forget_tokens()
+
+    @property
+    def listing_semantics(self) -> str:
+        """How ListHyperParameterTuningJobs is answered now: one of LISTING_SEMANTICS."""
+        with self._injector.lock:
+            return self._injector.listing_semantics
+
+    def use_listing_semantics(self, mode: str) -> None:
+        """Answer ListHyperParameterTuningJobs as ``mode`` reads it, one of LISTING_SEMANTICS:
+        ``"moto"`` filters, then pages; ``"aws"`` pages, then filters."""
+        _check_listing_semantics(mode)
+        with self._injector.lock:
+            self._injector.listing_semantics = mode
 
     def add_fault(self, rule: FaultRule) -> None:
         with self._injector.lock:
