@@ -202,7 +202,15 @@ class Exporter:
         filters, now = self.config.filters, self._clock()
         if previous is None:
             return list_full(client, filters, now, guard)
-        return list_changes(client, filters, now, previous, guard)
+
+        def describe(name: str) -> Mapping[str, Any]:
+            return guard.call(
+                client.describe_hyper_parameter_tuning_job, HyperParameterTuningJobName=name
+            )
+
+        # Active jobs deep in the listing are described rather than walked to, when allowed.
+        allowed = describe if self.config.describe.enabled else None
+        return list_changes(client, filters, now, previous, guard, describe=allowed)
 
     def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
         settings = self.config.per_job_metrics

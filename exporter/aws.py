@@ -13,7 +13,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 
 LIST_OPERATION = "ListHyperParameterTuningJobs"
 PAGE_SIZE = 100  # the API's maximum for MaxResults
-# 10,000 pages are a million tuning jobs: far beyond any real account, so more means a loop.
-MAX_PAGES = 10_000
 ROLE_SESSION_NAME = "sagemaker-tuning-exporter"
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
@@ -78,7 +76,7 @@ _MAX_QUOTED_MESSAGE = 300
 
 
 class PaginationError(Exception):
-    """The listing's NextToken chain does not end."""
+    """A listing's pages do not end: a token repeats, or pages keep coming past any need."""
 
 
 class RefreshDeadlineError(Exception):
@@ -702,43 +700,3 @@ def _tolerate_malformed_listings(session: botocore.session.Session) -> None:
         timestamp_parser=lenient_timestamp
     )
     session.register(BEFORE_PARSE_LISTING, repair_listing_shapes)
-
-
-def iter_summaries(
-    client: SageMakerClient,
-    request: Mapping[str, Any],
-    max_empty_pages: int | None = None,
-    guard: RefreshGuard | None = None,
-) -> Iterator[Mapping[str, Any]]:
-    """The job summaries of one listing request, following NextToken to the end.
-
-    Each page is requested through ``guard`` (retries, pacing, deadline) when one is given,
-    else with a single attempt.
-
-    Raises :class:`PaginationError` when a NextToken repeats, when the listing runs past
-    MAX_PAGES, or when more than ``max_empty_pages`` pages in a row are empty yet carry a
-    NextToken (reported of SageMaker's List APIs filtered by LastModifiedTimeAfter).
-    """
-    seen_tokens: set[str] = set()
-    token: str | None = None
-    empty_pages = 0
-    for _ in range(MAX_PAGES):
-        page_request: dict[str, Any] = {**request, "NextToken": token} if token else dict(request)
-        if guard is None:
-            page = client.list_hyper_parameter_tuning_jobs(**page_request)
-        else:
-            page = guard.call(client.list_hyper_parameter_tuning_jobs, **page_request)
-        summaries = page.get("HyperParameterTuningJobSummaries", [])
-        yield from summaries
-        token = page.get("NextToken")
-        if not token:
-            return
-        if token in seen_tokens:
-            raise PaginationError(f"{LIST_OPERATION} returned the same NextToken twice")
-        seen_tokens.add(token)
-        empty_pages = 0 if summaries else empty_pages + 1
-        if max_empty_pages is not None and empty_pages > max_empty_pages:
-            raise PaginationError(
-                f"{LIST_OPERATION} returned {empty_pages} empty pages in a row with a NextToken"
-            )
-    raise PaginationError(f"{LIST_OPERATION} did not finish within {MAX_PAGES} pages")

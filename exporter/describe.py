@@ -50,6 +50,19 @@ _STOP_DESCRIBING_ERRORS = frozenset({"throttled", "server_error", "expired_crede
 # the refresh describes no more, rather than spend its whole budget on refusals.
 MAX_DENIALS_IN_A_ROW = 3
 
+# The summary fields a description holds at its top level, and inside its tuning job config.
+_SUMMARY_FIELDS = (
+    "HyperParameterTuningJobName",
+    "HyperParameterTuningJobArn",
+    "HyperParameterTuningJobStatus",
+    "CreationTime",
+    "HyperParameterTuningEndTime",
+    "LastModifiedTime",
+    "TrainingJobStatusCounters",
+    "ObjectiveStatusCounters",
+)
+_CONFIG_SUMMARY_FIELDS = ("Strategy", "ResourceLimits")
+
 # Describe one job of the target by name; returns the API's response as boto3 parses it.
 DescribeJob = Callable[[str], Mapping[str, Any]]
 
@@ -98,6 +111,23 @@ def parse_description(response: Mapping[str, Any], described_at: float) -> JobDe
             completion.get("ConvergenceDetectedTime")
         ),
     )
+
+
+def summary_from_description(response: Mapping[str, Any]) -> dict[str, Any]:
+    """The HyperParameterTuningJobSummary a DescribeHyperParameterTuningJob response holds.
+
+    A description carries every field of a summary, the strategy and resource limits inside
+    HyperParameterTuningJobConfig; a field it leaves out is left out of the summary too.
+
+    >>> summary_from_description({"HyperParameterTuningJobName": "a",
+    ...     "HyperParameterTuningJobConfig": {"Strategy": "Random"}, "BestTrainingJob": {}})
+    {'HyperParameterTuningJobName': 'a', 'Strategy': 'Random'}
+    """
+    config = response.get("HyperParameterTuningJobConfig")
+    config = config if isinstance(config, Mapping) else {}
+    summary = {key: response[key] for key in _SUMMARY_FIELDS if key in response}
+    summary.update({key: config[key] for key in _CONFIG_SUMMARY_FIELDS if key in config})
+    return summary
 
 
 def is_final(description: JobDescription) -> bool:

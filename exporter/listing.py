@@ -1,35 +1,57 @@
-"""What a refresh lists: every matching job, or only the jobs that can have changed, merged in.
+"""What a refresh lists: one walk of the jobs newest first, as deep as what can still change.
 
-A full listing asks for every job matching the filters: ceil(N/100) requests per region. Jobs
-in a terminal state change only by being deleted, so between full listings a refresh asks
-only for what can have changed:
+SageMaker's List APIs may cut a page first and filter it after (ListTrainingJobs documents
+that order; ListHyperParameterTuningJobs says nothing either way), so a filtered listing can
+cost a request per 100 jobs of the whole population, whatever it matches. The listing
+therefore sends no filter at all: it asks for the jobs newest first (SortBy=CreationTime,
+SortOrder=Descending, 100 a page), applies the configured filters itself, and decides how
+deep to go from the creation times, which it sees on every page. An unfiltered page is the
+same under either reading, and so is what each walk costs:
 
-* the jobs in an active state (InProgress, Stopping, Deleting), whose counters move, one
-  listing per state;
-* the jobs modified since the last refresh: LastModifiedTimeAfter the watermark (the newest
-  LastModifiedTime the API has reported, never the local clock) less a safety overlap.
+* a **full listing** (the first refresh, and one every ``cache.full_resync``) walks to the
+  end of the population, or to ``filters.created_after``: ceil(N/100) requests, with
+  filters or without;
+* a **refresh in between** walks only as deep as a job can still change. New jobs stand
+  at the top; the jobs held in an active state (InProgress, Stopping, Deleting) are the
+  only others whose summaries move. The walk goes past the newest job the last walk saw
+  (less NEW_JOB_OVERLAP_SECONDS, for jobs the API shows late) and past the active jobs
+  worth reaching; with describing on, each active job deeper than that is read with one
+  DescribeHyperParameterTuningJob, which answers every field a summary has, rather than
+  with the pages above it (:func:`plan_depth` weighs one against the other). With 20
+  running jobs among the newest 100, that is 1 request, whatever the number of finished
+  jobs.
 
-With 20 running jobs that is 4 requests, whatever the number of finished jobs. A job held
-in an active state that neither listing returns any more has changed in a way the listings
-cannot show; a Deleting job is then gone, anything else means drift, and the refresh lists
-in full instead. So does a misbehaving incremental listing (empty pages with a NextToken,
-loops). Deleted terminal jobs disappear at the next full listing (``cache.full_resync``).
+Within the part of the order a walk covered it sees every job, so a job it no longer
+finds there was deleted. Below it, a job in a terminal state is kept as last listed: its
+deletion, or a change to an old finished job (its LastModifiedTime moving), shows at the
+next full listing. A status this exporter does not know (one SageMaker added later) is
+treated like a terminal one. Jobs are keyed by name, unique per account and region.
 
-A status this exporter does not know (one SageMaker added later) is treated like a terminal
-one: such a job is listed again when its LastModifiedTime moves, and at every full listing.
-Jobs are keyed by name, unique per account and region, as the ARN may be missing.
+The walk stops a listing whose pages do not end: a NextToken that repeats, more than
+MAX_PAGES_WITHOUT_NEW_JOBS pages in a row that bring no job not already seen (empty pages
+with a NextToken, as some List APIs have been seen to answer), or more pages than twice
+those the population needed plus RUNAWAY_SLACK_PAGES. It raises
+:class:`exporter.aws.PaginationError`, which fails the refresh: the target reads up=0
+with its last jobs, and the error is counted and logged. An endpoint that does not honour
+the sort order is walked to the end on every refresh instead.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
-from collections.abc import Iterable, Mapping
+import math
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from exporter.aws import PAGE_SIZE, PaginationError, RefreshGuard, iter_summaries
+from botocore.exceptions import ClientError
+
+from exporter.aws import LIST_OPERATION, PAGE_SIZE, CredentialError, PaginationError, RefreshGuard
 from exporter.config import JobFilters
+from exporter.describe import JobDescription, parse_description, summary_from_description
 from exporter.jobs import ParsedSummary, SummaryProblems, TuningJob, parse_job_summary
 
 if TYPE_CHECKING:
@@ -37,52 +59,96 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# States in which a job changes without its LastModifiedTime having to move: listed every time.
-ACTIVE_STATUSES = ("InProgress", "Stopping", "Deleting")
-# How far before the watermark the modified-jobs listing starts, for jobs whose changes
-# the API shows late (eventual consistency) or stamps out of order.
-WATERMARK_OVERLAP_SECONDS = 300.0
-# Empty pages with a NextToken in a row that an incremental listing tolerates before it
-# gives up and lists in full.
-MAX_EMPTY_PAGES = 3
+# States in which a job changes without anything else in the listing moving: each refresh
+# reads them again, by walking to them or by describing them.
+ACTIVE_STATUSES = frozenset({"InProgress", "Stopping", "Deleting"})
+# Newest first: the only order in which a walk can stop early under either reading.
+WALK_ORDER = {"SortBy": "CreationTime", "SortOrder": "Descending"}
+# How far below the newest job the last walk saw a refresh walks, for jobs whose creation
+# the API shows late (eventual consistency).
+NEW_JOB_OVERLAP_SECONDS = 300.0
+# Pages in a row that bring no job not seen before in the walk (empty pages with a
+# NextToken, or pages repeating earlier ones) that a walk tolerates.
+MAX_PAGES_WITHOUT_NEW_JOBS = 3
+# A walk between full listings may take twice the pages its population needed, plus this many.
+RUNAWAY_SLACK_PAGES = 20
+# 10,000 pages are a million tuning jobs: the bound of a full walk, which learns the population
+# anew (so a population that outgrew the bound below is relearnt by the next full listing).
+MAX_PAGES = 10_000
+# The error DescribeHyperParameterTuningJob answers for a job that no longer exists.
+NOT_FOUND_ERROR_CODE = "ResourceNotFound"
+
+# Describe one job of the target by name; returns the API's response as boto3 parses it.
+DescribeJob = Callable[[str], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Population:
+    """What the walks learnt of a region's whole population, to plan the next walk.
+
+    ``creation_times`` holds the creation time of every job the walks saw, matching the
+    filters or not, in ascending order; ``sorted`` says whether the endpoint has honoured
+    the newest-first order (when not, every walk goes to the end).
+    """
+
+    creation_times: array[float] = field(default_factory=lambda: array("d"))
+    sorted: bool = True
+
+    @property
+    def pages(self) -> int:
+        """Pages a walk of the whole population takes."""
+        return max(1, math.ceil(len(self.creation_times) / PAGE_SIZE))
+
+    @property
+    def newest(self) -> float | None:
+        """The creation time of the newest job seen, None when none was."""
+        return self.creation_times[-1] if self.creation_times else None
+
+    def jobs_created_since(self, moment: float) -> int:
+        """How many known jobs were created at or after ``moment``."""
+        return len(self.creation_times) - bisect.bisect_left(self.creation_times, moment)
 
 
 @dataclass(frozen=True)
 class Listing:
-    """The jobs of one account and region after a refresh, and how to list changes next time.
+    """The jobs of one account and region after a refresh, and what the next refresh plans from.
 
-    ``watermark`` is the newest LastModifiedTime (epoch seconds) the API reported, None
-    when no job has one; ``full`` says whether this refresh listed every job. ``problems``
-    counts the summaries this refresh's requests returned that were skipped or left fields
-    out, once per time a request returned them.
+    ``jobs`` match every filter, sorted by name; ``full`` says whether this refresh walked
+    every job. ``active_outside_filter`` are the jobs in an active state that the status
+    filter leaves out: they are read again like the published ones, since they may end in
+    a status the filter lets in. ``descriptions`` holds what the describes this listing
+    sent answered, for the describe step to use rather than ask again. ``problems`` counts
+    the summaries this refresh's requests returned that were skipped or left fields out.
+    ``describe_denied`` remembers that describing was refused, so walks go deep instead
+    until the next full listing.
     """
 
     jobs: tuple[TuningJob, ...]
-    watermark: float | None
     full: bool
     problems: SummaryProblems = field(default_factory=SummaryProblems)
-
-
-class _DriftError(Exception):
-    """An incremental listing cannot account for a job: list in full instead."""
+    population: Population = field(default_factory=Population)
+    active_outside_filter: tuple[TuningJob, ...] = ()
+    descriptions: Mapping[str, JobDescription] = field(default_factory=lambda: MappingProxyType({}))
+    describe_denied: bool = False
 
 
 def list_full(
     client: SageMakerClient, filters: JobFilters, now: float, guard: RefreshGuard | None = None
 ) -> Listing:
-    """A full listing: every job matching ``filters``, sorted by name.
+    """A full listing: every job matching ``filters``, sorted by name, in one walk.
 
-    NameContains, StatusEquals (one listing per status) and CreationTimeAfter go to the API;
-    the same filters are checked again locally, so an endpoint that ignores one cannot widen
-    the result. Every page goes through ``guard`` when one is given (see :func:`iter_summaries`).
+    The walk stops at ``filters.created_after``, as no job below it can match. It is bounded
+    by MAX_PAGES only, since it is what learns the population anew (see the module
+    docstring). Every page goes through ``guard`` when one is given.
     """
-    base = _base_request(filters, now)
-    requests = [{**base, "StatusEquals": status} for status in filters.statuses] or [base]
-    jobs: dict[str, TuningJob] = {}
-    problems: list[ParsedSummary] = []
-    for request in requests:
-        jobs.update(_jobs_of(client, request, problems, guard=guard))
-    return _listing(jobs.values(), filters, now, None, True, parsed_with_problems=problems)
+    created_after = _created_after(filters, now)
+    walk = _Walk(client, guard, max_pages=MAX_PAGES)
+    walk.walk_until(stop_below=created_after, inclusive=True)
+    tracked = {
+        name: job for name, job in walk.seen.items() if _matches_static(job, filters, created_after)
+    }
+    population = Population(_ascending(walk.creation_times), walk.sorted)
+    return _listing(tracked.values(), filters, walk, population, full=True)
 
 
 def list_changes(
@@ -91,116 +157,305 @@ def list_changes(
     now: float,
     previous: Listing,
     guard: RefreshGuard | None = None,
-) -> Listing:
-    """``previous`` brought up to date by listing only what can have changed since it.
-
-    Falls back to :func:`list_full` when the previous listing gives no watermark to start
-    from, when the incremental listings misbehave, or when a job cannot be accounted for.
-    """
-    if previous.watermark is None:
-        return list_full(client, filters, now, guard)
-    try:
-        return _list_changes(client, filters, now, previous, previous.watermark, guard=guard)
-    except (_DriftError, PaginationError) as reason:
-        log.info("listing every job instead of the changes: %s", reason)
-        return list_full(client, filters, now, guard)
-
-
-def _list_changes(
-    client: SageMakerClient,
-    filters: JobFilters,
-    now: float,
-    previous: Listing,
-    watermark: float,
     *,
-    guard: RefreshGuard | None,
+    describe: DescribeJob | None = None,
 ) -> Listing:
-    base = _base_request(filters, now)
-    statuses = [s for s in ACTIVE_STATUSES if not filters.statuses or s in filters.statuses]
-    active: dict[str, TuningJob] = {}
-    problems: list[ParsedSummary] = []
-    for status in statuses:
-        request = {**base, "StatusEquals": status}
-        active.update(
-            _jobs_of(client, request, problems, max_empty_pages=MAX_EMPTY_PAGES, guard=guard)
+    """``previous`` brought up to date by walking only as deep as a job can still change.
+
+    With ``describe`` (None: describing is off), the active jobs deeper than
+    :func:`plan_depth` finds worth walking are described instead.
+    """
+    created_after = _created_after(filters, now)
+    known = {job.name: job for job in (*previous.jobs, *previous.active_outside_filter)}
+    active = [job for job in known.values() if job.status in ACTIVE_STATUSES]
+    may_describe = describe is not None and not previous.describe_denied
+    depth = plan_depth(previous.population, active, describe=may_describe)
+    walk = _Walk(client, guard, max_pages=_page_bound(previous))
+    if depth == -math.inf:
+        walk.walk_until(stop_below=created_after, inclusive=True)
+    else:
+        floor = _new_job_floor(previous.population)
+        walk.walk_until(stop_below=floor if created_after is None else max(floor, created_after))
+        walk.reach(
+            [job for job in active if job.creation_time is not None and job.creation_time >= depth]
         )
-    since = datetime.fromtimestamp(watermark - WATERMARK_OVERLAP_SECONDS, tz=UTC)
-    modified = dict(
-        _jobs_of(
-            client,
-            {**base, "LastModifiedTimeAfter": since},
-            problems,
-            max_empty_pages=MAX_EMPTY_PAGES,
-            guard=guard,
-        )
+
+    descriptions: dict[str, JobDescription] = {}
+    described: dict[str, TuningJob | None] = {}  # None: the job no longer exists
+    describe_denied = previous.describe_denied
+    for job in walk.unreached(active):
+        if describe is None or describe_denied:
+            break
+        try:
+            answer = describe(job.name)
+        except CredentialError as error:
+            if error.kind != "access_denied":
+                raise
+            log.warning("cannot describe tuning job %s, walking to it instead: %s", job.name, error)
+            describe_denied = True
+            break
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != NOT_FOUND_ERROR_CODE:
+                raise
+            described[job.name] = None
+            continue
+        parsed = parse_job_summary(summary_from_description(answer))
+        walk.record_problem(parsed)
+        described[job.name] = parsed.job
+        descriptions[job.name] = parse_description(answer, now)
+    # Those left (describing is off or refused): walk on until each is listed or passed.
+    walk.reach([job for job in walk.unreached(active) if job.name not in described])
+
+    tracked: dict[str, TuningJob] = {}
+    for name, job in known.items():
+        if not walk.covers(job):  # if it did, the job is listed there or it is gone
+            tracked[name] = job
+    for name, listed in (*walk.seen.items(), *described.items()):
+        if listed is None:
+            tracked.pop(name, None)
+        elif _matches_static(listed, filters, created_after):
+            tracked[name] = listed
+    population = _merged_population(previous.population, walk)
+    return _listing(
+        tracked.values(),
+        filters,
+        walk,
+        population,
+        full=False,
+        descriptions=descriptions,
+        describe_denied=describe_denied,
     )
 
-    jobs = {job.name: job for job in previous.jobs}
-    for name, job in list(jobs.items()):
-        # A status not in ACTIVE_STATUSES, known or not, is never listed by status: only a
-        # modification or the next full listing can show its changes, so it is no drift.
-        if job.status not in statuses or name in active or name in modified:
-            continue
-        if job.status == "Deleting":  # no longer Deleting and not modified: deleted
-            del jobs[name]
-            continue
-        raise _DriftError(
-            f"job {job.name!r} left status {job.status} without being listed as modified"
-        )
-    jobs.update(active)
-    jobs.update(modified)
-    return _listing(jobs.values(), filters, now, watermark, False, parsed_with_problems=problems)
 
+def plan_depth(population: Population, active: Sequence[TuningJob], *, describe: bool) -> float:
+    """The creation time a refresh walks below: the cheapest mix of pages and describes.
 
-def _base_request(filters: JobFilters, now: float) -> dict[str, Any]:
-    request: dict[str, Any] = {"MaxResults": PAGE_SIZE}
-    if filters.name_contains:
-        request["NameContains"] = filters.name_contains
-    if filters.created_after is not None:
-        request["CreationTimeAfter"] = filters.created_after.resolve(now)
-    return request
+    The walk goes at least past the newest job the last walk saw, less the overlap. Each
+    active job deeper than the walk goes costs one describe, each page one List request;
+    without ``describe``, the walk reaches every active job. ``-inf`` walks everything,
+    which is the answer whenever the population cannot be placed (no job seen, the sort
+    not honoured, an active job without a creation time and no describing).
 
-
-def _jobs_of(
-    client: SageMakerClient,
-    request: Mapping[str, Any],
-    problems: list[ParsedSummary],
-    max_empty_pages: int | None = None,
-    guard: RefreshGuard | None = None,
-) -> Iterable[tuple[str, TuningJob]]:
-    """(name, job) for every summary the request lists that names its job.
-
-    The summaries that were skipped or left fields out are appended to ``problems``.
+    >>> population = Population(array("d", range(1000)))  # one job a second, 10 pages
+    >>> def job(name, created):
+    ...     return TuningJob(name, name, "", "InProgress", "Random", created, None, None, {}, {}, None, None, None)
+    >>> plan_depth(population, [job("new", 990.0), job("old", 5.0)], describe=True)
+    699.0
+    >>> plan_depth(population, [job("new", 990.0), job("old", 5.0)], describe=False)
+    5.0
     """
-    for summary in iter_summaries(client, request, max_empty_pages, guard):
-        parsed = parse_job_summary(summary)
+    if population.newest is None or not population.sorted:
+        return -math.inf
+    floor = _new_job_floor(population)
+    unplaced = [job for job in active if job.creation_time is None]
+    if unplaced and not describe:
+        return -math.inf
+    deeper = sorted(
+        (
+            job.creation_time
+            for job in active
+            if job.creation_time is not None and job.creation_time < floor
+        ),
+        reverse=True,
+    )
+    if not describe:
+        return min(floor, deeper[-1]) if deeper else floor
+    best, best_cost = floor, _pages_below(population, floor) + len(deeper)
+    for reached, moment in enumerate(deeper, start=1):
+        cost = _pages_below(population, moment) + len(deeper) - reached
+        if cost <= best_cost:  # on a tie, walk: a walk also shows deletions
+            best, best_cost = moment, cost
+    return best
+
+
+def _new_job_floor(population: Population) -> float:
+    """The creation time a refresh walks below at least, to list every job created since the
+    last walk: its newest job's, less the overlap (``-inf`` when it saw none)."""
+    newest = population.newest
+    return -math.inf if newest is None else newest - NEW_JOB_OVERLAP_SECONDS
+
+
+def _pages_below(population: Population, moment: float) -> int:
+    """Pages a newest-first walk takes to reach a job older than ``moment``."""
+    return population.jobs_created_since(moment) // PAGE_SIZE + 1
+
+
+class _Walk:
+    """One newest-first walk of a region's jobs, unfiltered, that can be taken further.
+
+    ``seen`` holds every job listed (by name), ``creation_times`` the creation times of
+    every summary listed, ``lowest_covered`` the creation time above which the walk has
+    seen every job (``-inf`` once it reached the end), and ``problems`` the summaries that
+    were skipped or left fields out.
+    """
+
+    def __init__(
+        self, client: SageMakerClient, guard: RefreshGuard | None, *, max_pages: int
+    ) -> None:
+        self._client = client
+        self._guard = guard
+        self._max_pages = max_pages
+        self._token: str | None = None
+        self._tokens: set[str] = set()
+        self._pages = 0
+        self._pages_without_new_jobs = 0
+        self.reached_end = False
+        self.sorted = True
+        self.seen: dict[str, TuningJob] = {}
+        self.creation_times: list[float] = []
+        self.lowest_covered = math.inf
+        self.problems: list[ParsedSummary] = []
+
+    def walk_until(self, stop_below: float | None, *, inclusive: bool = False) -> None:
+        """Take pages until one holds a job created before ``stop_below`` (at it too, with
+        ``inclusive``) or the jobs end; an unsorted endpoint is walked to the end."""
+        while not self.reached_end:
+            if stop_below is not None and self.sorted and self._covered(stop_below, inclusive):
+                return
+            self._next_page()
+
+    def _covered(self, moment: float, inclusive: bool) -> bool:
+        """Whether the walk has listed a job created before ``moment`` (or at it)."""
+        return self.lowest_covered < moment or (inclusive and self.lowest_covered <= moment)
+
+    def reach(self, jobs: Sequence[TuningJob]) -> None:
+        """Take pages until each of ``jobs`` is listed or passed (or the jobs end)."""
+        while not self.reached_end and (not self.sorted or self.unreached(jobs)):
+            self._next_page()
+
+    def covers(self, job: TuningJob) -> bool:
+        """Whether the walk went past where ``job`` stands, so that it lists it if it exists."""
+        if self.reached_end:
+            return True
+        return job.creation_time is not None and job.creation_time > self.lowest_covered
+
+    def unreached(self, jobs: Iterable[TuningJob]) -> list[TuningJob]:
+        """Those of ``jobs`` neither listed nor passed by the walk."""
+        return [job for job in jobs if job.name not in self.seen and not self.covers(job)]
+
+    def record_problem(self, parsed: ParsedSummary) -> None:
+        """Count ``parsed`` among the listing's problems if it has any."""
         if parsed.skip_reason is not None or parsed.invalid_fields:
-            problems.append(parsed)
-        if parsed.job is not None:
-            yield parsed.job.name, parsed.job
+            self.problems.append(parsed)
+
+    def _next_page(self) -> None:
+        if self._pages >= self._max_pages:
+            raise PaginationError(
+                f"{LIST_OPERATION} did not finish within {self._max_pages} pages, more than "
+                "the population can need"
+            )
+        request: dict[str, Any] = {"MaxResults": PAGE_SIZE, **WALK_ORDER}
+        if self._token:
+            request["NextToken"] = self._token
+        if self._guard is None:
+            page = self._client.list_hyper_parameter_tuning_jobs(**request)
+        else:
+            page = self._guard.call(self._client.list_hyper_parameter_tuning_jobs, **request)
+        self._pages += 1
+        new_jobs = self._take(page.get("HyperParameterTuningJobSummaries", []))
+        token = page.get("NextToken")
+        if not token:
+            self.reached_end = True
+            self.lowest_covered = -math.inf
+            return
+        if token in self._tokens:
+            raise PaginationError(f"{LIST_OPERATION} returned the same NextToken twice")
+        self._tokens.add(token)
+        self._token = token
+        self._pages_without_new_jobs = 0 if new_jobs else self._pages_without_new_jobs + 1
+        if self._pages_without_new_jobs > MAX_PAGES_WITHOUT_NEW_JOBS:
+            raise PaginationError(
+                f"{LIST_OPERATION} returned {self._pages_without_new_jobs} pages in a row with "
+                "a NextToken and no job not listed before"
+            )
+
+    def _take(self, summaries: Iterable[Any]) -> int:
+        """Record a page's summaries; return how many jobs were new to this walk."""
+        new_jobs = 0
+        for summary in summaries:
+            parsed = parse_job_summary(summary)
+            self.record_problem(parsed)
+            job = parsed.job
+            if job is None:
+                continue
+            if job.name not in self.seen:
+                new_jobs += 1
+            self.seen[job.name] = job
+            created = job.creation_time
+            if created is None:
+                continue
+            self.creation_times.append(created)
+            if created > self.lowest_covered and self.sorted:
+                self.sorted = False
+                log.warning(
+                    "%s does not list jobs newest first as asked: every refresh lists every job",
+                    LIST_OPERATION,
+                )
+            self.lowest_covered = min(self.lowest_covered, created)
+        return new_jobs
+
+
+def _page_bound(previous: Listing) -> int:
+    """The most pages a walk between full listings may take: twice what the population
+    needed, plus slack."""
+    return 2 * previous.population.pages + RUNAWAY_SLACK_PAGES
+
+
+def _merged_population(previous: Population, walk: _Walk) -> Population:
+    """The population after a walk: what it saw above where it stopped, the rest as before."""
+    if walk.reached_end:
+        return Population(_ascending(walk.creation_times), walk.sorted)
+    below = previous.creation_times[
+        : bisect.bisect_right(previous.creation_times, walk.lowest_covered)
+    ]
+    above = [moment for moment in walk.creation_times if moment > walk.lowest_covered]
+    return Population(below + _ascending(above), walk.sorted and previous.sorted)
+
+
+def _ascending(times: Iterable[float]) -> array[float]:
+    return array("d", sorted(times))
+
+
+def _created_after(filters: JobFilters, now: float) -> float | None:
+    return filters.created_after.resolve(now).timestamp() if filters.created_after else None
+
+
+def _matches_static(job: TuningJob, filters: JobFilters, created_after: float | None) -> bool:
+    """Whether ``job`` passes the filters a job never moves out of: its name and creation time."""
+    if filters.name_contains and filters.name_contains not in job.name:
+        return False
+    # Without a usable CreationTime a job cannot be placed: it is kept rather than hidden.
+    return created_after is None or job.creation_time is None or job.creation_time > created_after
 
 
 def _listing(
-    jobs: Iterable[TuningJob],
+    tracked: Iterable[TuningJob],
     filters: JobFilters,
-    now: float,
-    previous_watermark: float | None,
-    full: bool,
+    walk: _Walk,
+    population: Population,
     *,
-    parsed_with_problems: list[ParsedSummary],
+    full: bool,
+    descriptions: Mapping[str, JobDescription] | None = None,
+    describe_denied: bool = False,
 ) -> Listing:
-    created_after = (
-        filters.created_after.resolve(now).timestamp() if filters.created_after else None
+    jobs: list[TuningJob] = []
+    outside: list[TuningJob] = []
+    for job in sorted(tracked, key=lambda job: job.name):
+        if not filters.statuses or job.status in filters.statuses:
+            jobs.append(job)
+        elif job.status in ACTIVE_STATUSES:
+            outside.append(job)
+    problems = SummaryProblems.of(walk.problems)
+    _log_problems(problems, walk.problems)
+    return Listing(
+        jobs=tuple(jobs),
+        full=full,
+        problems=problems,
+        population=population,
+        active_outside_filter=tuple(outside),
+        descriptions=MappingProxyType(dict(descriptions or {})),
+        describe_denied=describe_denied,
     )
-    kept = sorted(
-        (job for job in jobs if _matches(job, filters, created_after)), key=lambda job: job.name
-    )
-    stamps = [job.last_modified_time for job in kept if job.last_modified_time is not None]
-    if previous_watermark is not None:
-        stamps.append(previous_watermark)
-    problems = SummaryProblems.of(parsed_with_problems)
-    _log_problems(problems, parsed_with_problems)
-    return Listing(tuple(kept), max(stamps, default=None), full, problems)
 
 
 def _log_problems(problems: SummaryProblems, parsed: list[ParsedSummary]) -> None:
@@ -215,12 +470,3 @@ def _log_problems(problems: SummaryProblems, parsed: list[ParsedSummary]) -> Non
         dict(problems.invalid_fields),
         named,
     )
-
-
-def _matches(job: TuningJob, filters: JobFilters, created_after: float | None) -> bool:
-    if filters.name_contains and filters.name_contains not in job.name:
-        return False
-    if filters.statuses and job.status not in filters.statuses:
-        return False
-    # Without a usable CreationTime only the API's own CreationTimeAfter filter vouches for it.
-    return created_after is None or job.creation_time is None or job.creation_time > created_after

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from exporter.describe import JobDescription
 from exporter.jobs import (
@@ -416,7 +417,11 @@ class SnapshotCache:
         # published jobs are chosen once, for the describes and the snapshot alike.
         published = None if listing is None else self._select_published(listing.jobs, self._clock())
         tags = self._read_tags(target) if listing is not None and self._read_tags else None
-        descriptions = self._describe(target, published.jobs) if published is not None else None
+        descriptions = (
+            self._describe(target, published.jobs, listing.descriptions)
+            if listing is not None and published is not None
+            else None
+        )
         finished = self._monotonic()
         with self._lock:
             self._mark_overdue(finished)
@@ -455,18 +460,25 @@ class SnapshotCache:
         )
 
     def _describe(
-        self, target: Target, published: Sequence[TuningJob]
+        self,
+        target: Target,
+        published: Sequence[TuningJob],
+        listed: Mapping[str, JobDescription],
     ) -> Mapping[str, JobDescription] | None:
         """The descriptions of the ``published`` jobs; None when describing is off.
 
-        It runs before the snapshot is served, so a refresh publishes one snapshot, and a
-        scrape or readiness check that waited for the refresh sees its descriptions.
+        ``listed`` are the descriptions the listing itself asked for (of active jobs deeper
+        than its walk): fresh, so they are not asked for again. It runs before the snapshot
+        is served, so a refresh publishes one snapshot, and a scrape or readiness check that
+        waited for the refresh sees its descriptions.
         """
         if self._describe_jobs is None:
             return None
         with self._lock:
             previous = self._snapshots.get(target)
         known = previous.descriptions if previous is not None else NO_DESCRIPTIONS
+        if listed:
+            known = MappingProxyType({**known, **listed})
         try:
             return self._describe_jobs(target, published, known)
         except Exception as error:  # describing is an extra: it must never fail the listing

@@ -3,6 +3,7 @@ deadlines, credential errors and request counting."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,6 @@ from exporter.aws import (
     RequestCounter,
     RequestPacer,
     SageMakerClients,
-    iter_summaries,
     safe_aws_message,
 )
 from exporter.config import AwsSettings, CreatedAfter, ExporterConfig, JobFilters
@@ -144,8 +144,10 @@ def test_should_filter_by_name_status_and_creation_time(sagemaker: SageMakerTest
     jobs = list_full(_client(sagemaker), filters, now=NOW).jobs
 
     assert [job.name for job in jobs] == ["xgb-new-done", "xgb-new-running"]
-    # One listing per status, each a single page.
-    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 2
+    # One unfiltered page, whatever the filters: they are applied locally.
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 1
+    (body,) = sagemaker.request_bodies(LIST_OPERATION)
+    assert not {"StatusEquals", "NameContains", "CreationTimeAfter"} & set(json.loads(body))
 
 
 class FakeTime:
@@ -265,19 +267,25 @@ def test_the_retry_budget_is_shared_by_every_page_of_a_refresh(
 ) -> None:
     for index in range(250):
         sagemaker.add_job("eu-west-1", f"job-{index:03d}")
-    # Each page's first attempt is throttled: each of the three pages needs one retry.
-    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle", times=1))
+    client = _client(sagemaker)
+    pages_asked: list[object] = []
+
+    def throttle_each_new_page(params: dict[str, Any], **_: object) -> None:
+        # Each page's first attempt is throttled: each of the three pages needs one retry.
+        if params.get("NextToken") not in pages_asked:
+            pages_asked.append(params.get("NextToken"))
+            sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle", times=1))
+
+    client.meta.events.register(
+        "before-parameter-build.sagemaker.ListHyperParameterTuningJobs", throttle_each_new_page
+    )
     guard = _guard(FakeTime(), retry_budget=2)
-    listed = []
 
     with pytest.raises(AttemptsExhaustedError, match="ThrottlingException"):
-        for summary in iter_summaries(_client(sagemaker), {"MaxResults": 100}, guard=guard):
-            listed.append(summary)
-            if len(listed) % 100 == 0:  # a page is in: throttle the next one's first attempt
-                sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle", times=1))
+        list_full(client, JobFilters(), NOW, guard)
 
     assert guard.retries_left == 0
-    assert len(listed) == 200
+    assert len(pages_asked) == 3
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 5
 
 
@@ -468,9 +476,10 @@ def test_should_stop_when_a_next_token_repeats() -> None:
     client = clients.get(Target(region="eu-west-1"))
     page = {"HyperParameterTuningJobSummaries": [], "NextToken": "same"}
     with Stubber(client) as stubber:
-        stubber.add_response("list_hyper_parameter_tuning_jobs", page, {"MaxResults": 100})
+        newest_first = {"MaxResults": 100, "SortBy": "CreationTime", "SortOrder": "Descending"}
+        stubber.add_response("list_hyper_parameter_tuning_jobs", page, newest_first)
         stubber.add_response(
-            "list_hyper_parameter_tuning_jobs", page, {"MaxResults": 100, "NextToken": "same"}
+            "list_hyper_parameter_tuning_jobs", page, {**newest_first, "NextToken": "same"}
         )
         with pytest.raises(PaginationError, match="same NextToken twice"):
             list_full(client, JobFilters(), now=NOW)

@@ -21,6 +21,7 @@ import pytest
 from moto.sagemaker.models import sagemaker_backends
 
 from exporter.app import Exporter
+from exporter.aws import LIST_OPERATION
 from exporter.config import DescribeSettings, ExporterConfig, PerJobMetricsSettings
 from exporter.demo import DEMO_ACCOUNT, DEMO_REGIONS, DemoSageMaker
 from exporter.describe import (
@@ -283,6 +284,55 @@ def test_first_start_describes_each_ended_job_once_over_several_refreshes_then_o
         region=REGION,
         operation=DESCRIBE_OPERATION,
     ) == len(names)
+
+
+def test_running_jobs_deep_in_the_listing_are_described_once_a_refresh_for_both_steps(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    start_exporter: StartExporter,
+) -> None:
+    now = datetime.now(tz=UTC).replace(tzinfo=None, microsecond=0)
+    for index in range(1000):  # ended a day ago: past the retention, so never described
+        created = now - timedelta(hours=30, minutes=index)
+        sagemaker.add_job(REGION, f"ended-{index:04d}", created=created, ended=created)
+    deep = [
+        sagemaker.add_job(
+            REGION, f"deep-{index}", status="InProgress", created=now - timedelta(days=3 + index)
+        )
+        for index in range(2)
+    ]
+    for index in range(3):
+        sagemaker.add_job(REGION, f"new-{index}", status="InProgress", created=now)
+    clock = FakeClock()
+    config = replace(
+        config_for(make_config, ttl_seconds=300),
+        per_job_metrics=PerJobMetricsSettings(retention_seconds=3600),
+    )
+    running = start_exporter(config, clock)
+    running.exporter.cache.refresh_all(timeout=120)  # a full listing, and 5 first describes
+    assert sorted(described_names(sagemaker)) == ["deep-0", "deep-1", "new-0", "new-1", "new-2"]
+
+    for step in range(1, 4):
+        clock.advance(60)  # within describe.ttl: only the listing has a reason to describe
+        for job in deep:
+            job.training_job_status_counters = {"Completed": step, "InProgress": 2}
+        before = sagemaker.received(REGION, LIST_OPERATION), len(described_names(sagemaker))
+        running.exporter.cache.refresh_all(timeout=120)
+        after = sagemaker.received(REGION, LIST_OPERATION), len(described_names(sagemaker))
+        text = running.scrape()
+
+        assert (after[0] - before[0], after[1] - before[1]) == (1, 2)
+        assert described_names(sagemaker)[-2:] == ["deep-0", "deep-1"]
+        for name in ("deep-0", "deep-1"):
+            assert (
+                value(
+                    text,
+                    "sagemaker_tuning_job_training_jobs",
+                    job_name=name,
+                    training_job_status="Completed",
+                )
+                == step
+            )
 
 
 def test_a_job_described_while_running_is_described_once_more_after_it_ends(

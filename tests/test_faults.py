@@ -17,6 +17,7 @@ from exporter.app import Exporter
 from exporter.aws import LIST_OPERATION
 from exporter.cli import configure_logging
 from exporter.config import AccountSettings, CacheSettings, DescribeSettings, ExporterConfig
+from exporter.listing import MAX_PAGES_WITHOUT_NEW_JOBS
 from tests.conftest import TEST_ENVIRONMENT, RunningExporter
 from tests.expected import value
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
@@ -129,6 +130,44 @@ def test_hung_failing_and_throttled_regions_are_down_with_their_last_jobs_and_bo
         for region, kind in ((FAILING, "server_error"), (THROTTLED, "throttled"))
     }
     assert errors == {FAILING: MAX_ATTEMPTS, THROTTLED: MAX_ATTEMPTS}
+
+
+def test_a_region_answering_empty_pages_with_fresh_tokens_is_stopped_by_page_count_and_down(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = FAILING
+    for region in (HEALTHY, broken):
+        sagemaker.add_job(region, f"job-in-{region}")
+    # A deadline the page guard must come well before: the scrape may not wait for it.
+    exporter = run_exporter(_config(make_config, (HEALTHY, broken), refresh_timeout_seconds=25))
+    first = _scrape_until_up(exporter, (HEALTHY, broken))
+    sagemaker.add_fault(FaultRule(region=broken, kind="empty_page", operation=LIST_OPERATION))
+    caplog.set_level(logging.WARNING, logger="exporter")
+
+    for _ in range(3):  # three refreshes, each bounded on its own
+        before = sagemaker.received(broken, LIST_OPERATION)
+        second, elapsed = _scrape(exporter, timeout_seconds=30)
+        requests = sagemaker.received(broken, LIST_OPERATION) - before
+
+        # At most 60 per refresh: the guard stops after its few pages without a new job.
+        assert requests == MAX_PAGES_WITHOUT_NEW_JOBS + 1 <= 60
+        assert elapsed < 10
+        assert value(second, UP, region=HEALTHY) == 1
+        assert value(second, UP, region=broken) == 0
+        assert value(second, CREATED, job_name=f"job-in-{broken}") is not None
+        assert value(second, LAST_SUCCESS, region=broken) == value(
+            first, LAST_SUCCESS, region=broken
+        )
+    failures = [
+        record.getMessage()
+        for record in caplog.records
+        if "refresh failed" in record.getMessage() and f"region={broken}" in record.getMessage()
+    ]
+    assert len(failures) == 3
+    assert "PaginationError" in failures[0]
 
 
 def test_a_hung_region_is_down_while_its_worker_is_still_stuck_and_healthy_ones_keep_refreshing(

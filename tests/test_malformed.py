@@ -323,35 +323,46 @@ def _client(sagemaker: SageMakerTestServer) -> SageMakerClient:
     return SageMakerClients(aws, RequestCounter()).get(Target(region=REGION))
 
 
-def test_a_job_that_moves_to_an_unknown_status_is_relisted_then_tracked_incrementally(
+def test_a_job_in_an_unknown_status_is_kept_as_listed_until_a_full_listing(
     sagemaker: SageMakerTestServer,
 ) -> None:
     start = datetime.now(tz=UTC).replace(tzinfo=None, microsecond=0)
-    # Modified long before the newest job, so that only its status can list it.
+    # Older than the 100 jobs above it: only a walk meant to reach it lists it.
     job = sagemaker.add_job(
-        REGION, "moving", status="InProgress", modified=start - timedelta(hours=1)
+        REGION, "moving", status="InProgress", created=start - timedelta(days=1)
     )
-    sagemaker.add_job(REGION, "newest", status="Completed", modified=start)
+    for index in range(100):
+        created = start - timedelta(minutes=index)
+        sagemaker.add_job(REGION, f"newer-{index:03d}", created=created)
     client = _client(sagemaker)
     now = start.replace(tzinfo=UTC).timestamp()
     first = list_full(client, JobFilters(), now)
 
-    # Pausing unseen: not listed as InProgress any more and not modified, so this is drift.
+    # It was running, so the next walk goes down to it and finds it Pausing.
     job.hyper_parameter_tuning_job_status = "Pausing"
     relisted = list_changes(client, JobFilters(), now + 60, first)
-    # Pausing is not an active state this exporter knows: no drift, and no full listing.
+    # Pausing is no active state this exporter knows: treated as terminal, it is not reached.
+    before = sagemaker.received(REGION, LIST_OPERATION)
     steady = list_changes(client, JobFilters(), now + 120, relisted)
-    # Its next change moves LastModifiedTime, which the incremental listing does see.
+    steady_requests = sagemaker.received(REGION, LIST_OPERATION) - before
+    # Its next change shows at the next full listing.
     job.hyper_parameter_tuning_job_status = "Completed"
     job.last_modified_time = start + timedelta(minutes=3)
     finished = list_changes(client, JobFilters(), now + 180, steady)
+    resynced = list_full(client, JobFilters(), now + 240)
 
     assert [
         (j.name, j.status, listing.full)
-        for listing in (relisted, steady, finished)
+        for listing in (relisted, steady, finished, resynced)
         for j in listing.jobs
         if j.name == "moving"
-    ] == [("moving", "Pausing", True), ("moving", "Pausing", False), ("moving", "Completed", False)]
+    ] == [
+        ("moving", "Pausing", False),
+        ("moving", "Pausing", False),
+        ("moving", "Pausing", False),
+        ("moving", "Completed", True),
+    ]
+    assert steady_requests == 1
 
 
 # Values as JSON carries them, for summaries that go through botocore as the wire's would.

@@ -53,7 +53,7 @@ class ScriptedListing:
         answer = self.answers.get(target, [])
         if isinstance(answer, Exception):
             raise answer
-        return Listing(tuple(answer), watermark=None, full=previous is None)
+        return Listing(tuple(answer), full=previous is None)
 
 
 def make_cache(
@@ -213,7 +213,7 @@ def test_hanging_targets_never_hold_up_a_healthy_one_while_the_pool_has_room() -
         calls.append(target)
         if target != healthy:
             hung.wait(timeout=30)
-        return Listing((), None, full=previous is None)
+        return Listing((), full=previous is None)
 
     clock = FakeClock()
     cache = SnapshotCache(
@@ -249,7 +249,7 @@ def test_no_more_refreshes_run_at_once_than_the_pool_allows() -> None:
         time.sleep(0.05)
         with lock:
             running -= 1
-        return Listing((job(target.region),), None, full=True)
+        return Listing((job(target.region),), full=True)
 
     clock = FakeClock()
     cache = SnapshotCache(
@@ -417,7 +417,7 @@ def test_an_overdue_refresh_frees_a_worker_for_healthy_targets() -> None:
         calls.append(target)
         if target == hanging:
             hung.wait(timeout=30)
-        return Listing((job(target.region),), None, full=previous is None)
+        return Listing((job(target.region),), full=previous is None)
 
     clock = FakeClock()
     cache = SnapshotCache(
@@ -453,7 +453,7 @@ def test_replacement_workers_for_overdue_refreshes_are_bounded_by_the_pool_size(
     def list_jobs(target: Target, previous: Listing | None) -> Listing:
         calls.append(target)
         hung.wait(timeout=30)
-        return Listing((), None, full=previous is None)
+        return Listing((), full=previous is None)
 
     clock = FakeClock()
     cache = SnapshotCache(
@@ -487,7 +487,7 @@ def test_a_closed_cache_leaves_no_worker_behind_even_one_started_for_an_overdue_
     def list_jobs(target: Target, previous: Listing | None) -> Listing:
         if target in hanging:
             hung.wait(timeout=30)
-        return Listing((), None, full=previous is None)
+        return Listing((), full=previous is None)
 
     threads_before = threading.active_count()
     clock = FakeClock()
@@ -513,7 +513,7 @@ def test_a_carried_over_refresh_already_marked_overdue_is_counted_once() -> None
 
     def list_jobs(target: Target, previous: Listing | None) -> Listing:
         hung.wait(timeout=30)
-        return Listing((), None, full=previous is None)
+        return Listing((), full=previous is None)
 
     clock = FakeClock()
     settings: dict[str, Any] = {"refresh_timeout_seconds": 30, "clock": clock, "monotonic": clock}
@@ -543,7 +543,7 @@ def test_an_answer_that_itself_outlasted_the_deadline_is_not_served() -> None:
         jobs = answers.pop(0)
         if previous is not None:
             clock.now += 31  # this listing alone takes longer than the 30 s deadline
-        return Listing(tuple(jobs), None, full=previous is None)
+        return Listing(tuple(jobs), full=previous is None)
 
     cache = SnapshotCache(
         (EU,),
