@@ -4,10 +4,18 @@
     python bench/benchmark.py --jobs 300 --ttl 5   # a quick run
     python bench/benchmark.py --json result.json   # also write the figures as JSON
     python bench/benchmark.py --jobs 1020 --regions 1 --tags   # tags: the extra GetResources
+    python bench/benchmark.py --old-running 2 --retention 10m  # 2 running jobs deep in the listing
+    python bench/benchmark.py --listing-semantics aws          # the listing paged, then filtered
 
 moto's SageMaker server runs in this process on 127.0.0.1, seeded with ``--jobs`` jobs per
 region (``--running`` of them InProgress, the rest finished within the last six days, so the
-default per-job retention publishes them all). Each variant runs as its own process:
+default per-job retention publishes them all). The running jobs are the newest, except
+``--old-running`` of them, which are older than 80% of all jobs (spread over the oldest
+fifth: for 10,000 jobs, each has more than 8,000 newer ones). ``--listing-semantics``
+chooses how the server answers ListHyperParameterTuningJobs: ``moto`` (moto's own answer,
+filtered, then paged) or ``aws`` (paged, then filtered, as AWS documents ListTrainingJobs;
+tests/sagemaker_server.py). The exporter's listing sends no filter, so both should cost
+the same. Each variant runs as its own process:
 
 * ``exporter``: ``python -m exporter`` with its default settings;
 * ``naive``: the same listing code, but a full listing on every refresh and prometheus_client's
@@ -15,16 +23,38 @@ default per-job retention publishes them all). Each variant runs as its own proc
   incremental listing or a cached exposition would do.
 
 For each: the requests and wall time of the first (full) refresh; scrape latency p50/p99
-over ``--scrapes`` plain and gzip scrapes served from a warm cache; then ``--changes`` jobs per
-region change (counters move, jobs finish) and, once the TTL has passed, one scrape triggers
-a steady-state refresh whose requests and wall time are read from the exporter's own
-metrics; and the process's peak RSS. Loopback only; placeholder credentials only.
+over ``--scrapes`` plain and gzip scrapes served from a warm cache; then ``--changes``
+running jobs per region change, picked from the jobs InProgress, oldest first (so the old
+running jobs are among them): each counts progress, and the two newest of them finish.
+Once the TTL has passed, one scrape triggers a steady-state refresh, whose requests and
+wall time are read from the exporter's own metrics; and the process's peak RSS. The
+steady-state target is the product's: at most 5 List requests per region.
+
+Requests are the exporter's own ``sagemaker_tuning_exporter_api_requests_total`` per
+operation (retries included), summed over regions and divided by their number. The
+DescribeHyperParameterTuningJob requests of a refresh come from two steps:
+
+* the listing's: each running job deeper than the walk goes is read with one describe
+  rather than with the pages above it (with ``--old-running N``, N per refresh);
+* the describe step's: running jobs whose ``describe.ttl`` (5 minutes by default) has
+  passed (none while ``--ttl`` stays well under it), then ended jobs without a final
+  description, newest first: the jobs that just finished, and the backlog of a first
+  start (every seeded ended job the retention publishes), at most
+  ``describe.max_requests_per_refresh`` (100) a refresh.
+
+With the default retention the backlog fills the describe step's budget on every
+refresh this benchmark measures. ``--retention 10m`` (``per_job_metrics.retention``) leaves
+the seeded ended jobs, which ended 30 minutes to 6 days ago, unpublished, as a running
+exporter is once its first start has described them: a steady-state refresh then
+describes the old running jobs (the listing) and the two jobs that finished (their final
+description) and nothing else. With ``--old-running``, the describes of the old running
+jobs are also counted by moto, by the job each request names, and reported apart.
 
 With ``--tags`` every job carries ``team`` and ``project`` tags, both variants publish them
 (``tags: [team, project]``, ``cache.tags_ttl`` from ``--tags-ttl``), and the GetResources
 requests of the full and the steady-state refresh are reported too. GetResources is then
 answered by the test suite's middleware (tests/sagemaker_server.py), which pages by
-ResourcesPerPage as AWS does.
+ResourcesPerPage as AWS does. Loopback only; placeholder credentials only.
 """
 
 from __future__ import annotations
@@ -32,7 +62,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import math
 import os
 import sys
 import tempfile
@@ -46,16 +75,22 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    DESCRIBE_OPERATION,
     PLACEHOLDER_ENVIRONMENT,
     REGIONS,
     ROOT,
+    RequestCounts,
+    add_listing_semantics_flag,
     exporter_command,
     free_port,
+    job_name,
+    listing_semantics_line,
     machine,
     moto_backend,
     moto_server,
     peak_rss_kib,
     percentile,
+    running_indices,
     seed_jobs,
     start_process,
     wait_ready,
@@ -65,7 +100,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(ROOT))
 
+from exporter.config import DescribeSettings, parse_duration
+
 SCRAPE_TIMEOUT_SECONDS = "120"
+LIST_OPERATION = "ListHyperParameterTuningJobs"
+# The product's stated target for a steady-state refresh, whatever the number of jobs.
+STEADY_LIST_REQUEST_TARGET = 5
+# Jobs that finish among those changed between the full and the steady-state refresh.
+FINISHING_JOBS = 2
 
 
 @dataclass
@@ -73,9 +115,13 @@ class VariantResult:
     """What one variant measured."""
 
     variant: str
-    full_refresh_requests_per_region: float
+    full_refresh_list_requests_per_region: float
+    full_refresh_describe_requests_per_region: float
     full_refresh_seconds: float
-    steady_refresh_requests_per_region: float
+    steady_refresh_list_requests_per_region: float
+    steady_refresh_describe_requests_per_region: float
+    # Counted by moto, by the job each describe names.
+    steady_refresh_old_running_describes_per_region: float
     steady_refresh_seconds: float
     first_scrape_after_refresh_seconds: float
     scrape_plain_p50_seconds: float
@@ -94,6 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=10_000, help="tuning jobs per region")
     parser.add_argument("--regions", type=int, default=2, help="number of regions (max 4)")
     parser.add_argument("--running", type=int, default=20, help="InProgress jobs per region")
+    parser.add_argument(
+        "--old-running",
+        type=int,
+        default=0,
+        help="of the running jobs, how many are older than 80%% of all jobs (default 0)",
+    )
     parser.add_argument("--changes", type=int, default=5, help="jobs that change per region")
     parser.add_argument("--scrapes", type=int, default=20, help="warm scrapes per format")
     parser.add_argument(
@@ -108,17 +160,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tags-ttl", type=float, default=600.0, help="cache.tags_ttl of both variants"
     )
     parser.add_argument(
+        "--retention",
+        help="per_job_metrics.retention of both variants, e.g. 10m: the seeded ended jobs "
+        "are then not published, nor described (default: the exporter's, 7 days)",
+    )
+    add_listing_semantics_flag(parser)
+    parser.add_argument(
         "--serve-naive", nargs=2, metavar=("CONFIG", "PORT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.serve_naive:
         return serve_naive(Path(args.serve_naive[0]), int(args.serve_naive[1]))
+    if not 1 <= args.regions <= len(REGIONS):
+        parser.error(f"--regions must be between 1 and {len(REGIONS)}")
+    try:
+        running_indices(args.jobs, args.running, args.old_running)
+    except ValueError as error:
+        parser.error(f"--old-running: {error}")
+    if args.retention is not None and not parse_duration(args.retention):
+        parser.error(f"--retention: expected a duration such as 10m, got {args.retention!r}")
+    describe_ttl = DescribeSettings().ttl_seconds
+    if args.ttl >= describe_ttl / 2:
+        print(
+            f"warning: with --ttl {args.ttl:g} the running jobs may be due for describing again "
+            f"(describe.ttl {describe_ttl:g}s) in the steady-state refresh",
+            file=sys.stderr,
+        )
 
     regions = REGIONS[: args.regions]
     os.environ.update(PLACEHOLDER_ENVIRONMENT)
-    with moto_server(tagging=args.tags) as (endpoint_url, _):
+    with moto_server(tagging=args.tags, listing_semantics=args.listing_semantics) as (
+        endpoint_url,
+        counts,
+    ):
         started = time.monotonic()
-        seed_jobs(regions, args.jobs, args.running, tagged=args.tags)
+        seed_jobs(regions, args.jobs, args.running, args.tags, args.old_running)
         print(
             f"seeded {args.jobs} jobs in each of {len(regions)} regions "
             f"in {time.monotonic() - started:.1f}s",
@@ -126,18 +202,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         results = []
         for variant, scrapes in (("exporter", args.scrapes), ("naive", args.naive_scrapes)):
-            results.append(run_variant(variant, endpoint_url, regions, args, scrapes))
-            restore_jobs(regions, args.jobs, args.running, tagged=args.tags)
+            results.append(
+                run_variant(variant, endpoint_url, regions, args, scrapes, counts=counts)
+            )
+            restore_jobs(regions, args.jobs, args.running, args.tags, args.old_running)
     report = {
         "machine": machine(),
         "command": " ".join(["python", "bench/benchmark.py", *(argv or sys.argv[1:])]),
+        "listing_semantics": args.listing_semantics,
         "jobs_per_region": args.jobs,
         "regions": len(regions),
         "running_per_region": args.running,
+        "old_running_per_region": args.old_running,
         "changes_per_region": args.changes,
+        "finishing_per_region": min(FINISHING_JOBS, args.changes, args.running),
+        "ttl_seconds": args.ttl,
+        "retention": args.retention,
+        "describe_ttl_seconds": describe_ttl,
         "tags": args.tags,
         "tags_ttl_seconds": args.tags_ttl,
-        "steady_request_target": math.ceil(args.running / 100) + 3,
+        "requests_counted_by": "the exporter's sagemaker_tuning_exporter_api_requests_total; "
+        "old running jobs' describes by moto, by job name",
+        "steady_list_request_target": STEADY_LIST_REQUEST_TARGET,
         "results": [asdict(result) for result in results],
     }
     print(markdown_table(report))
@@ -146,29 +232,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def change_jobs(regions: Sequence[str], jobs: int, running: int, changes: int) -> None:
-    """``changes`` running jobs per region move on: most count progress, two finish."""
+def change_jobs(regions: Sequence[str], changes: int) -> None:
+    """``changes`` running jobs per region move on: each counts progress, two finish.
+
+    They are the jobs InProgress, oldest first, so old running jobs are among them; the two
+    newest of them finish, so an old running job finishes only when few jobs change.
+    """
     now = datetime.now(tz=UTC).replace(tzinfo=None)
     for region in regions:
-        backend = moto_backend(region)
-        for offset in range(min(changes, running)):
-            job = backend.hyper_parameter_tuning_jobs[f"job-{jobs - running + offset:05d}"]
+        running = sorted(
+            (
+                job
+                for job in moto_backend(region).hyper_parameter_tuning_jobs.values()
+                if job.hyper_parameter_tuning_job_status == "InProgress"
+            ),
+            key=lambda job: (job.creation_time, job.hyper_parameter_tuning_job_name),
+        )
+        changed = running[:changes]
+        for position, job in enumerate(changed):
             counters = dict(job.training_job_status_counters)
             counters["Completed"] += 1
             job.training_job_status_counters = counters
             job.last_modified_time = now
-            if offset < 2:
+            if position >= len(changed) - FINISHING_JOBS:
                 job.hyper_parameter_tuning_job_status = "Completed"
                 job.hyper_parameter_tuning_end_time = now
 
 
-def restore_jobs(regions: Sequence[str], jobs: int, running: int, tagged: bool = False) -> None:
+def restore_jobs(
+    regions: Sequence[str], jobs: int, running: int, tagged: bool = False, old_running: int = 0
+) -> None:
     """Undo :func:`change_jobs`, so the next variant starts from the same account."""
     for region in regions:
         backend = moto_backend(region)
         for name in list(backend.hyper_parameter_tuning_jobs):
             del backend.hyper_parameter_tuning_jobs[name]
-    seed_jobs(regions, jobs, running, tagged=tagged)
+    seed_jobs(regions, jobs, running, tagged, old_running)
+
+
+def old_running_names(args: argparse.Namespace) -> set[str]:
+    """The names of the old running jobs, the same in every region."""
+    indices = running_indices(args.jobs, args.running, args.old_running)
+    return {job_name(index) for index in indices[: args.old_running]}
+
+
+def describes_of(described: dict[tuple[str, str], int], names: set[str]) -> int:
+    """The describes moto counted, in any region, of the jobs ``names``."""
+    return sum(count for (_, name), count in described.items() if name in names)
 
 
 def run_variant(
@@ -177,11 +287,22 @@ def run_variant(
     regions: Sequence[str],
     args: argparse.Namespace,
     scrapes: int,
+    *,
+    counts: RequestCounts,
 ) -> VariantResult:
+    """Run one variant's process and measure it; ``counts`` are moto's request counts."""
     port = free_port()
+    old_running = old_running_names(args)
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "config.yaml"
-        write_config(config, endpoint_url, regions, args.ttl, args.tags_ttl if args.tags else None)
+        write_config(
+            config,
+            endpoint_url,
+            regions,
+            args.ttl,
+            args.tags_ttl if args.tags else None,
+            retention=args.retention,
+        )
         if variant == "exporter":
             command = exporter_command(config, port)
         else:
@@ -192,8 +313,9 @@ def run_variant(
             wait_ready(url, process)
             refreshed_at = time.monotonic()
             text, first_scrape = timed_scrape(url, gzip_encoded=False)
-            full_requests = list_requests(text)
-            full_tag_requests = list_requests(text, "GetResources")
+            full_requests = api_requests(text, LIST_OPERATION)
+            full_describes = api_requests(text, DESCRIBE_OPERATION)
+            full_tag_requests = api_requests(text, "GetResources")
             full_seconds = max(metric(text, "sagemaker_tuning_exporter_refresh_duration_seconds"))
             plain = [timed_scrape(url, gzip_encoded=False)[1] for _ in range(scrapes)]
             gzipped = [timed_scrape(url, gzip_encoded=True)[1] for _ in range(scrapes)]
@@ -205,11 +327,14 @@ def run_variant(
                     file=sys.stderr,
                 )
 
-            change_jobs(regions, args.jobs, args.running, args.changes)
+            described_before = describes_of(counts.described(), old_running)
+            change_jobs(regions, args.changes)
             time.sleep(max(0.0, refreshed_at + args.ttl + 0.5 - time.monotonic()))
             after, _ = timed_scrape(url, gzip_encoded=False)
-            steady_requests = list_requests(after) - full_requests
-            steady_tag_requests = list_requests(after, "GetResources") - full_tag_requests
+            steady_requests = api_requests(after, LIST_OPERATION) - full_requests
+            steady_describes = api_requests(after, DESCRIBE_OPERATION) - full_describes
+            old_running_describes = describes_of(counts.described(), old_running) - described_before
+            steady_tag_requests = api_requests(after, "GetResources") - full_tag_requests
             steady_seconds = max(
                 metric(after, "sagemaker_tuning_exporter_refresh_duration_seconds")
             )
@@ -219,9 +344,12 @@ def run_variant(
             process.wait(timeout=30)
     return VariantResult(
         variant=variant,
-        full_refresh_requests_per_region=full_requests / len(regions),
+        full_refresh_list_requests_per_region=full_requests / len(regions),
+        full_refresh_describe_requests_per_region=full_describes / len(regions),
         full_refresh_seconds=full_seconds,
-        steady_refresh_requests_per_region=steady_requests / len(regions),
+        steady_refresh_list_requests_per_region=steady_requests / len(regions),
+        steady_refresh_describe_requests_per_region=steady_describes / len(regions),
+        steady_refresh_old_running_describes_per_region=old_running_describes / len(regions),
         full_refresh_tag_requests_per_region=full_tag_requests / len(regions),
         steady_refresh_tag_requests_per_region=steady_tag_requests / len(regions),
         steady_refresh_seconds=steady_seconds,
@@ -293,8 +421,8 @@ def metric(text: str, name: str) -> list[float]:
     ]
 
 
-def list_requests(text: str, operation: str = "ListHyperParameterTuningJobs") -> float:
-    """The requests the exporter counted for ``operation``, retries included."""
+def api_requests(text: str, operation: str) -> float:
+    """The requests the exporter counted for ``operation``, in all regions, retries included."""
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
@@ -305,26 +433,63 @@ def list_requests(text: str, operation: str = "ListHyperParameterTuningJobs") ->
 
 
 def markdown_table(report: dict[str, Any]) -> str:
+    """The figures as a Markdown table, with what the request rows count."""
     rows = {r["variant"]: r for r in report["results"]}
     exporter, naive = rows["exporter"], rows["naive"]
 
     def ratio(key: str) -> str:
-        return f"{naive[key] / exporter[key]:.0f}x" if exporter[key] else "-"
+        if not exporter[key]:
+            return "-"
+        times = naive[key] / exporter[key]
+        return f"{times:.0f}x" if times >= 10 else f"{times:.1f}x"
 
+    old_running = report["old_running_per_region"]
+    retention = report["retention"]
     lines = [
-        f"{report['jobs_per_region']:,} jobs per region, {report['regions']} regions, "
-        f"{report['running_per_region']} running and {report['changes_per_region']} changed per "
-        f"region; {report['machine']}",
+        f"{report['jobs_per_region']:,} jobs per region, {report['regions']} "
+        f"region{'s' if report['regions'] != 1 else ''}, "
+        f"{report['running_per_region']} running"
+        + (f" ({old_running} of them older than 80% of all jobs)" if old_running else "")
+        + f" and {report['changes_per_region']} changed per region"
+        + (f", per_job_metrics.retention {retention}" if retention else "")
+        + f"; {report['machine']}",
+        "",
+        listing_semantics_line(report["listing_semantics"]),
         "",
         "| measure | exporter | naive baseline | naive / exporter |",
         "|---|---|---|---|",
     ]
     measures = [
-        ("requests per region, full refresh", "full_refresh_requests_per_region", "{:.0f}"),
         (
-            "requests per region, steady-state refresh",
-            "steady_refresh_requests_per_region",
+            "List requests per region, full refresh",
+            "full_refresh_list_requests_per_region",
             "{:.0f}",
+        ),
+        (
+            "List requests per region, steady-state refresh",
+            "steady_refresh_list_requests_per_region",
+            "{:.0f}",
+        ),
+        (
+            "Describe requests per region, full refresh",
+            "full_refresh_describe_requests_per_region",
+            "{:.0f}",
+        ),
+        (
+            "Describe requests per region, steady-state refresh",
+            "steady_refresh_describe_requests_per_region",
+            "{:.0f}",
+        ),
+        *(
+            [
+                (
+                    f"of them, for the {old_running} old running jobs (counted by moto)",
+                    "steady_refresh_old_running_describes_per_region",
+                    "{:.0f}",
+                )
+            ]
+            if old_running
+            else []
         ),
         *(
             [
@@ -359,10 +524,32 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {label} | {form.format(exporter[key] / scale)} | "
             f"{form.format(naive[key] / scale)} | {ratio(key)} |"
         )
-    lines.append("")
-    lines.append(
-        f"Steady-state target: at most {report['steady_request_target']} requests per region."
-    )
+    lines += [
+        "",
+        f"Steady-state target: at most {report['steady_list_request_target']} List requests "
+        "per region.",
+        "",
+        "Requests: the exporter's own sagemaker_tuning_exporter_api_requests_total per region, "
+        "retries included"
+        + (
+            "; the old running jobs' row is moto's count of the describes naming them"
+            if old_running
+            else ""
+        )
+        + ". A refresh's describes are the listing's (one per running job deeper "
+        "than its walk, instead of the pages above it) and the describe step's (running jobs "
+        f"whose describe.ttl of {report['describe_ttl_seconds']:g}s passed, then ended jobs "
+        f"without a final description, such as the {report['finishing_per_region']} that "
+        "finished, at most 100 a refresh).",
+        "Seeded ended jobs: "
+        + (
+            f"not published (retention {retention}), so there is no first-start backlog to "
+            "describe."
+            if retention
+            else "published (the default retention), so the describe step spends its budget "
+            "on their first-start backlog; --retention 10m leaves it out."
+        ),
+    ]
     return "\n".join(lines)
 
 

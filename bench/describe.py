@@ -3,17 +3,23 @@
     python bench/describe.py                         # 1,000 ended and 20 running jobs
     python bench/describe.py --jobs 300 --running 5  # a quick run
     python bench/describe.py --json result.json      # also write the figures as JSON
+    python bench/describe.py --listing-semantics aws # the listing paged, then filtered
 
 moto's SageMaker server runs in this process on 127.0.0.1, seeded with ``--jobs`` jobs in
 one region (``--running`` of them InProgress, the rest ended within the last six days, so
-the default per-job retention publishes them all), as bench/benchmark.py seeds them. The
-exporter runs as its own process (``python -m exporter``) with ``cache.ttl`` of ``--ttl``
-seconds, ``describe.ttl`` of ``--describe-ttl`` seconds and ``describe.max_requests_per_refresh``
-of ``--budget``. Each scrape once the cache TTL has passed triggers one refresh and waits
-for it; the requests of each refresh are read from the exporter's own
+the default per-job retention publishes them all), as bench/benchmark.py seeds them; the
+running jobs are the newest. ``--listing-semantics`` chooses how the server answers
+ListHyperParameterTuningJobs: ``moto`` (filtered, then paged) or ``aws`` (paged, then
+filtered, as AWS documents ListTrainingJobs). The exporter runs as its own process
+(``python -m exporter``) with ``cache.ttl`` of ``--ttl`` seconds, ``describe.ttl`` of
+``--describe-ttl`` seconds and ``describe.max_requests_per_refresh`` of ``--budget``. Each
+scrape once the cache TTL has passed triggers one refresh and waits for it; the requests
+of each refresh are read from the exporter's own
 ``sagemaker_tuning_exporter_api_requests_total``. The first start lasts until every ended
 job is described; ``--steady-refreshes`` refreshes follow, in which only running jobs are
-described, once per describe TTL. Loopback only; placeholder credentials only.
+described, once per describe TTL. The running jobs being the newest, the listing itself
+describes none (it reads them on its first page), and a steady-state refresh lists
+ceil(running/100) pages. Loopback only; placeholder credentials only.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import fetch
 from harness import (
     PLACEHOLDER_ENVIRONMENT,
+    add_listing_semantics_flag,
     exporter_command,
     free_port,
+    listing_semantics_line,
     machine,
     moto_server,
     seed_jobs,
@@ -61,10 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--steady-refreshes", type=int, default=20, help="refreshes measured in steady state"
     )
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
+    add_listing_semantics_flag(parser)
     args = parser.parse_args(argv)
 
     os.environ.update(PLACEHOLDER_ENVIRONMENT)
-    with moto_server() as (endpoint_url, _):
+    with moto_server(listing_semantics=args.listing_semantics) as (endpoint_url, _):
         seed_jobs((REGION,), args.jobs, args.running)
         refreshes = run_exporter(endpoint_url, args)
     first_start, steady = split_first_start(refreshes, args.budget)
@@ -74,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "machine": machine(),
         "command": " ".join(["python", "bench/describe.py", *(argv or sys.argv[1:])]),
+        "listing_semantics": args.listing_semantics,
         "jobs": args.jobs,
         "running": args.running,
         "budget": args.budget,
@@ -205,6 +215,8 @@ def summary(report: dict[str, Any]) -> str:
             f"{report['jobs'] - report['running']:,} ended and {report['running']} running jobs, "
             f"describe budget {report['budget']} per refresh, cache.ttl {report['ttl_seconds']}s, "
             f"describe.ttl {report['describe_ttl_seconds']}s; {report['machine']}",
+            "",
+            listing_semantics_line(report["listing_semantics"]),
             "",
             f"describe requests per refresh: {per_refresh}",
             "",

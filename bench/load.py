@@ -2,12 +2,16 @@
 
     python bench/load.py --scrapers 50 --duration 60 --jobs 10000 --regions 2 --ttl 15 --json out.json
     python bench/load.py --scrapers 5 --duration 3 --jobs 200 --ttl 1     # a quick run
+    python bench/load.py --scrapers 5 --duration 3 --jobs 200 --ttl 1 --listing-semantics aws
 
 moto's SageMaker server runs in this process on 127.0.0.1 with ``--jobs`` jobs per region
-and counts every request it receives. The exporter runs as its own process with
-``cache.ttl: --ttl``. Once it is ready, ``--scrapers`` threads scrape /metrics for
-``--duration`` seconds, each as Prometheus does: its Accept header, gzip and
-X-Prometheus-Scrape-Timeout-Seconds; back to back (``--interval 0``) or once per interval.
+(``--running`` of them InProgress, the newest) and counts every request it receives. It
+answers ListHyperParameterTuningJobs under ``--listing-semantics``: ``moto`` (filtered,
+then paged) or ``aws`` (paged, then filtered, as AWS documents ListTrainingJobs). The
+exporter runs as its own process with ``cache.ttl: --ttl``. Once it is ready,
+``--scrapers`` threads scrape /metrics for ``--duration`` seconds, each as Prometheus does:
+its Accept header, gzip and X-Prometheus-Scrape-Timeout-Seconds; back to back
+(``--interval 0``) or once per interval.
 
 A scrape fails when it answers other than 200, takes longer than its timeout, or brings a
 body shorter than its Content-Length, a gzip stream that does not decompress whole (CRC and
@@ -15,15 +19,31 @@ length checked), or a text that does not end as its format requires. Every
 ``--parse-every`` seconds one body is parsed in full by prometheus_client's parser in a
 separate process, and must show every region up with all its jobs.
 
-The script measures scrape latency, the AWS requests per region and operation against the
-TTL schedule (each target refreshes at most once per TTL, so at most one full listing and
-then one incremental listing per TTL, each refresh describing at most 100 jobs, the default
-``describe.max_requests_per_refresh``), and the exporter's resident memory and threads from
-/proc every second. The run is bounded: ``--duration`` (an hour at most), ``--scrapers``
-(1,000 at most) and ``--max-scrapes`` in all. It prints a table, writes ``--json``, and
-exits 1 when a scrape failed, the requests exceeded the schedule, or memory grew by more
-than ``--max-rss-growth-mib`` between the first and the second half of the run. Loopback
-only; placeholder credentials.
+The script measures scrape latency, the AWS requests per region and operation, and the
+exporter's resident memory and threads from /proc every second. The listing sends no
+filter and walks newest first, 100 jobs a page, so under either semantics:
+
+* a full listing (the first refresh, and one per ``cache.full_resync``, an hour) costs
+  ceil(N/100) requests: the last page carries no NextToken under either semantics, so
+  there is no trailing empty page;
+* a steady-state (incremental) listing, the running jobs being the newest, costs the pages
+  down to the oldest running job and past the newest job less NEW_JOB_OVERLAP_SECONDS
+  (5 minutes): max(1, ceil(running/100)) for up to 170,000 seeded jobs, and it describes
+  no job.
+
+Two checks hold the requests to that. ``requests_within_schedule`` bounds them by the
+clock: each target refreshes at most once per TTL, so over T seconds at most 1 +
+floor(T/ttl) refreshes, of which at most 1 + floor(T/full_resync) full; each incremental one
+is allowed one page more than it needs (a page boundary), and each refresh at most 100
+describes (``describe.max_requests_per_refresh``'s default). ``listing_requests_exact``
+reads the exporter's own count of full and incremental listings per region at the end of
+the run (one more scrape, after the scrapers stopped) and requires the List requests
+moto received to be exactly full * ceil(N/100) + incremental * the steady-state pages.
+
+The run is bounded: ``--duration`` (an hour at most), ``--scrapers`` (1,000 at most) and
+``--max-scrapes`` in all. It prints a table, writes ``--json``, and exits 1 when a scrape
+failed, a request check failed, or memory grew by more than ``--max-rss-growth-mib``
+between the first and the second half of the run. Loopback only; placeholder credentials.
 """
 
 from __future__ import annotations
@@ -51,8 +71,12 @@ from typing import Any
 from harness import (
     PLACEHOLDER_ENVIRONMENT,
     REGIONS,
+    ROOT,
+    SEED_SPAN_SECONDS,
+    add_listing_semantics_flag,
     exporter_command,
     free_port,
+    listing_semantics_line,
     load_average,
     machine,
     moto_server,
@@ -64,6 +88,11 @@ from harness import (
     wait_ready,
     write_config,
 )
+
+sys.path.insert(0, str(ROOT))
+
+from exporter.config import CacheSettings
+from exporter.listing import NEW_JOB_OVERLAP_SECONDS
 
 LIST_OPERATION = "ListHyperParameterTuningJobs"
 DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
@@ -77,8 +106,12 @@ PROMETHEUS_ACCEPT = (
 )
 TEXT_ACCEPT = "text/plain;version=0.0.4"
 READ_CHUNK_BYTES = 1 << 20
-# The statuses an incremental listing asks for, one listing each, besides modified jobs.
-ACTIVE_STATUSES = 3
+# A full listing every cache.full_resync (the exporter's default; the config leaves it).
+FULL_RESYNC_SECONDS = CacheSettings().full_resync_seconds
+# The page more a steady-state listing is allowed by the schedule, for a page boundary.
+PAGE_BOUNDARY_ALLOWANCE = 1
+# The scrape that reads the exporter's listing counts once the scrapers stopped.
+FINAL_SCRAPE_TIMEOUT_SECONDS = 120.0
 # Hard limits that keep a mistyped flag from turning a benchmark into a flood.
 MAX_SCRAPERS = 1000
 MAX_DURATION_SECONDS = 3600.0
@@ -141,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     regions = REGIONS[: args.regions]
     os.environ.update(PLACEHOLDER_ENVIRONMENT)
     load_before = load_average()
-    with moto_server() as (endpoint_url, counts):
+    with moto_server(listing_semantics=args.listing_semantics) as (endpoint_url, counts):
         started = time.monotonic()
         seed_jobs(regions, args.jobs, args.running)
         print(
@@ -214,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=32.0,
         help="fail when the peak RSS of the second half exceeds the first half's by more",
     )
+    add_listing_semantics_flag(parser)
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     return parser
 
@@ -246,6 +280,9 @@ def run_load(
         scrape_seconds = time.monotonic() - scrape_started
         stop_sampling.set()
         sampler.join()
+        # Read after the scrapers stopped; a refresh this scrape triggers is counted on both
+        # sides, as it finishes before the scrape answers.
+        listings = final_listing_counts(port)
         elapsed = time.monotonic() - started
         counts = request_counts()
         # Parsed in another process while the scrapers ran; the last may still be going.
@@ -264,11 +301,59 @@ def run_load(
         tally=tally,
         samples=samples,
         counts=counts,
+        listings=listings,
         elapsed=elapsed,
         ready_seconds=ready_seconds,
         scrape_seconds=scrape_seconds,
         exporter_stderr=stderr,
     )
+
+
+def final_listing_counts(port: int) -> dict[str, dict[str, float]] | str:
+    """The exporter's successful listings per region and kind (full, incremental), from one
+    scrape in the text format; the failure, as text, when the scrape fails."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {
+        "Accept": TEXT_ACCEPT,
+        "X-Prometheus-Scrape-Timeout-Seconds": f"{FINAL_SCRAPE_TIMEOUT_SECONDS:g}",
+    }
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=FINAL_SCRAPE_TIMEOUT_SECONDS)
+    try:
+        connection.request("GET", "/metrics", headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            return f"status_{response.status}"
+    except (OSError, http.client.HTTPException) as error:
+        return f"error_{type(error).__name__}"
+    finally:
+        connection.close()
+    # Only the listing counter's lines: parsing all 44 MB here would take many seconds.
+    wanted = b"\n".join(
+        line
+        for line in body.splitlines()
+        if line.startswith(b"sagemaker_tuning_exporter_listings_total{")
+    )
+    listings: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(wanted.decode() + "\n"):
+        for sample in family.samples:
+            region = listings.setdefault(sample.labels["region"], {})
+            kind = sample.labels["kind"]
+            region[kind] = region.get(kind, 0.0) + sample.value
+    return listings
+
+
+def steady_listing_pages(jobs: int, running: int) -> int:
+    """The pages of a steady-state listing of :func:`harness.seed_jobs`'s jobs.
+
+    The walk goes down to the oldest running job (the running jobs are the newest) and
+    until a page holds a job created over NEW_JOB_OVERLAP_SECONDS before the newest. The
+    jobs are created SEED_SPAN_SECONDS / jobs apart.
+    """
+    within_overlap = min(jobs, math.floor(NEW_JOB_OVERLAP_SECONDS * jobs / SEED_SPAN_SECONDS) + 1)
+    past_overlap = min(jobs, within_overlap + 1)
+    return max(1, math.ceil(running / PAGE_SIZE), math.ceil(past_overlap / PAGE_SIZE))
 
 
 def sample_process(pid: int, samples: list[Sample], stop: threading.Event) -> None:
@@ -531,6 +616,7 @@ def build_report(
     tally: Tally,
     samples: Sequence[Sample],
     counts: dict[tuple[str, str], int],
+    listings: dict[str, dict[str, float]] | str,
     elapsed: float,
     ready_seconds: float,
     scrape_seconds: float,
@@ -542,11 +628,16 @@ def build_report(
     latencies = [s.seconds for s in scrapes if s.failure is None]
 
     # A target refreshes at start, then at most once per TTL: a refresh starts only once the
-    # last one is a TTL old. The first lists every job; the rest only what can have changed.
+    # last one is a TTL old. The first lists every job, and so does one per full resync; the
+    # rest walk only down to the running jobs, the newest.
     refreshes_allowed = 1 + math.floor(elapsed / args.ttl)
+    full_allowed = min(refreshes_allowed, 1 + math.floor(elapsed / FULL_RESYNC_SECONDS))
     full_requests = max(1, math.ceil(args.jobs / PAGE_SIZE))
-    incremental_requests = max(1, math.ceil(args.running / PAGE_SIZE)) + ACTIVE_STATUSES
-    listing_allowed = full_requests + (refreshes_allowed - 1) * incremental_requests
+    incremental_requests = steady_listing_pages(args.jobs, args.running)
+    incremental_allowed = incremental_requests + PAGE_BOUNDARY_ALLOWANCE
+    listing_allowed = (
+        full_allowed * full_requests + (refreshes_allowed - full_allowed) * incremental_allowed
+    )
     # Each refresh also describes at most its budget of jobs (describe is on by default).
     describes_allowed = refreshes_allowed * DESCRIBE_REQUESTS_PER_REFRESH if args.describe else 0
     requests_allowed = listing_allowed + describes_allowed
@@ -555,6 +646,15 @@ def build_report(
         by_region.setdefault(region, {})[operation] = count
     per_region = {region: sum(by_region.get(region, {}).values()) for region in regions}
     unexpected = sorted(set(by_region) - set(regions))
+    # What the listings the exporter counted cost, exactly.
+    listed = listings if isinstance(listings, dict) else {}
+    listing_expected = {
+        region: round(
+            listed.get(region, {}).get("full", 0.0) * full_requests
+            + listed.get(region, {}).get("incremental", 0.0) * incremental_requests
+        )
+        for region in regions
+    }
 
     parsed_ok = all(
         parse.get(region, {}).get("up") == 1.0
@@ -581,6 +681,12 @@ def build_report(
             for operations in by_region.values()
         )
         and not unexpected,
+        "listing_requests_exact": isinstance(listings, dict)
+        and all(
+            listed.get(region, {}).get("full", 0.0) >= 1
+            and by_region.get(region, {}).get(LIST_OPERATION, 0) == listing_expected[region]
+            for region in regions
+        ),
         "memory_flat": growth <= args.max_rss_growth_mib,
     }
     return {
@@ -591,6 +697,7 @@ def build_report(
             "jobs_per_region": args.jobs,
             "regions": list(regions),
             "running_per_region": args.running,
+            "listing_semantics": args.listing_semantics,
             "ttl_seconds": args.ttl,
             "interval_seconds": args.interval,
             "gzip": not args.plain,
@@ -622,9 +729,14 @@ def build_report(
             "listing_allowed_per_region": listing_allowed,
             "describes_allowed_per_region": describes_allowed,
             "refreshes_allowed_per_target": refreshes_allowed,
+            "full_listings_allowed_per_target": full_allowed,
             "full_listing_requests": full_requests,
             "incremental_listing_requests": incremental_requests,
+            "incremental_listing_requests_allowed": incremental_allowed,
             "seconds_counted": elapsed,
+            # The exporter's own count, read once the scrapers stopped (or why it could not be).
+            "listings_at_end": listings,
+            "listing_requests_expected_per_region": listing_expected,
             "listings_in_last_parsed_body": {
                 region: figures["listings"] for region, figures in last_parse.items()
             },
@@ -683,6 +795,19 @@ def summary_table(report: dict[str, Any]) -> str:
     settings, scrapes, latency = report["settings"], report["scrapes"], report["latency_seconds"]
     requests, rss, threads = report["aws_requests"], report["rss_mib"], report["threads"]
     per_region = ", ".join(f"{r} {n}" for r, n in requests["per_region"].items())
+    full_allowed = requests["full_listings_allowed_per_target"]
+    counted = requests["listings_at_end"]
+    listings_line = (
+        "; ".join(
+            f"{region} {expected} ({counted.get(region, {}).get('full', 0):.0f} x "
+            f"{requests['full_listing_requests']} + "
+            f"{counted.get(region, {}).get('incremental', 0):.0f} x "
+            f"{requests['incremental_listing_requests']})"
+            for region, expected in requests["listing_requests_expected_per_region"].items()
+        )
+        if isinstance(counted, dict)
+        else f"unknown: the last scrape failed ({counted})"
+    )
     failures = ", ".join(f"{k} {v}" for k, v in sorted(scrapes["failures"].items())) or "none"
     describes = (
         f", at most {DESCRIBE_REQUESTS_PER_REFRESH} describes each"
@@ -707,8 +832,9 @@ def summary_table(report: dict[str, Any]) -> str:
         (f"AWS requests per region in {requests['seconds_counted']:.0f} s", per_region),
         (
             "AWS requests allowed per region",
-            f"{requests['allowed_per_region']} ({requests['refreshes_allowed_per_target']} refreshes: 1 x {requests['full_listing_requests']} + {requests['refreshes_allowed_per_target'] - 1} x {requests['incremental_listing_requests']} listing{describes})",
+            f"{requests['allowed_per_region']} ({requests['refreshes_allowed_per_target']} refreshes: {full_allowed} x {requests['full_listing_requests']} + {requests['refreshes_allowed_per_target'] - full_allowed} x {requests['incremental_listing_requests_allowed']} listing{describes})",
         ),
+        ("List requests per region, exactly, for the listings counted", listings_line),
         (
             "RSS start / max / end (MiB)",
             f"{rss['start']:.0f} / {rss['max']:.0f} / {rss['end']:.0f}",
@@ -726,6 +852,8 @@ def summary_table(report: dict[str, Any]) -> str:
         f"TTL {settings['ttl_seconds']:g} s, {settings['format']}{'' if settings['gzip'] else ' uncompressed'}; "
         f"{report['machine']}; load average {report['load_average_before']} before, "
         f"{report['load_average_after']} after",
+        "",
+        listing_semantics_line(settings["listing_semantics"]),
         "",
         "| measure | value |",
         "|---|---|",

@@ -1,4 +1,8 @@
-"""The benchmark script, run small: it completes and its figures hold together (no timings checked)."""
+"""The benchmark script, run small: it completes and its figures hold together (no timings checked).
+
+Each test runs under both listing semantics of the test server (``--listing-semantics moto``
+and ``aws``): the exporter's listing sends no filter, so the figures are the same.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,25 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import ROOT
+from tests.sagemaker_server import LISTING_SEMANTICS
 
 
-def test_the_benchmark_runs_small_and_reports_both_variants(tmp_path: Path) -> None:
+def run_benchmark(
+    tmp_path: Path, listing_semantics: str, *flags: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], dict[str, dict[str, Any]]]:
+    """Run bench/benchmark.py with ``flags``; its output, report and results by variant."""
     result_path = tmp_path / "result.json"
     completed = subprocess.run(
         [
             sys.executable,
             "bench/benchmark.py",
-            "--jobs",
-            "250",
-            "--regions",
-            "2",
-            "--ttl",
-            "4",
-            "--scrapes",
-            "3",
-            "--naive-scrapes",
-            "2",
-            "--json",
-            str(result_path),
+            *flags,
+            *("--listing-semantics", listing_semantics, "--json", str(result_path)),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -36,42 +37,90 @@ def test_the_benchmark_runs_small_and_reports_both_variants(tmp_path: Path) -> N
         timeout=300,
         check=False,
     )
-
     assert completed.returncode == 0, completed.stderr
     report = json.loads(result_path.read_text())
-    results = {result["variant"]: result for result in report["results"]}
+    assert report["listing_semantics"] == listing_semantics
+    assert f"listing semantics: {listing_semantics} (" in completed.stdout
+    return completed, report, {result["variant"]: result for result in report["results"]}
+
+
+@pytest.mark.parametrize("listing_semantics", LISTING_SEMANTICS)
+def test_the_benchmark_runs_small_and_reports_both_variants(
+    tmp_path: Path, listing_semantics: str
+) -> None:
+    completed, report, results = run_benchmark(
+        tmp_path,
+        listing_semantics,
+        *("--jobs", "250", "--regions", "2", "--ttl", "4"),
+        *("--scrapes", "3", "--naive-scrapes", "2"),
+    )
+
     exporter, naive = results["exporter"], results["naive"]
-    assert exporter["full_refresh_requests_per_region"] == math.ceil(250 / 100)
-    assert naive["full_refresh_requests_per_region"] == math.ceil(250 / 100)
-    assert exporter["steady_refresh_requests_per_region"] <= report["steady_request_target"]
-    assert naive["steady_refresh_requests_per_region"] == math.ceil(250 / 100)
+    assert exporter["full_refresh_list_requests_per_region"] == math.ceil(250 / 100)
+    assert naive["full_refresh_list_requests_per_region"] == math.ceil(250 / 100)
+    # The 20 running jobs are the newest: one page, within the product's target of 5.
+    assert report["steady_list_request_target"] == 5
+    assert exporter["steady_refresh_list_requests_per_region"] == 1
+    assert naive["steady_refresh_list_requests_per_region"] == math.ceil(250 / 100)
+    # Both describe as much as their budget allows: 20 running and 80 ended jobs first, then
+    # the 2 that finished and 98 more of the 150 ended jobs left; none by the listing.
+    for variant in (exporter, naive):
+        assert variant["full_refresh_describe_requests_per_region"] == 100
+        assert variant["steady_refresh_describe_requests_per_region"] == 100
+        assert variant["steady_refresh_old_running_describes_per_region"] == 0
     # The same samples; only the exporter's own figures (durations) differ in length.
     assert abs(exporter["body_bytes"] - naive["body_bytes"]) < 0.01 * naive["body_bytes"]
     assert exporter["peak_rss_mib"] > 0
     assert "| warm scrape p50, plain (s) |" in completed.stdout
+    assert "| Describe requests per region, steady-state refresh |" in completed.stdout
+    assert "Steady-state target: at most 5 List requests per region." in completed.stdout
 
 
-def test_the_benchmark_with_tags_reports_one_get_resources_per_100_jobs_per_tags_ttl(
-    tmp_path: Path,
+@pytest.mark.parametrize("listing_semantics", LISTING_SEMANTICS)
+def test_two_old_running_jobs_cost_a_steady_state_refresh_two_describes_and_no_page(
+    tmp_path: Path, listing_semantics: str
 ) -> None:
-    result_path = tmp_path / "result.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "bench/benchmark.py",
-            *("--jobs", "150", "--regions", "1", "--ttl", "4", "--tags"),
-            *("--scrapes", "2", "--naive-scrapes", "1", "--json", str(result_path)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    # 2 of the 20 running jobs are older than 800 others; the ended jobs are past the
+    # retention, so only the listing and the jobs that finish are left to describe.
+    completed, report, results = run_benchmark(
+        tmp_path,
+        listing_semantics,
+        *("--jobs", "1000", "--running", "20", "--old-running", "2", "--regions", "1"),
+        *("--ttl", "4", "--retention", "10m", "--scrapes", "2", "--naive-scrapes", "1"),
     )
 
-    assert completed.returncode == 0, completed.stderr
-    report = json.loads(result_path.read_text())
-    exporter = next(r for r in report["results"] if r["variant"] == "exporter")
+    exporter, naive = results["exporter"], results["naive"]
+    assert report["old_running_per_region"] == 2
+    assert report["finishing_per_region"] == 2
+    assert exporter["full_refresh_list_requests_per_region"] == 10
+    assert exporter["full_refresh_describe_requests_per_region"] == 20  # the running jobs
+    # One page for the 18 newest running jobs, one describe for each old one, rather than
+    # the 9 pages above them; and the final description of each of the 2 that finished.
+    assert exporter["steady_refresh_list_requests_per_region"] == 1
+    assert (
+        exporter["steady_refresh_list_requests_per_region"] <= report["steady_list_request_target"]
+    )
+    assert exporter["steady_refresh_old_running_describes_per_region"] == 2
+    assert exporter["steady_refresh_describe_requests_per_region"] == 2 + 2
+    # The baseline walks every page and describes only the 2 that finished.
+    assert naive["steady_refresh_list_requests_per_region"] == 10
+    assert naive["steady_refresh_old_running_describes_per_region"] == 0
+    assert naive["steady_refresh_describe_requests_per_region"] == 2
+    assert "| of them, for the 2 old running jobs (counted by moto) |" in completed.stdout
+
+
+@pytest.mark.parametrize("listing_semantics", LISTING_SEMANTICS)
+def test_the_benchmark_with_tags_reports_one_get_resources_per_100_jobs_per_tags_ttl(
+    tmp_path: Path, listing_semantics: str
+) -> None:
+    completed, _, results = run_benchmark(
+        tmp_path,
+        listing_semantics,
+        *("--jobs", "150", "--regions", "1", "--ttl", "4", "--tags"),
+        *("--scrapes", "2", "--naive-scrapes", "1"),
+    )
+
+    exporter = results["exporter"]
     assert exporter["full_refresh_tag_requests_per_region"] == math.ceil(150 / 100)
     # The steady-state refresh comes within cache.tags_ttl (10 minutes): no tags are read.
     assert exporter["steady_refresh_tag_requests_per_region"] == 0

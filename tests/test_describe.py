@@ -580,8 +580,9 @@ def test_the_demo_publishes_every_description_family(
     assert value(text, "sagemaker_tuning_exporter_up", region="us-east-1") == 1
 
 
+@pytest.mark.parametrize("listing_semantics", ("moto", "aws"))
 def test_the_describe_benchmark_runs_small_and_reports_first_start_and_steady_state(
-    tmp_path: Path,
+    tmp_path: Path, listing_semantics: str
 ) -> None:
     result_path = tmp_path / "result.json"
     completed = subprocess.run(
@@ -600,6 +601,8 @@ def test_the_describe_benchmark_runs_small_and_reports_first_start_and_steady_st
             "3",
             "--steady-refreshes",
             "4",
+            "--listing-semantics",
+            listing_semantics,
             "--json",
             str(result_path),
         ],
@@ -627,5 +630,8 @@ def test_the_describe_benchmark_runs_small_and_reports_first_start_and_steady_st
     assert all(entry["describes"] % 5 == 0 for entry in steady)
     assert all(entry["describes"] <= 5 * entry["refreshes"] for entry in steady)
     assert report["steady_refreshes"] >= 4
-    assert report["steady_listing_requests_per_refresh"] == 4
+    # Unfiltered, newest first: the 5 running jobs are on the first page, under either semantics.
+    assert report["listing_semantics"] == listing_semantics
+    assert report["steady_listing_requests_per_refresh"] == 1
     assert "| describe requests per steady-state refresh |" in completed.stdout
+    assert f"listing semantics: {listing_semantics} (" in completed.stdout
