@@ -29,11 +29,13 @@ treated like a terminal one. Jobs are keyed by name, unique per account and regi
 
 The walk stops a listing whose pages do not end: a NextToken that repeats, more than
 MAX_PAGES_WITHOUT_NEW_JOBS pages in a row that bring no job not already seen (empty pages
-with a NextToken, as some List APIs have been seen to answer), or more pages than twice
-those the population needed plus RUNAWAY_SLACK_PAGES. It raises
+with a NextToken, as some List APIs have been seen to answer), or, between full listings,
+more pages than twice those the population needed plus RUNAWAY_SLACK_PAGES (a full listing,
+which learns the population anew, is bounded by MAX_PAGES). It raises
 :class:`exporter.aws.PaginationError`, which fails the refresh: the target reads up=0
-with its last jobs, and the error is counted and logged. An endpoint that does not honour
-the sort order is walked to the end on every refresh instead.
+with its last jobs, its failed refreshes count one more, and the log names it. An
+endpoint that does not honour the sort order is walked to the end instead, for as long
+as it does not.
 """
 
 from __future__ import annotations
