@@ -75,7 +75,6 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
-    DESCRIBE_OPERATION,
     PLACEHOLDER_ENVIRONMENT,
     REGIONS,
     ROOT,
@@ -100,10 +99,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(ROOT))
 
+from exporter.aws import LIST_OPERATION
 from exporter.config import DescribeSettings, parse_duration
+from exporter.describe import DESCRIBE_OPERATION
 
 SCRAPE_TIMEOUT_SECONDS = "120"
-LIST_OPERATION = "ListHyperParameterTuningJobs"
 # The product's stated target for a steady-state refresh, whatever the number of jobs.
 STEADY_LIST_REQUEST_TARGET = 5
 # Jobs that finish among those changed between the full and the steady-state refresh.

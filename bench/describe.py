@@ -53,9 +53,10 @@ from harness import (
     wait_ready,
 )
 
+from exporter.aws import LIST_OPERATION
+from exporter.describe import DESCRIBE_OPERATION
+
 REGION = "us-east-1"
-LIST_OPERATION = "ListHyperParameterTuningJobs"
-DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

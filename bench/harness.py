@@ -49,7 +49,6 @@ FINISHED = ("Completed", "Completed", "Completed", "Failed", "Stopped")
 SEED_SPAN_SECONDS = 6 * 86400
 # Old running jobs are seeded among the oldest fifth: older than 80% of all jobs.
 OLD_JOBS_FRACTION = 5
-DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
 # How ListHyperParameterTuningJobs is answered (tests/sagemaker_server.py), in words.
 LISTING_SEMANTICS = {"moto": "filter, then page", "aws": "page, then filter"}
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
@@ -87,6 +86,7 @@ def _counting(
 ) -> Callable[..., Iterable[bytes]]:
     """``app`` that first counts each request by its SigV4 region and X-Amz-Target operation,
     and each describe by the job it names."""
+    from exporter.describe import DESCRIBE_OPERATION
 
     def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
@@ -120,12 +120,12 @@ def moto_server(
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
+    if str(ROOT) not in sys.path:  # the package and the test suite's, for a script in bench/
+        sys.path.insert(0, str(ROOT))
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     counts = RequestCounts()
     moto_app: Callable[..., Iterable[bytes]] = DomainDispatcherApplication(create_backend_app)
     if tagging or listing_semantics != "moto":
-        if str(ROOT) not in sys.path:  # the test suite's package, for a script run from bench/
-            sys.path.insert(0, str(ROOT))
         from tests.sagemaker_server import wire_middleware
 
         moto_app = wire_middleware(moto_app, listing_semantics=listing_semantics)

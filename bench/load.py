@@ -91,11 +91,11 @@ from harness import (
 
 sys.path.insert(0, str(ROOT))
 
+from exporter.aws import LIST_OPERATION
 from exporter.config import CacheSettings
+from exporter.describe import DESCRIBE_OPERATION
 from exporter.listing import NEW_JOB_OVERLAP_SECONDS
 
-LIST_OPERATION = "ListHyperParameterTuningJobs"
-DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
 # describe.max_requests_per_refresh's default: the most describe requests of one refresh.
 DESCRIBE_REQUESTS_PER_REFRESH = 100
 PAGE_SIZE = 100

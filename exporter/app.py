@@ -33,7 +33,7 @@ from exporter.collector import (
     job_families,
 )
 from exporter.config import ConfigError, ExporterConfig
-from exporter.describe import DESCRIBE_OPERATION, JobDescriber, JobDescription
+from exporter.describe import DESCRIBE_OPERATION, DescribeJob, JobDescriber, JobDescription
 from exporter.exposition import MetricsPage, Versioned
 from exporter.jobs import JobTags, Target, TuningJob
 from exporter.listing import Listing, list_changes, list_full
@@ -202,15 +202,9 @@ class Exporter:
         filters, now = self.config.filters, self._clock()
         if previous is None:
             return list_full(client, filters, now, guard)
-
-        def describe(name: str) -> Mapping[str, Any]:
-            return guard.call(
-                client.describe_hyper_parameter_tuning_job, HyperParameterTuningJobName=name
-            )
-
         # Active jobs deep in the listing are described rather than walked to, when allowed.
-        allowed = describe if self.config.describe.enabled else None
-        return list_changes(client, filters, now, previous, guard, describe=allowed)
+        describe = self._describe_call(target) if self.config.describe.enabled else None
+        return list_changes(client, filters, now, previous, guard, describe=describe)
 
     def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
         settings = self.config.per_job_metrics
@@ -227,9 +221,20 @@ class Exporter:
         published: Sequence[TuningJob],
         previous: Mapping[str, JobDescription],
     ) -> Mapping[str, JobDescription]:
-        # The refresh's guard: a call that still fails leaves the job's last description
-        # (see JobDescriber.refresh). Describing stops a margin before the refresh's
-        # deadline, since a refresh that ends past it is not served.
+        # A call that still fails leaves the job's last description (see JobDescriber.refresh).
+        return self._describer.refresh(
+            published,
+            previous,
+            self._describe_call(target),
+            context=f" (account={target.account_id or '(default credentials)'} region={target.region})",
+        )
+
+    def _describe_call(self, target: Target) -> DescribeJob:
+        """DescribeHyperParameterTuningJob for ``target``, through its refresh's guard.
+
+        The listing's describes and the describe step's alike: describing stops a margin
+        before the refresh's deadline, since a refresh that ends past it is not served.
+        """
         guard = self._refresh_guards[target]
         client = self._clients.get(target)
         margin = DESCRIBE_DEADLINE_MARGIN * self.config.cache.refresh_timeout_seconds
@@ -241,12 +246,7 @@ class Exporter:
                 client.describe_hyper_parameter_tuning_job, HyperParameterTuningJobName=name
             )
 
-        return self._describer.refresh(
-            published,
-            previous,
-            describe,
-            context=f" (account={target.account_id or '(default credentials)'} region={target.region})",
-        )
+        return describe
 
 
 class _RegionRequestCounts:

@@ -44,7 +44,7 @@ import bisect
 import logging
 import math
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -53,7 +53,12 @@ from botocore.exceptions import ClientError
 
 from exporter.aws import LIST_OPERATION, PAGE_SIZE, CredentialError, PaginationError, RefreshGuard
 from exporter.config import JobFilters
-from exporter.describe import JobDescription, parse_description, summary_from_description
+from exporter.describe import (
+    DescribeJob,
+    JobDescription,
+    parse_description,
+    summary_from_description,
+)
 from exporter.jobs import ParsedSummary, SummaryProblems, TuningJob, parse_job_summary
 
 if TYPE_CHECKING:
@@ -79,9 +84,6 @@ RUNAWAY_SLACK_PAGES = 20
 MAX_PAGES = 10_000
 # The error DescribeHyperParameterTuningJob answers for a job that no longer exists.
 NOT_FOUND_ERROR_CODE = "ResourceNotFound"
-
-# Describe one job of the target by name; returns the API's response as boto3 parses it.
-DescribeJob = Callable[[str], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,8 @@ class Population:
 class Listing:
     """The jobs of one account and region after a refresh, and what the next refresh plans from.
 
-    ``jobs`` match every filter, sorted by name; ``full`` says whether this refresh walked
-    every job. ``active_outside_filter`` are the jobs in an active state that the status
+    ``jobs`` match every filter, sorted by name; ``full`` says whether this was a full
+    listing (the first, or a ``cache.full_resync``). ``active_outside_filter`` are the jobs in an active state that the status
     filter leaves out: they are read again like the published ones, since they may end in
     a status the filter lets in. ``descriptions`` holds what the describes this listing
     sent answered, for the describe step to use rather than ask again. ``problems`` counts

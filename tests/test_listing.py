@@ -19,12 +19,11 @@ from exporter.aws import (
     SageMakerClients,
 )
 from exporter.config import AwsSettings, CreatedAfter, JobFilters
-from exporter.describe import DESCRIBE_OPERATION
+from exporter.describe import DESCRIBE_OPERATION, DescribeJob
 from exporter.jobs import Target, TuningJob, parse_job_summary
 from exporter.listing import (
     MAX_PAGES_WITHOUT_NEW_JOBS,
     RUNAWAY_SLACK_PAGES,
-    DescribeJob,
     Listing,
     list_changes,
     list_full,
