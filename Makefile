@@ -1,7 +1,7 @@
 # Everyday commands. Each one creates the virtualenv and installs what it needs first.
 #   make demo   run the exporter against a simulated account (no AWS account needed)
 #   make test   run the whole test suite
-#   make lint   ruff (check and format) and mypy
+#   make lint   ruff (check and format), mypy, and the import contracts of the layers
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -32,6 +32,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 check: lint test
 

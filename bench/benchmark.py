@@ -99,9 +99,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(ROOT))
 
-from exporter.aws import LIST_OPERATION
-from exporter.config import DescribeSettings, parse_duration
-from exporter.describe import DESCRIBE_OPERATION
+from exporter.aws.operations import DESCRIBE_OPERATION, LIST_OPERATION
+from exporter.config.reading import parse_duration
+from exporter.config.settings import DescribeSettings
 
 SCRAPE_TIMEOUT_SECONDS = "120"
 # The product's stated target for a steady-state refresh, whatever the number of jobs.
@@ -371,8 +371,9 @@ def serve_naive(config_path: Path, port: int) -> int:
     from prometheus_client import make_wsgi_app
 
     from exporter.app import Exporter
-    from exporter.config import load_config
-    from exporter.http import ExporterServer, scrape_deadline
+    from exporter.config.loading import load_config
+    from exporter.web.routes import scrape_deadline
+    from exporter.web.server import ExporterServer
 
     config = load_config(config_path)
     exporter = Exporter(replace(config, cache=replace(config.cache, full_resync_seconds=0)))

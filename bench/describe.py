@@ -53,8 +53,7 @@ from harness import (
     wait_ready,
 )
 
-from exporter.aws import LIST_OPERATION
-from exporter.describe import DESCRIBE_OPERATION
+from exporter.aws.operations import DESCRIBE_OPERATION, LIST_OPERATION
 
 REGION = "us-east-1"
 

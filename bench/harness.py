@@ -86,7 +86,7 @@ def _counting(
 ) -> Callable[..., Iterable[bytes]]:
     """``app`` that first counts each request by its SigV4 region and X-Amz-Target operation,
     and each describe by the job it names."""
-    from exporter.describe import DESCRIBE_OPERATION
+    from exporter.aws.operations import DESCRIBE_OPERATION
 
     def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))

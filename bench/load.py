@@ -91,10 +91,9 @@ from harness import (
 
 sys.path.insert(0, str(ROOT))
 
-from exporter.aws import LIST_OPERATION
-from exporter.config import CacheSettings
-from exporter.describe import DESCRIBE_OPERATION
-from exporter.listing import NEW_JOB_OVERLAP_SECONDS
+from exporter.aws.operations import DESCRIBE_OPERATION, LIST_OPERATION
+from exporter.config.settings import CacheSettings
+from exporter.refresh.listing import NEW_JOB_OVERLAP_SECONDS
 
 # describe.max_requests_per_refresh's default: the most describe requests of one refresh.
 DESCRIBE_REQUESTS_PER_REFRESH = 100

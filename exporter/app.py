@@ -9,20 +9,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from exporter.aws import (
-    LIST_OPERATION,
-    RefreshDeadlineError,
-    RefreshGuard,
-    RequestCounter,
-    SageMakerClients,
-)
-from exporter.collector import (
+from exporter.aws.clients import SageMakerClients
+from exporter.aws.counting import RequestCounter
+from exporter.aws.operations import DESCRIBE_OPERATION, LIST_OPERATION, TAGGING_OPERATION
+from exporter.config.reading import ConfigError
+from exporter.config.settings import ExporterConfig
+from exporter.metrics.collectors import (
     ConfigReloadCollector,
     ConfigReloadStatus,
     ExporterHealthCollector,
@@ -30,21 +27,15 @@ from exporter.collector import (
     JobTagsCollector,
     PerJobCollector,
     TagReadCollector,
-    job_families,
 )
-from exporter.config import ConfigError, ExporterConfig
-from exporter.describe import DESCRIBE_OPERATION, DescribeJob, JobDescriber, JobDescription
-from exporter.exposition import MetricsPage, Versioned
-from exporter.jobs import JobTags, Target, TuningJob
-from exporter.listing import Listing, list_changes, list_full
-from exporter.refresh import SnapshotCache
-from exporter.retention import PublishedJobs, select_published_jobs
-from exporter.tags import TAGGING_OPERATION, TagCache
+from exporter.metrics.exposition import MetricsPage, Versioned
+from exporter.metrics.families import job_families
+from exporter.model.jobs import Target
+from exporter.refresh.cache import SnapshotCache
+from exporter.refresh.pipeline import RefreshPipeline
+from exporter.refresh.tags import TagCache
 
 log = logging.getLogger(__name__)
-
-# The share of cache.refresh_timeout left unused by describes, for the refresh to finish in.
-DESCRIBE_DEADLINE_MARGIN = 0.1
 
 
 def targets_from_config(config: ExporterConfig) -> list[Target]:
@@ -136,20 +127,16 @@ class Exporter:
                     clock=clock,
                     monotonic=monotonic,
                 )
-        self._describer = JobDescriber(config.describe, clock)
-        # The guard of each target's refresh in progress: its listing, tag read and describes
-        # share one deadline, retry budget and pace. A target refreshes on one worker at a time.
-        self._refresh_guards: dict[Target, RefreshGuard] = {}
+        self.pipeline = RefreshPipeline(
+            config, self._clients, tag_cache=self._tag_cache, clock=clock, monotonic=monotonic
+        )
         self.cache = SnapshotCache(
             targets_from_config(config),
-            self._list_jobs,
+            self.pipeline,
             ttl_seconds=config.cache.ttl_seconds,
             full_resync_seconds=config.cache.full_resync_seconds,
             max_concurrent_refreshes=config.cache.max_concurrent_refreshes,
             refresh_timeout_seconds=config.cache.refresh_timeout_seconds,
-            select_published=self._select_published,
-            read_tags=self._read_tags if self._tag_cache is not None else None,
-            describe_jobs=self._describe_jobs if config.describe.enabled else None,
             clock=clock,
             monotonic=monotonic,
         )
@@ -192,61 +179,6 @@ class Exporter:
             families=families,
             tag_keys=config.tags,
         )
-
-    def _list_jobs(self, target: Target, previous: Listing | None) -> Listing:
-        # A refresh starts with its listing: its guard serves the tag read and describes too.
-        guard = self._refresh_guards[target] = self._clients.guard(
-            target, self.config.cache.refresh_timeout_seconds
-        )
-        client = self._clients.get(target)
-        filters, now = self.config.filters, self._clock()
-        if previous is None:
-            return list_full(client, filters, now, guard)
-        # Active jobs deep in the listing are described rather than walked to, when allowed.
-        describe = self._describe_call(target) if self.config.describe.enabled else None
-        return list_changes(client, filters, now, previous, guard, describe=describe)
-
-    def _select_published(self, jobs: Sequence[TuningJob], now: float) -> PublishedJobs:
-        settings = self.config.per_job_metrics
-        return select_published_jobs(jobs, now, settings.retention_seconds, settings.max_jobs)
-
-    def _read_tags(self, target: Target) -> JobTags:
-        if self._tag_cache is None:  # not handed to the cache without an allowlist
-            return JobTags()
-        return self._tag_cache.tags_of(target, self._refresh_guards[target])
-
-    def _describe_jobs(
-        self,
-        target: Target,
-        published: Sequence[TuningJob],
-        previous: Mapping[str, JobDescription],
-    ) -> Mapping[str, JobDescription]:
-        # A call that still fails leaves the job's last description (see JobDescriber.refresh).
-        return self._describer.refresh(
-            published,
-            previous,
-            self._describe_call(target),
-            context=f" (account={target.account_id or '(default credentials)'} region={target.region})",
-        )
-
-    def _describe_call(self, target: Target) -> DescribeJob:
-        """DescribeHyperParameterTuningJob for ``target``, through its refresh's guard.
-
-        The listing's describes and the describe step's alike: describing stops a margin
-        before the refresh's deadline, since a refresh that ends past it is not served.
-        """
-        guard = self._refresh_guards[target]
-        client = self._clients.get(target)
-        margin = DESCRIBE_DEADLINE_MARGIN * self.config.cache.refresh_timeout_seconds
-
-        def describe(name: str) -> Mapping[str, Any]:
-            if guard.seconds_left() < margin:
-                raise RefreshDeadlineError("describing stopped near the refresh's deadline")
-            return guard.call(
-                client.describe_hyper_parameter_tuning_job, HyperParameterTuningJobName=name
-            )
-
-        return describe
 
 
 class _RegionRequestCounts:

@@ -9,22 +9,23 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TextIO
 
 from prometheus_client import generate_latest
 
 from exporter import __version__
 from exporter.app import Exporter, LiveExporter
-from exporter.aws import RedactSecretsFilter
-from exporter.config import ConfigError, ExporterConfig, load_config
-from exporter.http import (
+from exporter.config.loading import load_config
+from exporter.config.reading import ConfigError
+from exporter.config.settings import ExporterConfig
+from exporter.logs import LOG_LEVELS, configure_logging
+from exporter.web.reload import ReloadingWebConfig
+from exporter.web.routes import create_live_app
+from exporter.web.server import (
     DEFAULT_MAX_CONNECTIONS,
     ExporterServer,
-    create_live_app,
     listens_on_every_interface,
     parse_listen_address,
 )
-from exporter.webreload import ReloadingWebConfig
 
 log = logging.getLogger("exporter")
 
@@ -33,12 +34,6 @@ DEFAULT_CONFIG_FILE = "config.yaml"
 EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
 SIGNAL_CHECK_SECONDS = 1.0
-_LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log.level",
         dest="log_level",
         default="info",
-        choices=sorted(_LOG_LEVELS),
+        choices=sorted(LOG_LEVELS),
         help="only log messages of this severity or above (default: info)",
     )
     parser.add_argument(
@@ -116,25 +111,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
     return value
-
-
-def configure_logging(level_name: str, stream: TextIO | None = None) -> None:
-    """Log at ``level_name`` to ``stream`` (stderr), in logfmt, with AWS secrets redacted.
-
-    botocore never logs below INFO, even at debug: its DEBUG lines quote signed requests,
-    session tokens and AssumeRole's answers. The redacting filter guards the rest.
-    """
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s")
-    )
-    handler.addFilter(RedactSecretsFilter())
-    logging.basicConfig(level=_LOG_LEVELS[level_name], handlers=[handler], force=True)
-    # botocore logs credential lookups, and refresh failures with tracebacks; the exporter
-    # logs each failed refresh itself, once, with its account, role and region.
-    botocore_level = logging.INFO if level_name == "debug" else logging.ERROR
-    logging.getLogger("botocore").setLevel(botocore_level)
-    logging.getLogger("urllib3").setLevel(max(logging.INFO, _LOG_LEVELS[level_name]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

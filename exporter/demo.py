@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter.config import AwsSettings, CacheSettings, DescribeSettings, ExporterConfig
+from exporter.config.settings import AwsSettings, CacheSettings, DescribeSettings, ExporterConfig
+from exporter.model.statuses import RUNNING_STATUSES, TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +25,10 @@ DEMO_ACCOUNT = "123456789012"  # moto's default account
 DEMO_TTL_SECONDS = 10.0
 DEMO_JOBS_PER_REGION = 15
 STEP_SECONDS = 5.0
-_STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
-_RUNNING_STATUSES = ("InProgress", "Stopping")
-# Seeded in turn, so each region starts with every status.
+# Seeded in turn, so each region starts with every status, a running job first.
 _SEED_STATUSES = (
     "InProgress",
-    "Completed",
-    "Failed",
-    "Stopped",
-    "Stopping",
-    "Deleting",
-    "DeleteFailed",
+    *(status for status in TUNING_JOB_STATUSES if status != "InProgress"),
 )
 _MODELS = ("xgboost-churn", "resnet-cifar", "bert-intent", "lightgbm-fraud", "prophet-demand")
 # The demo's tags: a team per model, and a project named after what the model predicts.
@@ -206,7 +200,7 @@ class DemoSageMaker:
         self._counter += 1
         model = self._random.choice(_MODELS)
         name = f"{model}-{self._counter:04d}"
-        strategy = _STRATEGIES[self._counter % len(_STRATEGIES)]
+        strategy = TUNING_JOB_STRATEGIES[self._counter % len(TUNING_JOB_STRATEGIES)]
         max_jobs = self._random.choice((10, 20, 30, 50))
         parallel = self._random.choice((2, 3, 5))
         limits: dict[str, int] = {
@@ -314,7 +308,7 @@ def _set_description(job: Any, plan: _JobPlan, now: datetime) -> None:
 def _set_status(job: Any, status: str, now: datetime) -> None:
     job.hyper_parameter_tuning_job_status = status
     job.last_modified_time = now
-    job.hyper_parameter_tuning_end_time = None if status in _RUNNING_STATUSES else now
+    job.hyper_parameter_tuning_end_time = None if status in RUNNING_STATUSES else now
 
 
 def create_moto_tuning_job(

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from exporter.app import Exporter, LiveExporter
-from exporter.config import AwsSettings, CacheSettings, ExporterConfig, load_config
-from exporter.http import ExporterServer, create_app, create_live_app
-from exporter.webreload import ReloadingWebConfig
+from exporter.config.loading import load_config
+from exporter.config.settings import AwsSettings, CacheSettings, ExporterConfig
+from exporter.web.reload import ReloadingWebConfig
+from exporter.web.routes import create_live_app
+from exporter.web.server import ExporterServer
+from tests.apps import create_app
 from tests.sagemaker_server import LISTING_SEMANTICS, SageMakerTestServer
 from tests.tls_material import TlsMaterial, make_tls_material
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from exporter.jobs import TuningJob
+from exporter.model.jobs import TuningJob
 
 
 def tuning_job(name: str, account: str = "111111111111", **fields: Any) -> TuningJob:

@@ -7,7 +7,7 @@ import base64
 import bcrypt
 import pytest
 
-from exporter.basic_auth import BasicAuthenticator, parse_basic_credentials
+from exporter.web.basic_auth import BasicAuthenticator, parse_basic_credentials
 
 # Cost 4, bcrypt's lowest, keeps the tests fast; the checks are the same at any cost.
 PROMETHEUS_HASH = bcrypt.hashpw(b"scrape-placeholder", bcrypt.gensalt(rounds=4)).decode()

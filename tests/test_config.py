@@ -7,19 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import (
+from exporter.config.loading import load_config, parse_config
+from exporter.config.reading import ConfigError, parse_duration
+from exporter.config.settings import (
     AccountSettings,
     AwsSettings,
     CacheSettings,
-    ConfigError,
     CreatedAfter,
     DescribeSettings,
     ExporterConfig,
     JobFilters,
     PerJobMetricsSettings,
-    load_config,
-    parse_config,
-    parse_duration,
 )
 from tests.conftest import ROOT
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exporter.cli import DEFAULT_LISTEN_ADDRESS
-from exporter.config import ExporterConfig
+from exporter.config.settings import ExporterConfig
 from tests.conftest import ROOT, RunningExporter
 from tests.processes import free_port
 

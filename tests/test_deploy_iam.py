@@ -18,7 +18,7 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-from exporter.config import AccountSettings, ExporterConfig
+from exporter.config.settings import AccountSettings, ExporterConfig
 from tests.conftest import ROOT, RunningExporter
 from tests.expected import samples
 from tests.sagemaker_server import SageMakerTestServer
@@ -43,7 +43,7 @@ def source_calls() -> tuple[set[str], set[str]]:
     """The services the exporter creates clients for, and the IAM actions of the methods it calls."""
     trees = [
         ast.parse(path.read_text())
-        for path in sorted((ROOT / "exporter").glob("*.py"))
+        for path in sorted((ROOT / "exporter").rglob("*.py"))
         if path.name not in SCAN_EXCLUDED
     ]
     calls = [node for tree in trees for node in ast.walk(tree) if isinstance(node, ast.Call)]

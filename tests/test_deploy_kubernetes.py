@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from exporter.cli import DEFAULT_LISTEN_ADDRESS
-from exporter.config import ExporterConfig, load_config
+from exporter.config.loading import load_config
+from exporter.config.settings import ExporterConfig
 from tests.conftest import ROOT, RunningExporter
 from tests.kustomize import KUBERNETES_DIR, PROMETHEUS_RULE, RULE_FILE, prometheus_rule_text, render
 from tests.prometheus import require_binary

@@ -21,17 +21,13 @@ import pytest
 from moto.sagemaker.models import sagemaker_backends
 
 from exporter.app import Exporter
-from exporter.aws import LIST_OPERATION
-from exporter.config import DescribeSettings, ExporterConfig, PerJobMetricsSettings
+from exporter.aws.operations import DESCRIBE_OPERATION, LIST_OPERATION
+from exporter.config.settings import DescribeSettings, ExporterConfig, PerJobMetricsSettings
 from exporter.demo import DEMO_ACCOUNT, DEMO_REGIONS, DemoSageMaker
-from exporter.describe import (
-    DESCRIBE_OPERATION,
-    JobDescriber,
-    JobDescription,
-    jobs_to_describe,
-    parse_description,
-)
-from exporter.http import ExporterServer, create_app
+from exporter.model.jobs import JobDescription
+from exporter.refresh.describe import JobDescriber, jobs_to_describe, parse_description
+from exporter.web.server import ExporterServer
+from tests.apps import create_app
 from tests.conftest import ROOT, RunningExporter
 from tests.expected import Samples, described_samples, samples, value
 from tests.factories import tuning_job

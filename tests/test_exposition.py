@@ -10,19 +10,13 @@ from types import MappingProxyType
 import pytest
 from prometheus_client import CollectorRegistry, exposition
 
-from exporter import exposition as exporter_exposition
-from exporter.aws import LIST_OPERATION, RequestCounter
-from exporter.collector import (
-    JOB_FAMILIES,
-    ExporterHealthCollector,
-    JobCountCollector,
-    JobFamily,
-    PerJobCollector,
-    job_families,
-)
-from exporter.describe import JobDescription
-from exporter.exposition import MetricsPage
-from exporter.jobs import RegionSnapshot, Target, TuningJob
+from exporter.aws.counting import RequestCounter
+from exporter.aws.operations import LIST_OPERATION
+from exporter.metrics import exposition as exporter_exposition
+from exporter.metrics.collectors import ExporterHealthCollector, JobCountCollector, PerJobCollector
+from exporter.metrics.exposition import MetricsPage
+from exporter.metrics.families import JOB_FAMILIES, JobFamily, job_families
+from exporter.model.jobs import JobDescription, RegionSnapshot, Target, TuningJob
 from tests.factories import tuning_job
 
 EU = Target(region="eu-west-1")

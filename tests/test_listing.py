@@ -3,32 +3,43 @@ AWS's page-then-filter): what each walk costs, what it finds, and where it stops
 
 from __future__ import annotations
 
-import math
-import random
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.stub import Stubber
 
-from exporter.aws import (
-    LIST_OPERATION,
+from exporter.aws.clients import SageMakerClients
+from exporter.aws.counting import RequestCounter
+from exporter.aws.errors import (
     PaginationError,
-    RequestCounter,
-    SageMakerClients,
 )
-from exporter.config import AwsSettings, CreatedAfter, JobFilters
-from exporter.describe import DESCRIBE_OPERATION, DescribeJob
-from exporter.jobs import Target, TuningJob, parse_job_summary
-from exporter.listing import (
+from exporter.aws.operations import LIST_OPERATION
+from exporter.config.settings import AwsSettings, CreatedAfter, JobFilters
+from exporter.model.jobs import Target
+from exporter.refresh.listing import list_full
+from tests.sagemaker_server import FaultRule, SageMakerTestServer, at
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+
+import math
+import random
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from exporter.aws.operations import DESCRIBE_OPERATION
+from exporter.model.jobs import TuningJob
+from exporter.model.listing import Listing
+from exporter.model.summaries import parse_job_summary
+from exporter.refresh.describe import DescribeJob
+from exporter.refresh.listing import (
     MAX_PAGES_WITHOUT_NEW_JOBS,
     RUNAWAY_SLACK_PAGES,
-    Listing,
     list_changes,
-    list_full,
 )
-from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -567,3 +578,37 @@ def test_a_listing_that_carries_nothing_new_keeps_its_jobs_and_costs_one_page(
     assert _requests(sagemaker) - before == 1
     assert again.jobs == listing.jobs
     assert again.population.pages == 20
+
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()
+
+
+def test_should_filter_by_name_status_and_creation_time(sagemaker: SageMakerTestServer) -> None:
+    sagemaker.add_job(
+        "eu-west-1", "xgb-new-done", status="Completed", created=at("2026-11-26T00:00:00")
+    )
+    sagemaker.add_job(
+        "eu-west-1", "xgb-new-failed", status="Failed", created=at("2026-11-26T00:00:00")
+    )
+    sagemaker.add_job(
+        "eu-west-1", "xgb-new-running", status="InProgress", created=at("2026-11-26T00:00:00")
+    )
+    sagemaker.add_job(
+        "eu-west-1", "xgb-old-done", status="Completed", created=at("2026-10-01T00:00:00")
+    )
+    sagemaker.add_job(
+        "eu-west-1", "bert-new-done", status="Completed", created=at("2026-11-26T00:00:00")
+    )
+    filters = JobFilters(
+        name_contains="xgb",
+        statuses=("Completed", "InProgress"),
+        created_after=CreatedAfter(relative_seconds=7 * 86400),
+    )
+
+    jobs = list_full(_client(sagemaker), filters, now=NOW).jobs
+
+    assert [job.name for job in jobs] == ["xgb-new-done", "xgb-new-running"]
+    # One unfiltered page, whatever the filters: they are applied locally.
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 1
+    (body,) = sagemaker.request_bodies(LIST_OPERATION)
+    assert not {"StatusEquals", "NameContains", "CreationTimeAfter"} & set(json.loads(body))

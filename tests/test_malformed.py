@@ -30,31 +30,24 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.aws import LIST_OPERATION, RequestCounter, SageMakerClients
-from exporter.collector import (
-    JOB_FAMILIES,
-    ExporterHealthCollector,
-    JobCountCollector,
-    PerJobCollector,
-)
-from exporter.config import AwsSettings, ExporterConfig, JobFilters
-from exporter.exposition import MetricsPage
-from exporter.jobs import (
-    OBJECTIVE_STATUSES,
-    TRAINING_JOB_STATUSES,
-    RegionSnapshot,
-    SummaryProblems,
-    Target,
-    parse_job_summary,
-)
-from exporter.listing import list_changes, list_full
-from exporter.responses import lenient_timestamp, repair_listing_shapes
-from exporter.retention import select_published_jobs
+from exporter.aws.clients import SageMakerClients
+from exporter.aws.counting import RequestCounter
+from exporter.aws.hooks import lenient_timestamp, repair_listing_shapes
+from exporter.aws.operations import LIST_OPERATION
+from exporter.config.settings import AwsSettings, ExporterConfig, JobFilters
+from exporter.metrics.collectors import ExporterHealthCollector, JobCountCollector, PerJobCollector
+from exporter.metrics.exposition import MetricsPage
+from exporter.metrics.families import JOB_FAMILIES
+from exporter.model.jobs import RegionSnapshot, Target
+from exporter.model.statuses import OBJECTIVE_STATUSES, TRAINING_JOB_STATUSES
+from exporter.model.summaries import SummaryProblems, parse_job_summary
+from exporter.refresh.listing import list_changes, list_full
+from exporter.refresh.retention import select_published_jobs
 from tests.conftest import RunningExporter
 from tests.expected import expected_samples_from_api, samples, value
 from tests.prometheus import require_binary
 from tests.sagemaker_server import FaultRule, SageMakerTestServer, for_job
-from tests.test_jobs import DETERMINISTIC, ODD_TEXT
+from tests.test_summaries import DETERMINISTIC, ODD_TEXT
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient

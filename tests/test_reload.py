@@ -18,8 +18,8 @@ import bcrypt
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.collector import ConfigReloadCollector, ConfigReloadStatus
-from exporter.webreload import ReloadingWebConfig
+from exporter.metrics.collectors import ConfigReloadCollector, ConfigReloadStatus
+from exporter.web.reload import ReloadingWebConfig
 from tests.conftest import RunningLiveExporter
 from tests.expected import samples, value
 from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for

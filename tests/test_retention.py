@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.jobs import TuningJob
-from exporter.retention import ended_at, select_published_jobs
+from exporter.model.jobs import TuningJob, ended_at
+from exporter.refresh.retention import select_published_jobs
 from tests.factories import tuning_job
 
 NOW = 1_800_000_000.0

@@ -19,28 +19,25 @@ import pytest
 from botocore.stub import Stubber
 from prometheus_client import CollectorRegistry, exposition
 
-from exporter import exposition as exporter_exposition
 from exporter.app import Exporter
-from exporter.aws import PaginationError, RequestCounter, SageMakerClients
-from exporter.collector import (
+from exporter.aws.clients import SageMakerClients
+from exporter.aws.counting import RequestCounter
+from exporter.aws.errors import PaginationError
+from exporter.config.loading import parse_config
+from exporter.config.settings import AccountSettings, AwsSettings, CacheSettings, ExporterConfig
+from exporter.metrics import exposition as exporter_exposition
+from exporter.metrics.collectors import (
     ExporterHealthCollector,
     JobCountCollector,
     JobTagsCollector,
     PerJobCollector,
     TagReadCollector,
 )
-from exporter.config import (
-    AccountSettings,
-    AwsSettings,
-    CacheSettings,
-    ExporterConfig,
-    parse_config,
-    tag_label_name,
-)
-from exporter.exposition import MetricsPage
-from exporter.http import ExporterServer, create_app
-from exporter.jobs import JobTags, RegionSnapshot, Target, TuningJob
-from exporter.tags import TagCache, read_job_tags
+from exporter.metrics.exposition import MetricsPage
+from exporter.model.jobs import JobTags, RegionSnapshot, Target, TuningJob, tag_label_name
+from exporter.refresh.tags import TagCache, read_job_tags
+from exporter.web.server import ExporterServer
+from tests.apps import create_app
 from tests.conftest import ROOT, RunningExporter
 from tests.expected import samples, value
 from tests.factories import tuning_job

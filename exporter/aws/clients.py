@@ -1,0 +1,232 @@
+"""botocore sessions and clients: one per target, on assumed roles where configured.
+
+Every session shares one service-model loader and the response hooks of
+:mod:`exporter.aws.hooks`; every client makes one attempt per call and is counted by the
+:class:`~exporter.aws.counting.RequestCounter`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import botocore.loaders
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import (
+    CredentialProvider,
+    CredentialResolver,
+    DeferredRefreshableCredentials,
+)
+
+from exporter import __version__
+from exporter.aws.counting import RequestCounter
+from exporter.aws.guard import RefreshGuard, RequestPacer
+from exporter.aws.hooks import install_response_hooks
+from exporter.config.settings import AwsSettings
+from exporter.model.jobs import Target
+
+if TYPE_CHECKING:
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sts import STSClient
+
+ROLE_SESSION_NAME = "sagemaker-tuning-exporter"
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 30
+
+
+class _FixedCredentialProvider(CredentialProvider):
+    """Hands botocore one credentials object: the assumed role's, which refresh themselves."""
+
+    METHOD = "sagemaker-tuning-exporter-assume-role"
+
+    def __init__(self, credentials: DeferredRefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> DeferredRefreshableCredentials:
+        return self._credentials
+
+
+def client_config(aws: AwsSettings) -> Config:
+    """botocore settings shared by every client: one attempt per call, and timeouts.
+
+    :class:`RefreshGuard` retries; botocore retrying as well would multiply the attempts.
+    """
+    return Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
+        user_agent_extra=f"sagemaker-tuning-exporter/{__version__}",
+    )
+
+
+class SageMakerClients:
+    """The SageMaker client of each target, built on its first use and kept.
+
+    Every botocore session shares one loader, so the service models are read and held in
+    memory once rather than once per account and region. Targets without a role share one
+    session with the ambient credentials; each target with a role (a role in one region)
+    gets a session, shared by its SageMaker and tagging clients, whose credentials come from
+    STS AssumeRole on top of the ambient ones and are renewed by botocore before they expire. Clients are built under a lock, since botocore sessions are not thread-safe
+    (clients are); an error while building one (no credentials, a missing profile) raises
+    from :meth:`get`, so it fails that target's refresh and is tried again on the next.
+
+    botocore keeps refreshable credentials until they expire, even once AWS has revoked or
+    rejected them; so rejected credentials drop the target's clients and session (and, with
+    them, the assumed role's credentials) and the ambient session, and the next refresh
+    starts afresh. A denied permission drops nothing: AWS applies a fixed policy to the
+    credentials in hand.
+    """
+
+    def __init__(
+        self,
+        aws: AwsSettings,
+        counter: RequestCounter,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._aws = aws
+        self._counter = counter
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._clients: dict[Target, SageMakerClient] = {}
+        self._sessions: dict[Target, botocore.session.Session] = {}
+        self._tagging_clients: dict[Target, ResourceGroupsTaggingAPIClient] = {}
+        self._pacers: dict[Target, RequestPacer] = {}
+        self._loader: botocore.loaders.Loader | None = None
+        self._source: botocore.session.Session | None = None
+
+    def guard(self, target: Target, timeout_seconds: float) -> RefreshGuard:
+        """A :class:`RefreshGuard` for one refresh of ``target``, ending ``timeout_seconds`` from now.
+
+        The target's pacer outlives the refresh, so the rate holds across refreshes.
+        """
+        pacer = None
+        if self._aws.max_requests_per_second is not None:
+            with self._lock:
+                pacer = self._pacers.get(target)
+                if pacer is None:
+                    pacer = self._pacers[target] = RequestPacer(
+                        self._aws.max_requests_per_second, self._monotonic
+                    )
+        return RefreshGuard(
+            target,
+            max_attempts=self._aws.max_attempts,
+            retry_budget=self._aws.max_retries_per_refresh,
+            timeout_seconds=timeout_seconds,
+            pacer=pacer,
+            on_credential_error=lambda: self.forget(target),
+            monotonic=self._monotonic,
+        )
+
+    def forget(self, target: Target) -> None:
+        """Drop ``target``'s clients and credentials, and the ambient ones: the next use starts afresh."""
+        with self._lock:
+            self._clients.pop(target, None)
+            self._tagging_clients.pop(target, None)
+            self._sessions.pop(target, None)  # with it, the assumed role's credentials
+            self._source = None
+
+    def get(self, target: Target) -> SageMakerClient:
+        """The client for ``target``, whose requests the counter counts."""
+        with self._lock:
+            client = self._clients.get(target)
+            if client is None:
+                client = self._clients[target] = self._create(target)
+            return client
+
+    def tagging(self, target: Target) -> ResourceGroupsTaggingAPIClient:
+        """The Resource Groups Tagging API client for ``target``, on the same session and credentials.
+
+        ``aws.endpoint_url`` is SageMaker's endpoint, so it does not apply here; botocore's
+        ``AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API`` sets this service's endpoint.
+        """
+        with self._lock:
+            client = self._tagging_clients.get(target)
+            if client is None:
+                client = cast(
+                    "ResourceGroupsTaggingAPIClient",
+                    self._session(target).create_client(
+                        "resourcegroupstaggingapi",
+                        region_name=target.region,
+                        config=client_config(self._aws),
+                    ),
+                )
+                self._counter.attach(client)
+                self._tagging_clients[target] = client
+            return client
+
+    def _source_session(self) -> botocore.session.Session:
+        """The session with the ambient credentials, shared by targets without a role."""
+        if self._source is None:
+            self._source = self._new_session()
+        return self._source
+
+    def _session(self, target: Target) -> botocore.session.Session:
+        """The session of ``target``'s clients: one per role, kept so its clients share credentials."""
+        if target.role_arn is None:
+            return self._source_session()
+        session = self._sessions.get(target)
+        if session is None:
+            session = self._sessions[target] = self._new_session()
+            credentials = DeferredRefreshableCredentials(
+                refresh_using=self._assume_role_fetcher(target.role_arn, target),
+                method=_FixedCredentialProvider.METHOD,
+            )
+            session.register_component(
+                "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
+            )
+        return session
+
+    def _create(self, target: Target) -> SageMakerClient:
+        client = cast(
+            "SageMakerClient",
+            self._session(target).create_client(
+                "sagemaker",
+                region_name=target.region,
+                endpoint_url=self._aws.endpoint_url,
+                config=client_config(self._aws),
+            ),
+        )
+        self._counter.attach(client)
+        return client
+
+    def _new_session(self) -> botocore.session.Session:
+        """A session on the shared loader, which the first session creates."""
+        session = botocore.session.Session(profile=self._aws.profile)
+        if self._loader is None:
+            self._loader = botocore.loaders.create_loader(session.get_config_variable("data_path"))
+        session.register_component("data_loader", self._loader)
+        install_response_hooks(session)
+        return session
+
+    def _assume_role_fetcher(self, role_arn: str, target: Target) -> Callable[[], dict[str, str]]:
+        sts = cast(
+            "STSClient",
+            self._source_session().create_client(
+                "sts", region_name=target.region, config=client_config(self._aws)
+            ),
+        )
+        self._counter.attach(sts)
+
+        def fetch_credentials() -> dict[str, str]:
+            if target.external_id:
+                response = sts.assume_role(
+                    RoleArn=role_arn,
+                    RoleSessionName=ROLE_SESSION_NAME,
+                    ExternalId=target.external_id,
+                )
+            else:
+                response = sts.assume_role(RoleArn=role_arn, RoleSessionName=ROLE_SESSION_NAME)
+            credentials = response["Credentials"]
+            return {
+                "access_key": credentials["AccessKeyId"],
+                "secret_key": credentials["SecretAccessKey"],
+                "token": credentials["SessionToken"],
+                "expiry_time": credentials["Expiration"].isoformat(),
+            }
+
+        return fetch_credentials

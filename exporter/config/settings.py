@@ -1,0 +1,115 @@
+"""The exporter's configuration as frozen, typed objects, with the defaults of every setting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """How to reach AWS: endpoint override, named profile, retries and pacing.
+
+    ``max_attempts`` bounds the attempts of one API call, ``max_retries_per_refresh`` the
+    retries of all the calls of one target's refresh; ``max_requests_per_second`` (None:
+    unlimited) paces every request of one account and region, retries included.
+    """
+
+    endpoint_url: str | None = None
+    profile: str | None = None
+    max_attempts: int = 5
+    max_retries_per_refresh: int = 10
+    max_requests_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """An account reached by assuming a role in it."""
+
+    role_arn: str
+    external_id: str | None = None
+
+    @property
+    def account_id(self) -> str:
+        """The twelve-digit account ID, read from the role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)."""
+        return self.role_arn.split(":")[4]
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """How long a region's listing is served, how often it is listed in full, how many at once.
+
+    Between full listings a refresh lists only what can have changed (new and running jobs,
+    see :mod:`exporter.listing`); ``full_resync_seconds`` of 0 lists in full every time.
+    ``refresh_timeout_seconds`` bounds one target's whole refresh: pages, retries and backoff.
+    """
+
+    ttl_seconds: float = 60.0
+    full_resync_seconds: float = 3600.0
+    max_concurrent_refreshes: int = 8
+    tags_ttl_seconds: float = 600.0
+    refresh_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class PerJobMetricsSettings:
+    """Which jobs get per-job series: running ones, and ended ones within the retention.
+
+    ``retention_seconds`` of 0 keeps every job; ``max_jobs`` caps the jobs published per
+    account and region.
+    """
+
+    retention_seconds: float = 7 * 86400.0
+    max_jobs: int = 10_000
+
+
+@dataclass(frozen=True)
+class DescribeSettings:
+    """Whether and how often the published jobs are described (DescribeHyperParameterTuningJob).
+
+    A job described after it ended is never described again; a running job is described
+    again once its description is ``ttl_seconds`` old. ``max_requests_per_refresh`` caps the
+    describes of one refresh of one account and region, so a first start over thousands of
+    jobs spreads them over several refreshes.
+    """
+
+    enabled: bool = True
+    ttl_seconds: float = 300.0
+    max_requests_per_refresh: int = 100
+
+
+@dataclass(frozen=True)
+class CreatedAfter:
+    """Either a fixed instant or a window reaching back from the time of each refresh."""
+
+    absolute: datetime | None = None
+    relative_seconds: float | None = None
+
+    def resolve(self, now: float) -> datetime:
+        """The cut-off time for a refresh that runs at ``now`` (epoch seconds)."""
+        if self.absolute is not None:
+            return self.absolute
+        return datetime.fromtimestamp(now - (self.relative_seconds or 0.0), tz=UTC)
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """Which tuning jobs are published."""
+
+    name_contains: str | None = None
+    statuses: tuple[str, ...] = ()
+    created_after: CreatedAfter | None = None
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    """The whole validated configuration."""
+
+    regions: tuple[str, ...]
+    aws: AwsSettings = field(default_factory=AwsSettings)
+    accounts: tuple[AccountSettings, ...] = ()
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    filters: JobFilters = field(default_factory=JobFilters)
+    per_job_metrics: PerJobMetricsSettings = field(default_factory=PerJobMetricsSettings)
+    tags: tuple[str, ...] = ()
+    describe: DescribeSettings = field(default_factory=DescribeSettings)

@@ -1,0 +1,354 @@
+"""The /metrics body, rendered only when something changed.
+
+At 10,000 jobs the per-job families are about 140,000 samples, and prometheus_client's
+``generate_latest`` takes seconds to render them. Nearly all of that is the same from one
+refresh to the next: finished jobs never change. So:
+
+* :class:`PerJobRenderer` keeps each account and region's rendered lines and renders them
+  again only when that target's published jobs or their descriptions changed;
+* :class:`MetricsPage` keeps the whole response, and its gzip encoding, per content type, and
+  serves it again until a refresh replaces a snapshot or an AWS request is counted.
+
+The small families (job counts, the exporter's health) go through prometheus_client's own
+encoders, which also choose between the text format and OpenMetrics from the Accept header.
+The per-job lines are the same in both formats; a test holds the result byte for byte to
+what prometheus_client renders from the same collectors.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, exposition, openmetrics
+from prometheus_client.utils import floatToGoString
+
+from exporter.metrics.families import (
+    JOB_FAMILIES,
+    JOB_LABELS,
+    TAGS_FAMILY,
+    TAGS_HELP,
+    JobFamily,
+    job_family_help,
+    job_label_values,
+    tag_label_values,
+)
+from exporter.model.jobs import JobDescription, RegionSnapshot, Target, TuningJob, tag_label_name
+
+GZIP_LEVEL = 6
+RENDER_BATCH_JOBS = 1000
+_FAST_ENCODERS = (exposition.generate_latest, openmetrics.exposition.generate_latest)
+
+
+def _go_float(value: float) -> str:
+    """The value as prometheus_client writes it (Go's float formatting)."""
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _family_header(family: JobFamily) -> bytes:
+    return _gauge_header(family.name, job_family_help(family))
+
+
+def _gauge_header(name: str, documentation: str) -> bytes:
+    documentation = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode()
+
+
+@dataclass(frozen=True)
+class _RenderedTarget:
+    """A target's lines and what they were rendered from, to tell when they are outdated."""
+
+    account: str
+    published: tuple[TuningJob, ...]
+    descriptions: Mapping[str, JobDescription]
+    chunks: tuple[tuple[bytes, ...], ...]
+
+    def is_current(self, snapshot: RegionSnapshot) -> bool:
+        # Identity, not equality: the cache keeps the previous objects when nothing changed.
+        return (
+            self.account == snapshot.account
+            and self.published is snapshot.published
+            and self.descriptions is snapshot.descriptions
+        )
+
+
+class PerJobRenderer:
+    """Renders the per-job families, reusing each account and region's lines until they change.
+
+    A target's lines are rendered again when its published jobs or their descriptions change.
+    The result is a sequence of chunks: each family's header, then that family's lines of each
+    target. Serving the chunks as they are never copies the (large) body into one buffer.
+
+    Sample output (one job, first family)::
+
+        # HELP sagemaker_tuning_job_training_jobs Training jobs of a tuning job by training job status ...
+        # TYPE sagemaker_tuning_job_training_jobs gauge
+        sagemaker_tuning_job_training_jobs{account="111111111111",job_name="xgb-1",region="eu-west-1",status="InProgress",strategy="Bayesian",training_job_status="Completed"} 12.0
+    """
+
+    def __init__(
+        self, families: Sequence[JobFamily] = JOB_FAMILIES, tag_keys: Sequence[str] = ()
+    ) -> None:
+        self._families = tuple(families)
+        self._headers = tuple(_family_header(family) for family in self._families)
+        self._tags = TagLinesRenderer(tag_keys) if tag_keys else None
+        self._rendered: dict[Target, _RenderedTarget] = {}
+
+    def render(self, snapshots: Sequence[RegionSnapshot]) -> tuple[bytes, ...]:
+        """The per-job families in text exposition format, as chunks to send in order."""
+        rendered = {}
+        for snapshot in snapshots:
+            cached = self._rendered.get(snapshot.target)
+            if cached is not None and cached.is_current(snapshot):
+                rendered[snapshot.target] = cached
+                continue
+            # Let the outdated lines go before rendering their replacement.
+            self._rendered.pop(snapshot.target, None)
+            rendered[snapshot.target] = _RenderedTarget(
+                snapshot.account,
+                snapshot.published,
+                snapshot.descriptions,
+                render_target(snapshot, self._families),
+            )
+        self._rendered = rendered
+        chunks: list[bytes] = []
+        for index, header in enumerate(self._headers):
+            chunks.append(header)
+            for snapshot in snapshots:
+                chunks.extend(rendered[snapshot.target].chunks[index])
+        if self._tags is not None:
+            chunks.extend(self._tags.render(snapshots))
+        return tuple(chunks)
+
+
+class TagLinesRenderer:
+    """Renders the sagemaker_tuning_job_tags family, reusing a target's lines until its jobs or tags change.
+
+    Kept apart from the per-job families so that new tags render only these lines again.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_job_tags The tuning job's allowlisted tags as tag_<key> labels, ...
+        # TYPE sagemaker_tuning_job_tags gauge
+        sagemaker_tuning_job_tags{account="111111111111",job_name="xgb-1",region="eu-west-1",status="Completed",strategy="Bayesian",tag_team="search"} 1.0
+    """
+
+    def __init__(self, tag_keys: Sequence[str]) -> None:
+        self._tag_keys = tuple(tag_keys)
+        self._header = _gauge_header(TAGS_FAMILY, TAGS_HELP)
+        names = [*JOB_LABELS, *(tag_label_name(key) for key in self._tag_keys)]
+        # prometheus_client writes labels sorted by name: the index of each, in that order.
+        self._label_order = sorted(range(len(names)), key=lambda index: names[index])
+        self._label_names = [names[index] for index in self._label_order]
+        # target -> ((account label, published jobs, tags by ARN) as rendered, their chunks)
+        self._rendered: dict[Target, tuple[tuple[object, ...], tuple[bytes, ...]]] = {}
+
+    def render(self, snapshots: Sequence[RegionSnapshot]) -> list[bytes]:
+        """The family's header and the lines of every target, as chunks."""
+        rendered = {}
+        for snapshot in snapshots:
+            source = (snapshot.account, snapshot.published, snapshot.tags.by_arn)
+            cached = self._rendered.get(snapshot.target)
+            if cached is not None and all(
+                new is old for new, old in zip(source, cached[0], strict=True)
+            ):
+                rendered[snapshot.target] = cached
+            else:
+                rendered[snapshot.target] = (source, self._render_target(snapshot))
+        self._rendered = rendered
+        chunks = [self._header]
+        for snapshot in snapshots:
+            chunks.extend(rendered[snapshot.target][1])
+        return chunks
+
+    def _render_target(self, snapshot: RegionSnapshot) -> tuple[bytes, ...]:
+        chunks = []
+        jobs = snapshot.published
+        for start in range(0, len(jobs), RENDER_BATCH_JOBS):
+            lines = []
+            for job in jobs[start : start + RENDER_BATCH_JOBS]:
+                values = [
+                    *job_label_values(snapshot, job),
+                    *tag_label_values(snapshot, job, self._tag_keys),
+                ]
+                label_text = ",".join(
+                    f'{name}="{_escape_label_value(values[index])}"'
+                    for name, index in zip(self._label_names, self._label_order, strict=True)
+                )
+                lines.append(f"{TAGS_FAMILY}{{{label_text}}} 1.0\n")
+            chunks.append("".join(lines).encode())
+        return tuple(chunks)
+
+
+_SORTED_JOB_LABELS = tuple(sorted(JOB_LABELS))
+_JOB_LABEL_ORDER = tuple(JOB_LABELS.index(name) for name in _SORTED_JOB_LABELS)
+
+
+def _label_layout(family: JobFamily) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """Where the family's extra labels go among the job labels, as prometheus_client sorts them.
+
+    Returns the runs of job labels (indices among the sorted job labels) before, between and
+    after the extra labels, and the extra labels (indices in ``family.extra_labels``) in the
+    order they are written; there is one run more than extra labels, each possibly empty.
+    """
+    runs: list[tuple[int, ...]] = []
+    run: list[int] = []
+    extras: list[int] = []
+    for name in sorted([*_SORTED_JOB_LABELS, *family.extra_labels]):
+        if name in family.extra_labels:
+            runs.append(tuple(run))
+            run = []
+            extras.append(family.extra_labels.index(name))
+        else:
+            run.append(_SORTED_JOB_LABELS.index(name))
+    runs.append(tuple(run))
+    return tuple(runs), tuple(extras)
+
+
+def render_target(
+    snapshot: RegionSnapshot, families: Sequence[JobFamily] = JOB_FAMILIES
+) -> tuple[tuple[bytes, ...], ...]:
+    """The sample lines of a target's published jobs: for each of ``families``, chunks.
+
+    Each chunk holds the lines of up to RENDER_BATCH_JOBS jobs, so rendering never holds more
+    than one batch as text on top of the bytes already rendered.
+    """
+    labelled = []
+    for job in snapshot.published:
+        values = job_label_values(snapshot, job)
+        parts = [
+            f'{name}="{_escape_label_value(values[index])}"'
+            for name, index in zip(_SORTED_JOB_LABELS, _JOB_LABEL_ORDER, strict=True)
+        ]
+        labelled.append((job, parts, ",".join(parts)))
+    rendered = []
+    for family in families:
+        runs, extras = _label_layout(family)
+        extra_names = [family.extra_labels[index] for index in extras]
+        chunks = []
+        for start in range(0, len(labelled), RENDER_BATCH_JOBS):
+            lines = []
+            for job, parts, job_text in labelled[start : start + RENDER_BATCH_JOBS]:
+                run_texts: list[str] | None = None
+                for extra_values, value in family.samples(snapshot, job):
+                    if not extra_values:
+                        label_text = job_text
+                    else:
+                        if run_texts is None:
+                            run_texts = [",".join(parts[index] for index in run) for run in runs]
+                        pieces = [run_texts[0]]
+                        for position, (index, name) in enumerate(
+                            zip(extras, extra_names, strict=True)
+                        ):
+                            pieces.append(f'{name}="{_escape_label_value(extra_values[index])}"')
+                            pieces.append(run_texts[position + 1])
+                        label_text = ",".join(piece for piece in pieces if piece)
+                    lines.append(f"{family.name}{{{label_text}}} {_go_float(value)}\n")
+            chunks.append("".join(lines).encode())
+        rendered.append(tuple(chunks))
+    return tuple(rendered)
+
+
+@dataclass(frozen=True)
+class Response:
+    """A rendered /metrics response: the body is the concatenation of ``chunks``."""
+
+    chunks: tuple[bytes, ...]
+    content_type: str
+    gzipped: bool
+
+    @property
+    def length(self) -> int:
+        """The body's length in bytes."""
+        return sum(len(chunk) for chunk in self.chunks)
+
+
+class Versioned(Protocol):
+    """Something whose ``version()`` changes whenever what it publishes does (a RequestCounter)."""
+
+    def version(self) -> int:
+        """A number that changes with every change."""
+
+
+class MetricsPage:
+    """The /metrics response, rendered again only after a refresh or an AWS request.
+
+    ``summary_registry`` holds the families other than the per-job ones (job counts, the
+    exporter's health); ``families`` are the per-job ones, followed by the tags family (of
+    ``tag_keys``, when any); ``full_registry`` holds all of them, in that order, and serves
+    the rare request this
+    class does not render itself (an encoder it does not know). A plain response is served
+    as two chunks (the per-job part and the rest) so the large part is never copied.
+    """
+
+    def __init__(
+        self,
+        snapshots: Callable[[], list[RegionSnapshot]],
+        requests: Versioned,
+        summary_registry: CollectorRegistry,
+        full_registry: CollectorRegistry,
+        *,
+        families: Sequence[JobFamily] = JOB_FAMILIES,
+        tag_keys: Sequence[str] = (),
+    ) -> None:
+        self._snapshots = snapshots
+        self._requests = requests
+        self._summary_registry = summary_registry
+        self._full_registry = full_registry
+        self._per_job = PerJobRenderer(families, tag_keys)
+        self._lock = threading.Lock()
+        self._rendered_from: tuple[list[RegionSnapshot], int] | None = None
+        self._responses: dict[tuple[str, bool], Response] = {}
+
+    def render(self, accept: str | None, accept_gzip: bool) -> Response:
+        """The response for a scrape with these Accept and (gzip or not) Accept-Encoding headers."""
+        encoder, content_type = exposition.choose_encoder(accept or "")
+        with self._lock:
+            snapshots = self._snapshots()
+            version = self._requests.version()
+            if not self._is_rendered_from(snapshots, version):
+                self._responses = {}
+                self._rendered_from = (snapshots, version)
+            response = self._responses.get((content_type, accept_gzip))
+            if response is None:
+                response = self._responses[(content_type, accept_gzip)] = self._render(
+                    encoder, content_type, accept_gzip, snapshots
+                )
+            return response
+
+    def _is_rendered_from(self, snapshots: list[RegionSnapshot], version: int) -> bool:
+        if self._rendered_from is None:
+            return False
+        old_snapshots, old_version = self._rendered_from
+        return (
+            version == old_version
+            and len(snapshots) == len(old_snapshots)
+            and all(new is old for new, old in zip(snapshots, old_snapshots, strict=True))
+        )
+
+    def _render(
+        self,
+        encoder: Callable[[CollectorRegistry], bytes],
+        content_type: str,
+        accept_gzip: bool,
+        snapshots: list[RegionSnapshot],
+    ) -> Response:
+        if getattr(encoder, "func", encoder) in _FAST_ENCODERS:
+            chunks = (*self._per_job.render(snapshots), encoder(self._summary_registry))
+        else:
+            chunks = (encoder(self._full_registry),)
+        if not accept_gzip:
+            return Response(chunks, content_type, False)
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        compressed = b"".join(
+            [*(compressor.compress(chunk) for chunk in chunks), compressor.flush()]
+        )
+        return Response((compressed,), content_type, True)

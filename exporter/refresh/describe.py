@@ -1,0 +1,227 @@
+"""DescribeHyperParameterTuningJob for the published jobs, cached and spread out by a budget.
+
+The listing says how far a tuning job got; only DescribeHyperParameterTuningJob says how good
+it is (the best training job and its objective value) and what it consumed. One request per
+job is costly at thousands of jobs, so:
+
+* a job described in a terminal state is never described again: its description no longer
+  changes (a job described while running is described once more after it ends);
+* a running job is described at most once per ``describe.ttl``;
+* a refresh sends at most ``describe.max_requests_per_refresh`` describes: running jobs
+  first, then undescribed ended jobs, newest first, so a first start over thousands of jobs
+  spreads its requests over several refreshes.
+
+A failed describe never fails the refresh: the job keeps its last description and the
+failure is counted by the request counter (``sagemaker_tuning_exporter_api_errors_total``).
+Throttling, server errors, expired credentials and requests without an answer end the
+refresh's describing; the jobs left are described on the next refresh. Access denied fails
+only its job, unless MAX_DENIALS_IN_A_ROW jobs in a row are denied: then the permission is
+missing, and the refresh describes no more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from exporter.aws.errors import CredentialError
+from exporter.config.settings import DescribeSettings
+from exporter.model.jobs import JobDescription, TuningJob, ended_at
+from exporter.model.statuses import RUNNING_STATUSES, UNDESCRIBED_STATUSES
+
+log = logging.getLogger(__name__)
+
+# Denied this many jobs in a row, the permission is missing rather than denied for a job:
+# the refresh describes no more, rather than spend its whole budget on refusals.
+MAX_DENIALS_IN_A_ROW = 3
+
+# The summary fields a description holds at its top level, and inside its tuning job config.
+_SUMMARY_FIELDS = (
+    "HyperParameterTuningJobName",
+    "HyperParameterTuningJobArn",
+    "HyperParameterTuningJobStatus",
+    "CreationTime",
+    "HyperParameterTuningEndTime",
+    "LastModifiedTime",
+    "TrainingJobStatusCounters",
+    "ObjectiveStatusCounters",
+)
+_CONFIG_SUMMARY_FIELDS = ("Strategy", "ResourceLimits")
+
+# Describe one job of the target by name; returns the API's response as boto3 parses it.
+DescribeJob = Callable[[str], Mapping[str, Any]]
+
+
+def parse_description(response: Mapping[str, Any], described_at: float) -> JobDescription:
+    """Turn a DescribeHyperParameterTuningJob response (as boto3 returns it) into a description.
+
+    The objective type stays as the API spells it (``Maximize``, ``Minimize``), as in
+    HyperParameterTuningJobObjective, so queries can use the values the AWS documentation shows.
+    """
+    best = response.get("BestTrainingJob") or {}
+    objective = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+    consumed = response.get("ConsumedResources") or {}
+    completion = response.get("TuningJobCompletionDetails") or {}
+    return JobDescription(
+        status=str(response["HyperParameterTuningJobStatus"]),
+        described_at=described_at,
+        best_training_job_name=best.get("TrainingJobName"),
+        objective_metric=objective.get("MetricName"),
+        objective_type=objective.get("Type"),
+        best_objective_value=_optional_float(objective.get("Value")),
+        consumed_runtime_seconds=_optional_float(consumed.get("RuntimeInSeconds")),
+        training_jobs_objective_not_improving=_optional_int(
+            completion.get("NumberOfTrainingJobsObjectiveNotImproving")
+        ),
+        convergence_detected_time=_optional_epoch_seconds(
+            completion.get("ConvergenceDetectedTime")
+        ),
+    )
+
+
+def summary_from_description(response: Mapping[str, Any]) -> dict[str, Any]:
+    """The HyperParameterTuningJobSummary a DescribeHyperParameterTuningJob response holds.
+
+    A description carries every field of a summary, the strategy and resource limits inside
+    HyperParameterTuningJobConfig; a field it leaves out is left out of the summary too.
+
+    >>> summary_from_description({"HyperParameterTuningJobName": "a",
+    ...     "HyperParameterTuningJobConfig": {"Strategy": "Random"}, "BestTrainingJob": {}})
+    {'HyperParameterTuningJobName': 'a', 'Strategy': 'Random'}
+    """
+    config = response.get("HyperParameterTuningJobConfig")
+    config = config if isinstance(config, Mapping) else {}
+    summary = {key: response[key] for key in _SUMMARY_FIELDS if key in response}
+    summary.update({key: config[key] for key in _CONFIG_SUMMARY_FIELDS if key in config})
+    return summary
+
+
+def is_final(description: JobDescription) -> bool:
+    """True when the job was described after it ended, so describing it again would tell nothing new."""
+    return description.status not in RUNNING_STATUSES
+
+
+def jobs_to_describe(
+    jobs: Sequence[TuningJob],
+    descriptions: Mapping[str, JobDescription],
+    now: float,
+    ttl_seconds: float,
+    budget: int,
+) -> list[TuningJob]:
+    """The jobs to describe now, at most ``budget``, in the order to describe them.
+
+    Running jobs whose description is missing or older than ``ttl_seconds`` come first, the
+    least recently described first; then ended jobs without a final description, the most
+    recently ended first.
+
+    >>> from exporter.model.jobs import TuningJob
+    >>> def job(name, status, end):
+    ...     return TuningJob(name, name, "", status, "Random", 0.0, None, end, {}, {}, None, None, None)
+    >>> jobs = [job("old", "Completed", 100.0), job("new", "Failed", 900.0), job("run", "InProgress", None)]
+    >>> [j.name for j in jobs_to_describe(jobs, {}, now=1000.0, ttl_seconds=300, budget=2)]
+    ['run', 'new']
+    """
+    running: list[tuple[float, TuningJob]] = []
+    ended: list[tuple[float, TuningJob]] = []
+    for job in jobs:
+        if job.status in UNDESCRIBED_STATUSES:
+            continue
+        description = descriptions.get(job.name)
+        if job.status in RUNNING_STATUSES:
+            if description is None or now - description.described_at >= ttl_seconds:
+                running.append((description.described_at if description else -1.0, job))
+        elif description is None or not is_final(description):
+            # A job the API gave no usable time goes last (as under per_job_metrics.max_jobs).
+            ended_time = ended_at(job)
+            ended.append((-ended_time if ended_time is not None else float("inf"), job))
+    running.sort(key=lambda entry: entry[0])
+    ended.sort(key=lambda entry: entry[0])
+    return [job for _, job in [*running, *ended][: max(0, budget)]]
+
+
+class JobDescriber:
+    """Keeps the published jobs' descriptions up to date within the per-refresh budget.
+
+    Holds no state of its own: each refresh passes the previous snapshot's descriptions and
+    gets the new ones, so what a target knows lives in its snapshot. ``clock`` gives the wall
+    time the TTL is measured in; tests inject it.
+    """
+
+    def __init__(self, settings: DescribeSettings, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+
+    def refresh(
+        self,
+        published: Sequence[TuningJob],
+        previous: Mapping[str, JobDescription],
+        describe: DescribeJob,
+        context: str = "",
+    ) -> Mapping[str, JobDescription]:
+        """The descriptions of ``published`` after describing those due, within the budget.
+
+        Jobs no longer published lose their description. ``previous`` itself is returned
+        when nothing changed, so callers can tell by identity. ``context`` (the account and
+        region) goes into log messages.
+        """
+        now = self._clock()
+        due = jobs_to_describe(
+            published,
+            previous,
+            now,
+            self._settings.ttl_seconds,
+            self._settings.max_requests_per_refresh,
+        )
+        fresh: dict[str, JobDescription] = {}
+        denials_in_a_row = 0
+        for job in due:
+            try:
+                answer = describe(job.name)
+            except CredentialError as error:  # through a RefreshGuard: not retried
+                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
+                if error.kind != "access_denied":
+                    break
+                denials_in_a_row += 1
+                if denials_in_a_row >= MAX_DENIALS_IN_A_ROW:
+                    break
+                continue
+            except ClientError as error:
+                # The guard passes on only what concerns this one job (validation, a job
+                # deleted meanwhile): throttling, 5xx and timeouts it retries, then raises.
+                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
+                continue
+            except Exception as error:  # attempts or deadline used up: the next would fail too
+                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
+                break
+            denials_in_a_row = 0
+            try:
+                # Stamped with the refresh's time, not the answer's, so the running jobs of
+                # one refresh stay due together rather than splitting over two refreshes.
+                fresh[job.name] = parse_description(answer, now)
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                log.warning(
+                    "cannot read the description of tuning job %s%s: %r", job.name, context, error
+                )
+        names = {job.name for job in published}
+        if not fresh and names.issuperset(previous):
+            return previous
+        kept = {name: description for name, description in previous.items() if name in names}
+        return MappingProxyType({**kept, **fresh})
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _optional_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def _optional_epoch_seconds(moment: object) -> float | None:
+    return moment.timestamp() if isinstance(moment, datetime) else None
