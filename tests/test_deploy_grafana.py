@@ -235,7 +235,7 @@ def test_prometheus_evaluates_every_rule_without_error_when_scraping_the_demo_ex
     assert queries_without_data(prometheus_url, recorded) == {}, "rules that record nothing"
 
 
-def test_demo_fires_the_alerts_the_readme_promises_when_prometheus_evaluates_the_rules(
+def test_demo_fires_the_alerts_the_deploy_guide_promises_when_prometheus_evaluates_the_rules(
     prometheus_url: str, variable_values: dict[str, str]
 ) -> None:
     alerts = {

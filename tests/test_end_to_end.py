@@ -114,11 +114,11 @@ def test_promtool_accepts_the_exposition(exporter_url: str) -> None:
     assert result.stdout + result.stderr == b""
 
 
-def readme_promql_queries() -> list[str]:
-    """Each query in the README's ``promql`` blocks; comment lines separate queries."""
-    readme = (ROOT / "README.md").read_text()
+def documented_promql_queries() -> list[str]:
+    """Each query in the ``promql`` blocks of docs/metrics.md; comment lines separate queries."""
+    document = (ROOT / "docs" / "metrics.md").read_text()
     queries = []
-    for block in re.findall(r"```promql\n(.*?)```", readme, flags=re.DOTALL):
+    for block in re.findall(r"```promql\n(.*?)```", document, flags=re.DOTALL):
         current: list[str] = []
         for line in [*block.splitlines(), "#"]:
             if line.lstrip().startswith("#"):
@@ -130,7 +130,7 @@ def readme_promql_queries() -> list[str]:
     return queries
 
 
-def test_readme_queries_are_valid_and_the_failure_alert_fires_for_failing_jobs(
+def test_documented_queries_are_valid_and_the_failure_alert_fires_for_failing_jobs(
     sagemaker: SageMakerTestServer, prometheus_url: str
 ) -> None:
     expected = expected_samples_from_api(sagemaker.url, REGIONS)
@@ -142,7 +142,7 @@ def test_readme_queries_are_valid_and_the_failure_alert_fires_for_failing_jobs(
         and dict(labels)["training_job_status"] == "NonRetryableError"
         and number > 0
     }
-    queries = readme_promql_queries()
+    queries = documented_promql_queries()
 
     results = [query(prometheus_url, promql) for promql in queries]
 
