@@ -209,7 +209,7 @@ def _serve(
     if not protected and listens_on_every_interface(listen_address):
         log.info(
             "serving plain HTTP without authentication on every interface: anyone who reaches "
-            "port %d can read the metrics; see the README's 'Securing the endpoint'",
+            "port %d can read the metrics; see docs/operations.md, 'Securing the endpoint'",
             server.port,
         )
     # Warm the cache so the first scrape and /-/ready need not wait for AWS.

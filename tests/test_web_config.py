@@ -74,7 +74,7 @@ EXPECTED_ERRORS = {
     ),
     "hash_not_bcrypt": (
         "3: basic_auth_users.grafana: expected a bcrypt hash ($2a$, $2b$ or $2y$, cost 4 to 31), "
-        "not a password; see the README's 'Securing the endpoint' to make one"
+        "not a password; see docs/operations.md, 'Basic auth', to make one"
     ),
     "unknown_header": (
         "3: http_server_config.headers.Server: unknown key; expected one of "

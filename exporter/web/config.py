@@ -323,7 +323,7 @@ class _WebValidator(KeyPathValidator):
                 raise self.fail(
                     user_path,
                     "expected a bcrypt hash ($2a$, $2b$ or $2y$, cost 4 to 31), not a password; "
-                    "see the README's 'Securing the endpoint' to make one",
+                    "see docs/operations.md, 'Basic auth', to make one",
                 )
             users[user] = password_hash
         return users
