@@ -107,7 +107,6 @@ class Exporter:
             self.requests.declare(region, LIST_OPERATION)
             if config.describe.enabled:
                 self.requests.declare(region, DESCRIBE_OPERATION)
-        self._clock = clock
         self._clients: SageMakerClients
         if previous is not None and previous.config.aws == config.aws:
             self._clients = previous._clients
