@@ -24,6 +24,7 @@ from exporter.app import Exporter
 from exporter.config import ExporterConfig
 from exporter.http import ExporterServer, create_app
 from exporter.webreload import ReloadingWebConfig
+from tests.polling import wait_until
 from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for
 from tests.sagemaker_server import SageMakerTestServer
 from tests.test_http_security import PASSWORD, PASSWORD_HASH, basic, tls_config
@@ -105,16 +106,6 @@ def plain_get(server: ExporterServer, path: str = "/metrics") -> int:
         return response.status
     finally:
         connection.close()
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    """Whether ``condition`` holds within ``timeout`` seconds, polled."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout(
@@ -216,7 +207,12 @@ def test_connections_past_the_limit_are_refused_with_503_until_one_ends(
         first.close()
     try:
         # The closed connection frees its slot; the next scrape is served.
-        assert eventually(lambda: plain_get(server) == 200)
+        wait_until(
+            lambda: plain_get(server) == 200,
+            timeout=15,
+            interval=0.05,
+            message="a scrape to be served once a connection has closed",
+        )
     finally:
         second.close()
 
@@ -286,17 +282,22 @@ def test_tls_and_basic_auth_work_within_the_limits_and_idle_tls_connections_are_
 
     def hold() -> ssl.SSLSocket:
         """A connection idle after its handshake; the handshake shows it holds a slot."""
-        deadline = time.monotonic() + HELD_FOREVER_SECONDS
-        while True:
+
+        def handshake() -> ssl.SSLSocket | None:
             raw = connect(server)
             try:
                 return context.wrap_socket(raw, server_hostname="127.0.0.1")
             except (ssl.SSLError, ConnectionError):
                 # Refused: an earlier connection's thread has not freed its slot yet.
                 raw.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                return None
+
+        return wait_until(
+            handshake,
+            timeout=HELD_FOREVER_SECONDS,
+            interval=0.05,
+            message="a TLS connection to hold a slot",
+        )
 
     assert get({}) == 401
     assert get(basic("prometheus", PASSWORD)) == 200
@@ -315,7 +316,12 @@ def test_tls_and_basic_auth_work_within_the_limits_and_idle_tls_connections_are_
     finally:
         for idle in held:
             idle.close()
-    assert eventually(lambda: get(basic("prometheus", PASSWORD)) == 200)
+    wait_until(
+        lambda: get(basic("prometheus", PASSWORD)) == 200,
+        timeout=15,
+        interval=0.05,
+        message="a scrape to be served once the idle TLS connections are closed",
+    )
 
 
 def test_the_exporter_serves_scrapes_with_limits_in_place(
@@ -370,8 +376,8 @@ def answer_past_a_held_connection(port: int) -> bytes:
     The idle connection is tried again until it holds the slot, which an earlier client's
     thread may not have freed yet: refused, it would have been answered at once.
     """
-    deadline = time.monotonic() + HELD_FOREVER_SECONDS
-    while True:
+
+    def answer_while_held() -> bytes | None:
         with (
             socket.create_connection(("127.0.0.1", port), timeout=30) as held,
             socket.create_connection(("127.0.0.1", port), timeout=30) as excess,
@@ -383,9 +389,14 @@ def answer_past_a_held_connection(port: int) -> bytes:
                 held.recv(1)
             except BlockingIOError:  # nothing sent to it, not closed: it held the slot
                 return answer
-        if time.monotonic() > deadline:
-            raise AssertionError("the idle connection never held the slot")
-        time.sleep(0.05)
+        return None
+
+    return wait_until(
+        answer_while_held,
+        timeout=HELD_FOREVER_SECONDS,
+        interval=0.05,
+        message="an answer to a request while an idle connection holds the slot",
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "many"])

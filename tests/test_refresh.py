@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from exporter.jobs import Target, TuningJob
@@ -12,6 +12,7 @@ from exporter.listing import Listing
 from exporter.refresh import SnapshotCache
 from exporter.retention import PublishedJobs
 from tests.factories import tuning_job
+from tests.polling import wait_until
 
 EU = Target(region="eu-west-1")
 US = Target(region="us-east-1")
@@ -329,15 +330,6 @@ def test_an_unchanged_listing_keeps_the_same_job_tuples() -> None:
     assert after.published is before.published
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 def test_a_refresh_past_its_deadline_marks_the_target_down_with_its_last_good_jobs() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.answers[EU] = [job("kept")]
@@ -404,7 +396,7 @@ def test_a_target_recovers_once_its_hung_refresh_ends() -> None:
         cache.refresh_stale(timeout=1)
         return cache.snapshots()[0].up
 
-    assert _wait_until(refreshed)
+    wait_until(refreshed, interval=0.01, message="the target to be up again")
     assert [j.name for j in cache.snapshots()[0].jobs] == ["new"]
 
 
@@ -434,7 +426,11 @@ def test_an_overdue_refresh_frees_a_worker_for_healthy_targets() -> None:
         starved = [s.target for s in cache.snapshots()]
         clock.now += 31  # both overdue, the second only ever queued: a replacement runs it
         cache.refresh_stale(timeout=0)
-        assert _wait_until(lambda: any(s.target == EU and s.up for s in cache.snapshots()))
+        wait_until(
+            lambda: any(s.target == EU and s.up for s in cache.snapshots()),
+            interval=0.01,
+            message="the healthy target to be refreshed by a replacement worker",
+        )
         snapshots = {s.target: s for s in cache.snapshots()}
     finally:
         hung.set()
@@ -469,7 +465,7 @@ def test_replacement_workers_for_overdue_refreshes_are_bounded_by_the_pool_size(
         cache.refresh_stale(timeout=0.1)
         clock.now += 31  # the first is overdue: one replacement starts the second
         cache.refresh_stale(timeout=0)
-        assert _wait_until(lambda: len(calls) == 2)
+        wait_until(lambda: len(calls) == 2, interval=0.01, message="the second listing to start")
         clock.now += 31  # the second is overdue too, but the pool of 1 allows 1 replacement
         cache.refresh_stale(timeout=0.3)
         started = list(calls)
@@ -505,7 +501,11 @@ def test_a_closed_cache_leaves_no_worker_behind_even_one_started_for_an_overdue_
     clock.now += 31  # the first refresh to end marks both overdue: a third worker may start
     hung.set()
 
-    assert _wait_until(lambda: threading.active_count() <= threads_before)
+    wait_until(
+        lambda: threading.active_count() <= threads_before,
+        interval=0.01,
+        message="the closed cache's workers to end",
+    )
 
 
 def test_a_carried_over_refresh_already_marked_overdue_is_counted_once() -> None:

@@ -22,6 +22,7 @@ from exporter.collector import ConfigReloadCollector, ConfigReloadStatus
 from exporter.webreload import ReloadingWebConfig
 from tests.conftest import RunningLiveExporter
 from tests.expected import samples, value
+from tests.polling import eventually
 from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
@@ -59,16 +60,6 @@ def regions_on(text: str) -> set[str]:
         for (name, labels), _ in samples(text).items()
         if name == "sagemaker_tuning_exporter_up"
     }
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``predicate`` until it holds; False if it has not within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def scrape_process(port: int) -> str:
@@ -421,8 +412,10 @@ def test_a_reload_while_refreshes_hang_adopts_the_kept_region_and_drops_the_remo
     # A scrape with time to wait joins the adopted refresh rather than starting another.
     _, _, settled = exporter.get("/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "30"})
     # The dropped refresh of us-east-1 ends, and lands in the retired cache only.
-    dropped_landed = wait_until(
-        lambda: any(s.target.region == "us-east-1" for s in retired.cache.snapshots()), 30
+    dropped_landed = eventually(
+        lambda: any(s.target.region == "us-east-1" for s in retired.cache.snapshots()),
+        timeout=30,
+        interval=0.1,
     )
     final = exporter.scrape()
 
@@ -478,13 +471,19 @@ def test_sighup_reloads_a_running_process_and_a_broken_file_keeps_it_serving(
         if wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=30):
             write_config(config, sagemaker, regions=("eu-west-1", "us-east-1"))
             process.send_signal(signal.SIGHUP)
-            added = wait_until(
-                lambda: regions_on(scrape_process(port)) == {"eu-west-1", "us-east-1"}, 30
+            added = eventually(
+                lambda: regions_on(scrape_process(port)) == {"eu-west-1", "us-east-1"},
+                timeout=30,
+                interval=0.1,
             )
         if added:
             config.write_text("regions: [eu-west-1]\ncache:\n  ttl: -1\n")
             process.send_signal(signal.SIGHUP)
-            failed = wait_until(lambda: value(scrape_process(port), RELOAD_SUCCESSFUL) == 0, 30)
+            failed = eventually(
+                lambda: value(scrape_process(port), RELOAD_SUCCESSFUL) == 0,
+                timeout=30,
+                interval=0.1,
+            )
             after_failure = scrape_process(port)
     finally:
         try:
@@ -522,8 +521,10 @@ def test_demo_mode_reloads_its_built_in_configuration() -> None:
             status = response.status
         posted = value(scrape_process(port), RELOAD_TIMESTAMP) or 0
         process.send_signal(signal.SIGHUP)
-        signalled = wait_until(
-            lambda: (value(scrape_process(port), RELOAD_TIMESTAMP) or 0) > posted, timeout=30
+        signalled = eventually(
+            lambda: (value(scrape_process(port), RELOAD_TIMESTAMP) or 0) > posted,
+            timeout=30,
+            interval=0.1,
         )
         after = scrape_process(port)
         stderr = stop_with_sigterm(process)
@@ -629,7 +630,9 @@ def test_reloads_leave_no_refresh_threads_of_retired_configurations_behind(
 
     assert sagemaker.received("us-east-1", LIST) == 10
     # The current configuration's worker may remain; those of the 20 retired ones end.
-    assert wait_until(lambda: refresh_threads() <= before + 1, timeout=30), refresh_threads()
+    assert eventually(lambda: refresh_threads() <= before + 1, timeout=30, interval=0.1), (
+        refresh_threads()
+    )
 
 
 def test_a_scrape_that_reached_a_retired_configuration_starts_no_refresh_there(
