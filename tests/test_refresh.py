@@ -91,20 +91,31 @@ def test_should_refresh_once_the_ttl_has_passed() -> None:
 def test_concurrent_scrapes_share_one_refresh_per_target() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.release.clear()
+    # The scrape threads that have read the cache's clock, which each does once on arrival.
+    readers: set[str] = set()
+
+    def monotonic() -> float:
+        if threading.current_thread().name.startswith("scrape-"):
+            readers.add(threading.current_thread().name)
+        return clock()
+
     # A TTL of 0: any scrape that did not join the running refresh would start its own.
-    cache = SnapshotCache((EU, US), listing, ttl_seconds=0, clock=clock, monotonic=clock)
+    cache = SnapshotCache((EU, US), listing, ttl_seconds=0, clock=clock, monotonic=monotonic)
     arrived = threading.Semaphore(0)
 
     def scrape() -> None:
         arrived.release()
         cache.refresh_stale(timeout=10)
 
-    scrapes = [threading.Thread(target=scrape) for _ in range(8)]
+    scrapes = [threading.Thread(target=scrape, name=f"scrape-{n}") for n in range(8)]
     for thread in scrapes:
         thread.start()
     for _ in scrapes:
         assert arrived.acquire(timeout=5)
-    time.sleep(0.1)  # the last arrivals step from the semaphore into the cache
+    wait_until(lambda: len(readers) == len(scrapes), message="every scrape to reach the cache")
+    # Refreshes end later than every scrape arrived: a scrape that reaches the cache's lock
+    # only after they ended finds them fresh, as it would a refresh it had joined.
+    clock.now += 1
     listing.release.set()
     for thread in scrapes:
         thread.join()
@@ -241,13 +252,14 @@ def test_no_more_refreshes_run_at_once_than_the_pool_allows() -> None:
     running = 0
     most_running = 0
     lock = threading.Lock()
+    release = threading.Event()
 
     def list_jobs(target: Target, previous: Listing | None) -> Listing:
         nonlocal running, most_running
         with lock:
             running += 1
             most_running = max(most_running, running)
-        time.sleep(0.05)
+        release.wait(timeout=10)
         with lock:
             running -= 1
         return Listing((job(target.region),), full=True)
@@ -256,7 +268,10 @@ def test_no_more_refreshes_run_at_once_than_the_pool_allows() -> None:
     cache = SnapshotCache(
         targets, list_jobs, ttl_seconds=60, max_concurrent_refreshes=3, clock=clock, monotonic=clock
     )
-    cache.refresh_stale(timeout=10)
+    cache.refresh_stale(timeout=0)  # queues all 12; the listings hold their workers
+    wait_until(lambda: running == 3, message="the pool's three refreshes to run at once")
+    release.set()
+    cache.refresh_stale(timeout=10)  # waits for all 12, still in flight
 
     assert most_running == 3
     assert len(cache.snapshots()) == 12

@@ -22,7 +22,7 @@ from exporter.collector import ConfigReloadCollector, ConfigReloadStatus
 from exporter.webreload import ReloadingWebConfig
 from tests.conftest import RunningLiveExporter
 from tests.expected import samples, value
-from tests.polling import eventually
+from tests.polling import eventually, wait_until
 from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
@@ -164,7 +164,9 @@ def test_a_good_reload_after_a_failed_one_sets_the_success_gauge_back_to_1(
     failed_status, _, _ = exporter.post("/-/reload")
     failed = exporter.scrape()
 
-    time.sleep(0.01)  # the reload's timestamp must be able to move on
+    loaded_at = value(first, RELOAD_TIMESTAMP) or 0
+    # The good reload's timestamp can only be later once the wall clock has moved on.
+    wait_until(lambda: time.time() > loaded_at, message="the wall clock to pass the first load")
     write_config(config, sagemaker)
     status, _, _ = exporter.post("/-/reload")
     text = exporter.scrape()
