@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bcrypt
@@ -283,8 +284,11 @@ def test_a_removed_region_disappears_from_metrics_and_its_counters_resume_if_it_
 def test_changed_per_job_metrics_apply_to_a_kept_region_without_listing_it_again(
     sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
 ) -> None:
+    # job-b ended an hour before job-a, so the cap of 1 keeps job-a: moto stamps jobs to the
+    # millisecond, and two jobs added in different milliseconds would otherwise decide it.
+    an_hour_ago = datetime.now(tz=UTC).replace(tzinfo=None) - timedelta(hours=1)
     sagemaker.add_job("eu-west-1", "job-a")
-    sagemaker.add_job("eu-west-1", "job-b")
+    sagemaker.add_job("eu-west-1", "job-b", created=an_hour_ago)
     config = write_config(tmp_path / "config.yaml", sagemaker)
     exporter = run_live_exporter(config)
     before = exporter.scrape()
