@@ -108,6 +108,7 @@ def plain_get(server: ExporterServer, path: str = "/metrics") -> int:
         connection.close()
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout(
     serve: Callable[..., ExporterServer],
 ) -> None:
@@ -123,6 +124,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout(
     assert plain_get(server) == 200
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_headers_trickled_past_the_read_timeout_lose_the_connection(
     serve: Callable[..., ExporterServer],
 ) -> None:
@@ -156,6 +158,7 @@ def test_headers_trickled_past_the_read_timeout_lose_the_connection(
     assert closed, "the server still read the trickled headers after the timeout"
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_a_request_sent_in_pieces_within_the_timeout_is_served(
     serve: Callable[..., ExporterServer],
 ) -> None:
@@ -171,6 +174,7 @@ def test_a_request_sent_in_pieces_within_the_timeout_is_served(
     assert response.endswith(b"\r\n\r\nhello\n")
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_a_large_response_to_a_slow_reader_is_sent_whole_past_the_read_timeout(
     serve: Callable[..., ExporterServer],
 ) -> None:
@@ -253,6 +257,7 @@ def test_refused_connections_start_no_threads_and_log_once(
             sock.close()
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_tls_and_basic_auth_work_within_the_limits_and_idle_tls_connections_are_closed(
     serve: Callable[..., ExporterServer], tls_material: TlsMaterial, tmp_path: Path
 ) -> None:
