@@ -1,6 +1,7 @@
 # Everyday commands. Each one creates the virtualenv and installs what it needs first.
 #   make demo   run the exporter against a simulated account (no AWS account needed)
 #   make test   run the whole test suite
+#   make test-fast   run the unit tests only (pytest -m unit), in well under a minute
 #   make lint   ruff (check and format), mypy, and the import contracts of the layers
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:10071
 
-.PHONY: demo test lint check clean
+.PHONY: demo test test-fast lint check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ demo: $(VENV)/.installed-demo
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The markers are given in tests/conftest.py, from what each test uses.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m unit
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -1,9 +1,36 @@
-"""Shared fixtures: the SageMaker test server, placeholder credentials, and a running exporter."""
+"""Shared fixtures: the SageMaker test server, placeholder credentials, and a running exporter.
+
+Every test gets exactly one of the markers ``benchmark``, ``prometheus``, ``process`` and
+``unit`` (``make test-fast`` runs ``-m unit``), from what it uses rather than from the file
+it is in, so that files can be renamed or split. What a test uses is found by following the
+global names of the test function and of every fixture it requests (transitively) into the
+helper functions and classes of tests/; the first rule that matches decides:
+
+``benchmark``
+    it names a path under bench/ (runs or imports a benchmark script);
+``prometheus``
+    it calls a helper of tests/prometheus.py: a real Prometheus, or promtool;
+``process``
+    it starts a subprocess (the ``subprocess`` module, as tests/processes.py's
+    ``start_exporter`` does); or it talks to the SageMaker test server (the ``sagemaker``
+    fixture, tests/sagemaker_server.py), which runs in this process but, measured with
+    ``pytest --durations=0``, is too slow for ``unit``: its ~300 tests take 0.3 s to 35 s
+    each (median 0.7 s, spent creating boto3 clients and answering over HTTP), over 7 of
+    the 12.5 minutes of the whole suite on 2 cores; or it is marked ``slow`` by hand, an
+    in-process test that waits out real timeouts of seconds (the HTTP server's limits);
+``unit``
+    everything else, the doctests of exporter/ included: well under a second each, most.
+"""
 
 from __future__ import annotations
 
+import dis
+import functools
+import inspect
 import os
+import sys
 import time
+import types
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -191,3 +218,105 @@ def run_live_exporter() -> Iterator[Callable[..., RunningLiveExporter]]:
     for running in started:
         running.server.stop()
         running.live.exporter.cache.refresh_stale(timeout=30)
+
+
+# Module names whose objects, when a test reaches them, decide its marker.
+_PROCESS_MODULES = frozenset({"subprocess"})
+_PROMETHEUS_MODULES = frozenset({"tests.prometheus"})
+# (module, qualified name) of the objects that do, wherever they are defined.
+_PROCESS_OBJECTS = frozenset({("tests.sagemaker_server", "SageMakerTestServer")})
+
+
+def _is_bench_path(constant: object) -> bool:
+    return isinstance(constant, str) and (constant == "bench" or constant.startswith("bench/"))
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    """``code`` and the code of the functions, lambdas and comprehensions nested in it."""
+    yield code
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            yield from _code_objects(constant)
+
+
+def _uses_object(target: object, seen: set[types.CodeType]) -> set[str]:
+    """The markers ``target``, a global a test's code names, calls for."""
+    if isinstance(target, types.ModuleType):
+        module: object = target.__name__
+    else:
+        module = getattr(target, "__module__", None)
+    if not isinstance(module, str):
+        return set()
+    if module in _PROCESS_MODULES or (module, getattr(target, "__qualname__", None)) in (
+        _PROCESS_OBJECTS
+    ):
+        return {"process"}
+    found = {"prometheus"} if module in _PROMETHEUS_MODULES else set()
+    if not module.startswith("tests."):
+        return found
+    if isinstance(target, type):
+        for attribute in vars(target).values():
+            # Static and class methods wrap their function, properties their getter.
+            function = getattr(attribute, "__func__", getattr(attribute, "fget", attribute))
+            if isinstance(function, types.FunctionType):
+                found |= _uses_function(function, seen)
+    elif callable(target):
+        found |= _uses_function(target, seen)
+    return found
+
+
+def _uses_function(function: Callable[..., object], seen: set[types.CodeType]) -> set[str]:
+    """The markers the code of ``function`` calls for, following the helpers it names."""
+    function = inspect.unwrap(function)
+    code = getattr(function, "__code__", None)
+    namespace = getattr(function, "__globals__", None)
+    if not isinstance(code, types.CodeType) or namespace is None or code in seen:
+        return set()
+    seen.add(code)
+    found: set[str] = set()
+    for nested in _code_objects(code):
+        if any(_is_bench_path(constant) for constant in nested.co_consts):
+            found.add("benchmark")
+        for instruction in dis.get_instructions(nested):
+            if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                name = instruction.argval
+                if isinstance(name, str) and name in namespace:
+                    found |= _uses_object(namespace[name], seen)
+    return found
+
+
+@functools.cache
+def _markers_of_function(function: Callable[..., object]) -> frozenset[str]:
+    return frozenset(_uses_function(function, set()))
+
+
+def _fixture_functions(item: pytest.Function) -> Iterator[Callable[..., object]]:
+    """The functions of the fixtures ``item`` requests, directly or through other fixtures.
+
+    A fixture is looked up by name in the test's module, then here, where they are defined.
+    """
+    for name in item.fixturenames:
+        for namespace in (item.module, sys.modules[__name__]):
+            fixture = getattr(namespace, name, None)
+            if callable(fixture):
+                yield fixture
+                break
+
+
+def _category(item: pytest.Item) -> str:
+    """The one marker of ``item``: the first rule of the module docstring that matches."""
+    if not isinstance(item, pytest.Function):
+        return "unit"  # doctests
+    found = set(_markers_of_function(item.function))
+    for fixture in _fixture_functions(item):
+        found |= _markers_of_function(fixture)
+    if item.get_closest_marker("slow") is not None:
+        found.add("process")
+    return next(
+        (marker for marker in ("benchmark", "prometheus", "process") if marker in found), "unit"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(_category(item))

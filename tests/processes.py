@@ -7,11 +7,11 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Mapping
 
 from tests.conftest import ROOT
+from tests.polling import eventually
 
 
 def free_port() -> int:
@@ -53,14 +53,10 @@ def wait_for(
 
     ``context`` is the TLS client context for an https URL; ``headers`` go with each request.
     """
-    deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers=dict(headers or {}))
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(request, timeout=2, context=context) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
+
+    def answers_200() -> bool:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+
+    return eventually(answers_200, timeout=timeout, interval=0.1, ignoring=(OSError,))

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.polling import wait_until
 from tests.processes import free_port
 
 
@@ -66,13 +66,15 @@ def query(prometheus_url: str, promql: str) -> list[dict[str, object]]:
 
 def wait_for_series(prometheus_url: str, promql: str, expected: int, timeout: float = 60) -> None:
     """Wait until ``count(promql)`` is ``expected``; fails the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = query(prometheus_url, f"count({promql})")
-            if result and float(result[0]["value"][1]) == expected:  # type: ignore[index]
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"Prometheus did not see {expected} series of {promql} within {timeout}s")
+
+    def seen() -> bool:
+        result = query(prometheus_url, f"count({promql})")
+        return bool(result and float(result[0]["value"][1]) == expected)  # type: ignore[index]
+
+    wait_until(
+        seen,
+        timeout=timeout,
+        interval=0.5,
+        ignoring=(OSError,),
+        message=f"Prometheus to see {expected} series of {promql}",
+    )

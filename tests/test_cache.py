@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from exporter.model.jobs import Target, TuningJob
@@ -12,6 +12,7 @@ from exporter.model.listing import Listing
 from exporter.refresh.cache import SnapshotCache
 from exporter.refresh.retention import PublishedJobs
 from tests.factories import tuning_job
+from tests.polling import wait_until
 from tests.refreshers import listing_cache
 
 EU = Target(region="eu-west-1")
@@ -91,20 +92,31 @@ def test_should_refresh_once_the_ttl_has_passed() -> None:
 def test_concurrent_scrapes_share_one_refresh_per_target() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.release.clear()
+    # The scrape threads that have read the cache's clock, which each does once on arrival.
+    readers: set[str] = set()
+
+    def monotonic() -> float:
+        if threading.current_thread().name.startswith("scrape-"):
+            readers.add(threading.current_thread().name)
+        return clock()
+
     # A TTL of 0: any scrape that did not join the running refresh would start its own.
-    cache = listing_cache((EU, US), listing, ttl_seconds=0, clock=clock, monotonic=clock)
+    cache = listing_cache((EU, US), listing, ttl_seconds=0, clock=clock, monotonic=monotonic)
     arrived = threading.Semaphore(0)
 
     def scrape() -> None:
         arrived.release()
         cache.refresh_stale(timeout=10)
 
-    scrapes = [threading.Thread(target=scrape) for _ in range(8)]
+    scrapes = [threading.Thread(target=scrape, name=f"scrape-{n}") for n in range(8)]
     for thread in scrapes:
         thread.start()
     for _ in scrapes:
         assert arrived.acquire(timeout=5)
-    time.sleep(0.1)  # the last arrivals step from the semaphore into the cache
+    wait_until(lambda: len(readers) == len(scrapes), message="every scrape to reach the cache")
+    # Refreshes end later than every scrape arrived: a scrape that reaches the cache's lock
+    # only after they ended finds them fresh, as it would a refresh it had joined.
+    clock.now += 1
     listing.release.set()
     for thread in scrapes:
         thread.join()
@@ -241,13 +253,14 @@ def test_no_more_refreshes_run_at_once_than_the_pool_allows() -> None:
     running = 0
     most_running = 0
     lock = threading.Lock()
+    release = threading.Event()
 
     def list_jobs(target: Target, previous: Listing | None) -> Listing:
         nonlocal running, most_running
         with lock:
             running += 1
             most_running = max(most_running, running)
-        time.sleep(0.05)
+        release.wait(timeout=10)
         with lock:
             running -= 1
         return Listing((job(target.region),), full=True)
@@ -256,7 +269,10 @@ def test_no_more_refreshes_run_at_once_than_the_pool_allows() -> None:
     cache = listing_cache(
         targets, list_jobs, ttl_seconds=60, max_concurrent_refreshes=3, clock=clock, monotonic=clock
     )
-    cache.refresh_stale(timeout=10)
+    cache.refresh_stale(timeout=0)  # queues all 12; the listings hold their workers
+    wait_until(lambda: running == 3, message="the pool's three refreshes to run at once")
+    release.set()
+    cache.refresh_stale(timeout=10)  # waits for all 12, still in flight
 
     assert most_running == 3
     assert len(cache.snapshots()) == 12
@@ -330,15 +346,6 @@ def test_an_unchanged_listing_keeps_the_same_job_tuples() -> None:
     assert after.published is before.published
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 def test_a_refresh_past_its_deadline_marks_the_target_down_with_its_last_good_jobs() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.answers[EU] = [job("kept")]
@@ -405,7 +412,7 @@ def test_a_target_recovers_once_its_hung_refresh_ends() -> None:
         cache.refresh_stale(timeout=1)
         return cache.snapshots()[0].up
 
-    assert _wait_until(refreshed)
+    wait_until(refreshed, interval=0.01, message="the target to be up again")
     assert [j.name for j in cache.snapshots()[0].jobs] == ["new"]
 
 
@@ -435,7 +442,11 @@ def test_an_overdue_refresh_frees_a_worker_for_healthy_targets() -> None:
         starved = [s.target for s in cache.snapshots()]
         clock.now += 31  # both overdue, the second only ever queued: a replacement runs it
         cache.refresh_stale(timeout=0)
-        assert _wait_until(lambda: any(s.target == EU and s.up for s in cache.snapshots()))
+        wait_until(
+            lambda: any(s.target == EU and s.up for s in cache.snapshots()),
+            interval=0.01,
+            message="the healthy target to be refreshed by a replacement worker",
+        )
         snapshots = {s.target: s for s in cache.snapshots()}
     finally:
         hung.set()
@@ -470,7 +481,7 @@ def test_replacement_workers_for_overdue_refreshes_are_bounded_by_the_pool_size(
         cache.refresh_stale(timeout=0.1)
         clock.now += 31  # the first is overdue: one replacement starts the second
         cache.refresh_stale(timeout=0)
-        assert _wait_until(lambda: len(calls) == 2)
+        wait_until(lambda: len(calls) == 2, interval=0.01, message="the second listing to start")
         clock.now += 31  # the second is overdue too, but the pool of 1 allows 1 replacement
         cache.refresh_stale(timeout=0.3)
         started = list(calls)
@@ -506,7 +517,11 @@ def test_a_closed_cache_leaves_no_worker_behind_even_one_started_for_an_overdue_
     clock.now += 31  # the first refresh to end marks both overdue: a third worker may start
     hung.set()
 
-    assert _wait_until(lambda: threading.active_count() <= threads_before)
+    wait_until(
+        lambda: threading.active_count() <= threads_before,
+        interval=0.01,
+        message="the closed cache's workers to end",
+    )
 
 
 def test_a_carried_over_refresh_already_marked_overdue_is_counted_once() -> None:

@@ -18,6 +18,7 @@ import bcrypt
 import pytest
 
 from tests.conftest import ROOT
+from tests.polling import wait_until
 from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
 from tests.tls_material import TlsMaterial
@@ -157,7 +158,12 @@ def test_sigterm_stops_the_server_promptly_while_a_region_hangs(
     process = start_exporter("--config.file", str(write_config(tmp_path, sagemaker)), port=port)
     try:
         assert wait_for(f"http://127.0.0.1:{port}/-/healthy", timeout=30)
-        time.sleep(0.5)  # the start-up refresh of eu-west-1 is now waiting on the server
+        # The start-up refresh of eu-west-1 is now waiting on the server.
+        wait_until(
+            lambda: sagemaker.received("eu-west-1", "ListHyperParameterTuningJobs") >= 1,
+            timeout=30,
+            message="the start-up listing of eu-west-1 to reach the server",
+        )
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=15)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 
 from tests.expected import STATUSES, STRATEGIES, samples, value
+from tests.polling import wait_until
 from tests.processes import free_port, start_exporter, wait_for
 
 
@@ -32,13 +32,12 @@ def test_demo_serves_moving_numbers_without_an_aws_account() -> None:
     try:
         assert wait_for(f"{url}/-/ready", timeout=60), "demo did not become ready"
         first = scrape(url)
-        deadline = time.monotonic() + 60
-        later = first
-        while time.monotonic() < deadline and training_job_values(later) == training_job_values(
-            first
-        ):
-            time.sleep(1)
-            later = scrape(url)
+
+        def moved() -> str | None:
+            text = scrape(url)
+            return text if training_job_values(text) != training_job_values(first) else None
+
+        later = wait_until(moved, timeout=60, interval=1, message="the demo's numbers to move")
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=15)

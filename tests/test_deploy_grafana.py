@@ -7,7 +7,7 @@ The same Prometheus shows the rules evaluating without error and the demo's aler
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import re
 import time
@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.polling import eventually, wait_until
 from tests.processes import free_port, start_exporter, wait_for
 from tests.prometheus import query, running_prometheus
 
@@ -81,13 +82,14 @@ def queries_without_data(prometheus_url: str, queries: dict[str, str]) -> dict[s
     Rates need two scrapes and recorded series a rule evaluation, so data comes in steps.
     """
     empty = dict(queries)
-    deadline = time.monotonic() + DATA_TIMEOUT_SECONDS
-    while empty and time.monotonic() < deadline:
+
+    def all_have_data() -> bool:
         for title, promql in list(empty.items()):
             if query(prometheus_url, promql):
                 del empty[title]
-        if empty:
-            time.sleep(1)
+        return not empty
+
+    eventually(all_have_data, timeout=DATA_TIMEOUT_SECONDS, interval=1)
     return empty
 
 
@@ -137,12 +139,13 @@ def variable_values(prometheus_url: str) -> dict[str, str]:
     values = dict(BUILT_IN_VARIABLES)
     deadline = time.monotonic() + DATA_TIMEOUT_SECONDS
     for name in ("account", "region", "job"):
-        found: list[str] = []
-        while not found and time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                found = label_values(prometheus_url, substitute(definitions[name], values))
-            if not found:
-                time.sleep(0.5)
+        found = wait_until(
+            functools.partial(label_values, prometheus_url, substitute(definitions[name], values)),
+            timeout=max(0.0, deadline - time.monotonic()),
+            interval=0.5,
+            ignoring=(OSError,),
+            message=f"variable {name} to have values: {definitions[name]}",
+        )
         assert found, f"variable {name} has no values: {definitions[name]}"
         values[name] = ALL if name == "job" else found[0]
     return values

@@ -20,6 +20,7 @@ from exporter.config.settings import (
 from exporter.refresh.listing import MAX_PAGES_WITHOUT_NEW_JOBS
 from tests.conftest import RunningExporter
 from tests.expected import value
+from tests.polling import eventually
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
 StartExporter = Callable[..., RunningExporter]
@@ -83,13 +84,15 @@ def _scrape(exporter: RunningExporter, timeout_seconds: float = 10) -> tuple[str
 def _scrape_until_up(exporter: RunningExporter, regions: tuple[str, ...]) -> str:
     """Scrape until every region is up: a first refresh, which builds the clients, may miss
     a short deadline on a loaded machine."""
-    deadline = time.monotonic() + 60
-    while True:
+    texts: list[str] = []
+
+    def all_up() -> bool:
         text, _ = _scrape(exporter)
-        if all(value(text, UP, region=region) == 1 for region in regions):
-            return text
-        assert time.monotonic() < deadline, text
-        time.sleep(0.2)
+        texts.append(text)
+        return all(value(text, UP, region=region) == 1 for region in regions)
+
+    assert eventually(all_up, timeout=60, interval=0.2), texts[-1]
+    return texts[-1]
 
 
 @pytest.fixture

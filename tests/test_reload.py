@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bcrypt
@@ -22,6 +23,7 @@ from exporter.metrics.collectors import ConfigReloadCollector, ConfigReloadStatu
 from exporter.web.reload import ReloadingWebConfig
 from tests.conftest import RunningLiveExporter
 from tests.expected import samples, value
+from tests.polling import eventually, wait_until
 from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
@@ -59,16 +61,6 @@ def regions_on(text: str) -> set[str]:
         for (name, labels), _ in samples(text).items()
         if name == "sagemaker_tuning_exporter_up"
     }
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``predicate`` until it holds; False if it has not within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def scrape_process(port: int) -> str:
@@ -173,7 +165,9 @@ def test_a_good_reload_after_a_failed_one_sets_the_success_gauge_back_to_1(
     failed_status, _, _ = exporter.post("/-/reload")
     failed = exporter.scrape()
 
-    time.sleep(0.01)  # the reload's timestamp must be able to move on
+    loaded_at = value(first, RELOAD_TIMESTAMP) or 0
+    # The good reload's timestamp can only be later once the wall clock has moved on.
+    wait_until(lambda: time.time() > loaded_at, message="the wall clock to pass the first load")
     write_config(config, sagemaker)
     status, _, _ = exporter.post("/-/reload")
     text = exporter.scrape()
@@ -290,8 +284,11 @@ def test_a_removed_region_disappears_from_metrics_and_its_counters_resume_if_it_
 def test_changed_per_job_metrics_apply_to_a_kept_region_without_listing_it_again(
     sagemaker: SageMakerTestServer, tmp_path: Path, run_live_exporter: StartLiveExporter
 ) -> None:
+    # job-b ended an hour before job-a, so the cap of 1 keeps job-a: moto stamps jobs to the
+    # millisecond, and two jobs added in different milliseconds would otherwise decide it.
+    an_hour_ago = datetime.now(tz=UTC).replace(tzinfo=None) - timedelta(hours=1)
     sagemaker.add_job("eu-west-1", "job-a")
-    sagemaker.add_job("eu-west-1", "job-b")
+    sagemaker.add_job("eu-west-1", "job-b", created=an_hour_ago)
     config = write_config(tmp_path / "config.yaml", sagemaker)
     exporter = run_live_exporter(config)
     before = exporter.scrape()
@@ -421,8 +418,10 @@ def test_a_reload_while_refreshes_hang_adopts_the_kept_region_and_drops_the_remo
     # A scrape with time to wait joins the adopted refresh rather than starting another.
     _, _, settled = exporter.get("/metrics", {"X-Prometheus-Scrape-Timeout-Seconds": "30"})
     # The dropped refresh of us-east-1 ends, and lands in the retired cache only.
-    dropped_landed = wait_until(
-        lambda: any(s.target.region == "us-east-1" for s in retired.cache.snapshots()), 30
+    dropped_landed = eventually(
+        lambda: any(s.target.region == "us-east-1" for s in retired.cache.snapshots()),
+        timeout=30,
+        interval=0.1,
     )
     final = exporter.scrape()
 
@@ -478,13 +477,19 @@ def test_sighup_reloads_a_running_process_and_a_broken_file_keeps_it_serving(
         if wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=30):
             write_config(config, sagemaker, regions=("eu-west-1", "us-east-1"))
             process.send_signal(signal.SIGHUP)
-            added = wait_until(
-                lambda: regions_on(scrape_process(port)) == {"eu-west-1", "us-east-1"}, 30
+            added = eventually(
+                lambda: regions_on(scrape_process(port)) == {"eu-west-1", "us-east-1"},
+                timeout=30,
+                interval=0.1,
             )
         if added:
             config.write_text("regions: [eu-west-1]\ncache:\n  ttl: -1\n")
             process.send_signal(signal.SIGHUP)
-            failed = wait_until(lambda: value(scrape_process(port), RELOAD_SUCCESSFUL) == 0, 30)
+            failed = eventually(
+                lambda: value(scrape_process(port), RELOAD_SUCCESSFUL) == 0,
+                timeout=30,
+                interval=0.1,
+            )
             after_failure = scrape_process(port)
     finally:
         try:
@@ -522,8 +527,10 @@ def test_demo_mode_reloads_its_built_in_configuration() -> None:
             status = response.status
         posted = value(scrape_process(port), RELOAD_TIMESTAMP) or 0
         process.send_signal(signal.SIGHUP)
-        signalled = wait_until(
-            lambda: (value(scrape_process(port), RELOAD_TIMESTAMP) or 0) > posted, timeout=30
+        signalled = eventually(
+            lambda: (value(scrape_process(port), RELOAD_TIMESTAMP) or 0) > posted,
+            timeout=30,
+            interval=0.1,
         )
         after = scrape_process(port)
         stderr = stop_with_sigterm(process)
@@ -629,7 +636,9 @@ def test_reloads_leave_no_refresh_threads_of_retired_configurations_behind(
 
     assert sagemaker.received("us-east-1", LIST) == 10
     # The current configuration's worker may remain; those of the 20 retired ones end.
-    assert wait_until(lambda: refresh_threads() <= before + 1, timeout=30), refresh_threads()
+    assert eventually(lambda: refresh_threads() <= before + 1, timeout=30, interval=0.1), (
+        refresh_threads()
+    )
 
 
 def test_a_scrape_that_reached_a_retired_configuration_starts_no_refresh_there(

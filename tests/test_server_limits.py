@@ -25,6 +25,7 @@ from exporter.config.settings import ExporterConfig
 from exporter.web.reload import ReloadingWebConfig
 from exporter.web.server import ExporterServer
 from tests.apps import create_app
+from tests.polling import wait_until
 from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for
 from tests.sagemaker_server import SageMakerTestServer
 from tests.test_server_security import PASSWORD, PASSWORD_HASH, basic, tls_config
@@ -108,16 +109,7 @@ def plain_get(server: ExporterServer, path: str = "/metrics") -> int:
         connection.close()
 
 
-def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    """Whether ``condition`` holds within ``timeout`` seconds, polled."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
+@pytest.mark.slow  # waits out the server's timeouts
 def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout(
     serve: Callable[..., ExporterServer],
 ) -> None:
@@ -133,6 +125,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout(
     assert plain_get(server) == 200
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_headers_trickled_past_the_read_timeout_lose_the_connection(
     serve: Callable[..., ExporterServer],
 ) -> None:
@@ -166,6 +159,7 @@ def test_headers_trickled_past_the_read_timeout_lose_the_connection(
     assert closed, "the server still read the trickled headers after the timeout"
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_a_request_sent_in_pieces_within_the_timeout_is_served(
     serve: Callable[..., ExporterServer],
 ) -> None:
@@ -181,6 +175,7 @@ def test_a_request_sent_in_pieces_within_the_timeout_is_served(
     assert response.endswith(b"\r\n\r\nhello\n")
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_a_large_response_to_a_slow_reader_is_sent_whole_past_the_read_timeout(
     serve: Callable[..., ExporterServer],
 ) -> None:
@@ -217,7 +212,12 @@ def test_connections_past_the_limit_are_refused_with_503_until_one_ends(
         first.close()
     try:
         # The closed connection frees its slot; the next scrape is served.
-        assert eventually(lambda: plain_get(server) == 200)
+        wait_until(
+            lambda: plain_get(server) == 200,
+            timeout=15,
+            interval=0.05,
+            message="a scrape to be served once a connection has closed",
+        )
     finally:
         second.close()
 
@@ -258,6 +258,7 @@ def test_refused_connections_start_no_threads_and_log_once(
             sock.close()
 
 
+@pytest.mark.slow  # waits out the server's timeouts
 def test_tls_and_basic_auth_work_within_the_limits_and_idle_tls_connections_are_closed(
     serve: Callable[..., ExporterServer], tls_material: TlsMaterial, tmp_path: Path
 ) -> None:
@@ -287,17 +288,22 @@ def test_tls_and_basic_auth_work_within_the_limits_and_idle_tls_connections_are_
 
     def hold() -> ssl.SSLSocket:
         """A connection idle after its handshake; the handshake shows it holds a slot."""
-        deadline = time.monotonic() + HELD_FOREVER_SECONDS
-        while True:
+
+        def handshake() -> ssl.SSLSocket | None:
             raw = connect(server)
             try:
                 return context.wrap_socket(raw, server_hostname="127.0.0.1")
             except (ssl.SSLError, ConnectionError):
                 # Refused: an earlier connection's thread has not freed its slot yet.
                 raw.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                return None
+
+        return wait_until(
+            handshake,
+            timeout=HELD_FOREVER_SECONDS,
+            interval=0.05,
+            message="a TLS connection to hold a slot",
+        )
 
     assert get({}) == 401
     assert get(basic("prometheus", PASSWORD)) == 200
@@ -316,7 +322,12 @@ def test_tls_and_basic_auth_work_within_the_limits_and_idle_tls_connections_are_
     finally:
         for idle in held:
             idle.close()
-    assert eventually(lambda: get(basic("prometheus", PASSWORD)) == 200)
+    wait_until(
+        lambda: get(basic("prometheus", PASSWORD)) == 200,
+        timeout=15,
+        interval=0.05,
+        message="a scrape to be served once the idle TLS connections are closed",
+    )
 
 
 def test_the_exporter_serves_scrapes_with_limits_in_place(
@@ -371,8 +382,8 @@ def answer_past_a_held_connection(port: int) -> bytes:
     The idle connection is tried again until it holds the slot, which an earlier client's
     thread may not have freed yet: refused, it would have been answered at once.
     """
-    deadline = time.monotonic() + HELD_FOREVER_SECONDS
-    while True:
+
+    def answer_while_held() -> bytes | None:
         with (
             socket.create_connection(("127.0.0.1", port), timeout=30) as held,
             socket.create_connection(("127.0.0.1", port), timeout=30) as excess,
@@ -384,9 +395,14 @@ def answer_past_a_held_connection(port: int) -> bytes:
                 held.recv(1)
             except BlockingIOError:  # nothing sent to it, not closed: it held the slot
                 return answer
-        if time.monotonic() > deadline:
-            raise AssertionError("the idle connection never held the slot")
-        time.sleep(0.05)
+        return None
+
+    return wait_until(
+        answer_while_held,
+        timeout=HELD_FOREVER_SECONDS,
+        interval=0.05,
+        message="an answer to a request while an idle connection holds the slot",
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "many"])

@@ -20,6 +20,7 @@ from exporter.config.settings import ExporterConfig
 from exporter.web import server as web_server
 from exporter.web.reload import ReloadingWebConfig
 from tests.conftest import RunningExporter
+from tests.polling import wait_until
 from tests.sagemaker_server import SageMakerTestServer
 from tests.tls_material import KeyPair, TlsMaterial, make_tls_material, replace_file
 
@@ -62,13 +63,9 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 def wait_for_log(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 5) -> bool:
-    """Whether ``text`` shows up in the captured log within ``timeout`` (servers log on their threads)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in caplog.text:
-            return True
-        time.sleep(0.02)
-    return False
+    """True once ``text`` shows up in the captured log (servers log on their threads); fails
+    the test if it has not within ``timeout`` seconds."""
+    return wait_until(lambda: text in caplog.text, timeout=timeout, message=f"{text!r} in the log")
 
 
 @pytest.fixture
