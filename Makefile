@@ -2,6 +2,7 @@
 #   make demo   run the exporter against a simulated account (no AWS account needed)
 #   make test   run the whole test suite
 #   make test-fast   run the unit tests only (pytest -m unit), in well under a minute
+#   make test-client-versions   the unit tests under each prometheus_client of CLIENT_VERSIONS
 #   make lint   ruff (check and format), mypy, and the import contracts of the layers
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:10071
 
-.PHONY: demo test test-fast lint check clean
+.PHONY: demo test test-fast test-client-versions lint check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,17 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m unit
 
+# exporter/metrics/exposition.py leans on prometheus_client internals: pyproject.toml bounds its
+# version to the releases this passes on (see CONTRIBUTING.md).
+CLIENT_VERSIONS ?= 0.20.0 0.26.0
+test-client-versions: $(VENV)/.installed-test
+	for version in $(CLIENT_VERSIONS); do \
+		$(BIN)/python -m pip install --quiet --no-deps --target .client-versions/$$version \
+			prometheus_client==$$version && \
+		PYTHONPATH=.client-versions/$$version $(BIN)/python -m pytest -q -m unit -p no:cacheprovider \
+			|| exit 1; \
+	done
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,4 +58,4 @@ deploy/kubernetes/prometheusrule.yaml: deploy/prometheus/rules/sagemaker-tuning.
 	$(BIN)/python -m tests.kustomize
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .client-versions build *.egg-info .pytest_cache .mypy_cache .ruff_cache
