@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from exporter.aws.errors import (
     PaginationError,
 )
 from exporter.aws.operations import LIST_OPERATION
+from exporter.aws.paging import pages
 from exporter.config.settings import AwsSettings, JobFilters
 from exporter.model.jobs import Target
 from exporter.refresh.listing import list_full
@@ -50,3 +52,21 @@ def test_should_stop_when_a_next_token_repeats() -> None:
         )
         with pytest.raises(PaginationError, match="same NextToken twice"):
             list_full(client, JobFilters(), now=NOW)
+
+
+def test_a_repeated_token_fails_as_its_page_arrives_even_if_no_more_pages_are_wanted() -> None:
+    answers: Iterator[dict[str, object]] = iter(
+        [{"Items": [1], "NextToken": "a"}, {"Items": [2], "NextToken": "a"}]
+    )
+    sent: list[dict[str, object]] = []
+
+    def send(**request: object) -> dict[str, object]:
+        sent.append(request)
+        return next(answers)
+
+    walk = pages(send, {}, operation="ListX", next_key="NextToken", max_pages=10)
+    assert next(walk)["Items"] == [1]
+
+    with pytest.raises(PaginationError, match="ListX returned the same NextToken twice"):
+        next(walk)
+    assert sent == [{}, {"NextToken": "a"}]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from exporter.refresh.workers import ElasticWorkerPool
 from tests.polling import wait_until
 
@@ -102,12 +104,20 @@ def test_a_closed_pool_leaves_no_worker_behind_even_a_replacement() -> None:
     assert pool.live_workers == 0
 
 
-def test_tasks_submitted_after_close_still_run() -> None:
+def test_a_closed_pool_takes_no_more_tasks() -> None:
     pool = ElasticWorkerPool(2, name="after-close")
     pool.close()
-    ran = threading.Event()
 
-    pool.submit(ran.set)
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(lambda: None)
 
-    assert ran.wait(timeout=10)
-    wait_until(lambda: not pool_threads("after-close"), message="the worker ended")
+
+def test_a_task_is_reported_done_once_its_worker_is_free_again() -> None:
+    pool = ElasticWorkerPool(4, name="done")
+    for _ in range(20):
+        done = threading.Event()
+        pool.submit(lambda: None, on_done=done.set)
+        assert done.wait(timeout=10)
+        assert pool.idle_workers == 1
+    assert len(pool_threads("done")) == 1
+    pool.close()

@@ -45,11 +45,12 @@ def pages(
     token = ""
     for _ in range(max_pages):
         page = send(**request, **({next_key: token} if token else {}))
-        yield page
         token = page.get(next_key) or ""
-        if not token:
-            return
+        # Checked as the page arrives, so a walk that would stop on this page still fails.
         if token in seen_tokens:
             raise PaginationError(f"{operation} returned the same {next_key} twice")
+        yield page
+        if not token:
+            return
         seen_tokens.add(token)
     raise PaginationError(f"{operation} did not finish within {max_pages} pages{bound_reason}")

@@ -40,7 +40,7 @@ class CacheSettings:
     """How long a region's listing is served, how often it is listed in full, how many at once.
 
     Between full listings a refresh lists only what can have changed (new and running jobs,
-    see :mod:`exporter.listing`); ``full_resync_seconds`` of 0 lists in full every time.
+    see :mod:`exporter.refresh.listing`); ``full_resync_seconds`` of 0 lists in full every time.
     ``refresh_timeout_seconds`` bounds one target's whole refresh: pages, retries and backoff.
     """
 

@@ -130,7 +130,7 @@ class SnapshotCache:
         Used when the configuration is reloaded: each carried target keeps its snapshot, its
         listing (so the next refresh stays incremental) and its age, so it costs no AWS
         request before its TTL runs out, as if no reload had happened. Its published jobs
-        are chosen again with this cache's ``select_published``. Call it before the cache
+        are chosen again by this cache's refresher. Call it before the cache
         serves anything; ``previous`` must measure ages with the same ``monotonic``.
 
         A refresh of a carried target still in flight in ``previous`` is adopted: this cache
@@ -211,6 +211,7 @@ class SnapshotCache:
             self._requested_at[target] = requested_at
             if overdue:
                 self._overdue.add(target)
+                self._workers.set_stuck(len(self._overdue))
 
         def adopt() -> None:
             previous_done.wait()
@@ -268,7 +269,7 @@ class SnapshotCache:
                 done = self._in_flight[target] = threading.Event()
                 self._requested_at[target] = now
                 pending.append((done, self._refresh_timeout_seconds))
-                self._workers.submit(self._refresh_task(target, done))
+                self._workers.submit(self._refresh_task(target), on_done=done.set)
         return pending
 
     def _time_left(self, target: Target, now: float) -> float | None:
@@ -301,8 +302,8 @@ class SnapshotCache:
         if newly_overdue:
             self._workers.set_stuck(len(self._overdue))
 
-    def _refresh_task(self, target: Target, done: threading.Event) -> Callable[[], None]:
-        """The worker's task for one refresh of ``target``: ``done`` is set once it has ended."""
+    def _refresh_task(self, target: Target) -> Callable[[], None]:
+        """The worker's task for one refresh of ``target``."""
 
         def task() -> None:
             try:
@@ -310,7 +311,6 @@ class SnapshotCache:
             finally:
                 with self._lock:
                     self._forget_in_flight(target)
-                done.set()
 
         return task
 

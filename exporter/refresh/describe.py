@@ -13,8 +13,9 @@ job is costly at thousands of jobs, so:
 
 A failed describe never fails the refresh: the job keeps its last description and the
 failure is counted by the request counter (``sagemaker_tuning_exporter_api_errors_total``).
-Throttling, server errors, expired credentials and requests without an answer end the
-refresh's describing; the jobs left are described on the next refresh. Access denied fails
+Throttling, server errors and requests without an answer, once the refresh's guard has
+given up retrying them, and expired credentials end the refresh's describing; the jobs
+left are described on the next refresh. Access denied fails
 only its job, unless MAX_DENIALS_IN_A_ROW jobs in a row are denied: then the permission is
 missing, and the refresh describes no more.
 """
@@ -55,6 +56,8 @@ _SUMMARY_FIELDS = (
 _CONFIG_SUMMARY_FIELDS = ("Strategy", "ResourceLimits")
 
 # Describe one job of the target by name; returns the API's response as boto3 parses it.
+# It goes through the refresh's RefreshGuard, which retries throttling, 5xx and timeouts and
+# then raises its own errors: a ClientError that reaches the describer concerns one job.
 DescribeJob = Callable[[str], Mapping[str, Any]]
 
 

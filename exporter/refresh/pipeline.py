@@ -77,8 +77,8 @@ class RefreshPipeline:
     ) -> Refreshed:
         """Refresh ``target``: list in full when ``listing`` is None, else the changes since it."""
         started = self._monotonic()
-        guard = self._clients.guard(target, self._config.cache.refresh_timeout_seconds)
         try:
+            guard = self._clients.guard(target, self._config.cache.refresh_timeout_seconds)
             listed = self._list(target, listing, guard)
         except Exception as exc:  # a failing region must never take down the others
             error = f"{type(exc).__name__}: {exc}"

@@ -32,8 +32,9 @@ class ElasticWorkerPool:
         self._size = max(1, size)
         self._name = name
         self._lock = threading.Lock()
-        # None asks the worker that takes it to end (see close).
-        self._queue: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        # A task and what to call once it and its worker's bookkeeping are done; None asks
+        # the worker that takes it to end (see close).
+        self._queue: queue.SimpleQueue[tuple[Task, Task | None] | None] = queue.SimpleQueue()
         self._started = 0
         self._live = 0
         self._idle = 0
@@ -58,13 +59,17 @@ class ElasticWorkerPool:
         with self._lock:
             return self._capacity()
 
-    def submit(self, task: Task) -> None:
+    def submit(self, task: Task, on_done: Task | None = None) -> None:
         """Run ``task`` on an idle worker, a new one if capacity allows, or the next one free.
 
-        ``task`` must not raise: a task's failure is its own to report.
+        ``on_done`` is called once the task has ended and its worker is free for the next,
+        so a caller it wakes that submits again finds that worker idle. ``task`` must not
+        raise: a task's failure is its own to report. Raises RuntimeError once closed.
         """
         with self._lock:
-            self._queue.put(task)
+            if self._closed:
+                raise RuntimeError(f"the {self._name} pool is closed")
+            self._queue.put((task, on_done))
             self._unclaimed += 1
             self._dispatch()
 
@@ -75,7 +80,7 @@ class ElasticWorkerPool:
             self._dispatch()
 
     def close(self) -> None:
-        """Let the workers end once the tasks submitted so far have run; later tasks still run."""
+        """Let the workers end once the tasks submitted so far have run; take no task after this."""
         with self._lock:
             self._closed = True
             workers = self._live
@@ -109,7 +114,8 @@ class ElasticWorkerPool:
             self._unclaimed -= 1
 
     def _work(self) -> None:
-        while (task := self._queue.get()) is not None:
+        while (job := self._queue.get()) is not None:
+            task, on_done = job
             try:
                 task()
             finally:
@@ -125,6 +131,8 @@ class ElasticWorkerPool:
                         self._unclaimed -= 1  # this worker takes the next one
                     else:
                         self._idle += 1
+                if on_done is not None:
+                    on_done()
             if retire:
                 return
         with self._lock:  # closed: this worker was idle, or would have been
