@@ -41,6 +41,19 @@ from exporter.model.jobs import JobDescription, RegionSnapshot, Target, TuningJo
 GZIP_LEVEL = 6
 RENDER_BATCH_JOBS = 1000
 _FAST_ENCODERS = (exposition.generate_latest, openmetrics.exposition.generate_latest)
+# Name escapings under which the cached per-job lines read as prometheus_client writes them.
+# From prometheus_client 0.23, escaping=dots and escaping=values rewrite every metric name
+# (a scrape config's metric_name_escaping_scheme); those bodies are rendered whole.
+_CACHED_ESCAPINGS = (None, "underscores", "allow-utf-8")
+
+
+def _renders_cached_lines(encoder: Callable[[CollectorRegistry], bytes]) -> bool:
+    """Whether ``encoder``'s output can be the cached per-job lines plus the rest."""
+    escaping = getattr(encoder, "keywords", None) or {}
+    return (
+        getattr(encoder, "func", encoder) in _FAST_ENCODERS
+        and escaping.get("escaping") in _CACHED_ESCAPINGS
+    )
 
 
 def _go_float(value: float) -> str:
@@ -341,7 +354,7 @@ class MetricsPage:
         accept_gzip: bool,
         snapshots: list[RegionSnapshot],
     ) -> Response:
-        if getattr(encoder, "func", encoder) in _FAST_ENCODERS:
+        if _renders_cached_lines(encoder):
             chunks = (*self._per_job.render(snapshots), encoder(self._summary_registry))
         else:
             chunks = (encoder(self._full_registry),)
