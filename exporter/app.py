@@ -26,11 +26,13 @@ from exporter.metrics.collectors import (
     JobCountCollector,
     JobTagsCollector,
     PerJobCollector,
+    ShardCollector,
     TagReadCollector,
 )
 from exporter.metrics.exposition import MetricsPage, Versioned
 from exporter.metrics.families import job_families
 from exporter.model.jobs import Target
+from exporter.model.sharding import UNSHARDED, Shard
 from exporter.refresh.cache import SnapshotCache
 from exporter.refresh.pipeline import RefreshPipeline
 from exporter.refresh.tags import TagCache
@@ -88,6 +90,10 @@ class Exporter:
     settings are the same, so no role is assumed again; and, when
     :func:`lists_the_same_jobs`, the cached state of every target both configurations have.
     ``reload_status`` adds the configuration reload gauges.
+
+    ``shard`` chooses the targets this exporter refreshes and publishes (see
+    :mod:`exporter.model.sharding`); the request counts are published for the regions of
+    those targets only, since no request goes to another region.
     """
 
     def __init__(
@@ -98,12 +104,18 @@ class Exporter:
         *,
         previous: Exporter | None = None,
         reload_status: Callable[[], ConfigReloadStatus] | None = None,
+        shard: Shard = UNSHARDED,
     ) -> None:
         self.config = config
+        self.shard = shard
+        targets = shard.select(targets_from_config(config))
+        owned_regions = [
+            region for region in config.regions if any(t.region == region for t in targets)
+        ]
         self.requests: RequestCounter = (
             previous.requests if previous is not None else RequestCounter()
         )
-        for region in config.regions:
+        for region in owned_regions:
             self.requests.declare(region, LIST_OPERATION)
             if config.describe.enabled:
                 self.requests.declare(region, DESCRIBE_OPERATION)
@@ -114,7 +126,7 @@ class Exporter:
             self._clients = SageMakerClients(config.aws, self.requests, monotonic)
         self._tag_cache: TagCache | None = None
         if config.tags:  # no allowlist, no tagging call at all
-            for region in config.regions:
+            for region in owned_regions:
                 self.requests.declare(region, TAGGING_OPERATION)
             if previous is not None and _reads_the_same_tags(previous.config, config):
                 self._tag_cache = previous._tag_cache
@@ -130,7 +142,7 @@ class Exporter:
             config, self._clients, tag_cache=self._tag_cache, clock=clock, monotonic=monotonic
         )
         self.cache = SnapshotCache(
-            targets_from_config(config),
+            targets,
             self.pipeline,
             ttl_seconds=config.cache.ttl_seconds,
             full_resync_seconds=config.cache.full_resync_seconds,
@@ -145,7 +157,7 @@ class Exporter:
         # Counts of regions no longer configured stay in the shared counter, unpublished, so
         # they carry on from where they were if the region comes back.
         health = ExporterHealthCollector(
-            self.cache.snapshots, _RegionRequestCounts(self.requests, config.regions)
+            self.cache.snapshots, _RegionRequestCounts(self.requests, owned_regions)
         )
         # The tags family follows the per-job ones, where MetricsPage renders it.
         tag_families: list[Collector] = []
@@ -155,7 +167,12 @@ class Exporter:
             tag_health.append(TagReadCollector(self.cache.snapshots))
         self.registry = CollectorRegistry()
         summary_registry = CollectorRegistry()
-        summary_collectors: list[Collector] = [job_counts, health, *tag_health]
+        summary_collectors: list[Collector] = [
+            job_counts,
+            health,
+            *tag_health,
+            ShardCollector(shard, lambda: len(self.cache.targets)),
+        ]
         if reload_status is not None:
             summary_collectors.append(ConfigReloadCollector(reload_status))
         families = job_families(config.describe.enabled)
@@ -222,6 +239,9 @@ class LiveExporter:
     A refresh in flight at a reload is adopted by the new exporter when its target is
     unchanged, and dropped otherwise (see :meth:`SnapshotCache.carry_over`): the retired
     exporter's refreshes can only ever write to the retired cache.
+
+    Every exporter it builds serves the same ``shard``: a reload changes the targets, not
+    which replica owns which.
     """
 
     def __init__(
@@ -231,14 +251,19 @@ class LiveExporter:
         source: str,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        shard: Shard = UNSHARDED,
     ) -> None:
         self._load = load
         self.source = source
+        self._shard = shard
         self._clock = clock
         self._monotonic = monotonic
         self._reload_lock = threading.Lock()
         self._status = ConfigReloadStatus(successful=True, last_success_time=clock())
-        self._exporter = Exporter(config, clock, monotonic, reload_status=self.reload_status)
+        self._exporter = Exporter(
+            config, clock, monotonic, reload_status=self.reload_status, shard=shard
+        )
         self._was_ready = False
 
     @property
@@ -288,6 +313,7 @@ class LiveExporter:
                 self._monotonic,
                 previous=old,
                 reload_status=self.reload_status,
+                shard=self._shard,
             )
             self._exporter = new
             self._status = ConfigReloadStatus(True, self._clock(), attempts)

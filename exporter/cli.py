@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import queue
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -18,6 +20,7 @@ from exporter.config.loading import load_config
 from exporter.config.reading import ConfigError
 from exporter.config.settings import ExporterConfig
 from exporter.logs import LOG_LEVELS, configure_logging
+from exporter.model.sharding import UNSHARDED, Shard, ordinal_from_hostname
 from exporter.web.reload import ReloadingWebConfig
 from exporter.web.routes import create_live_app
 from exporter.web.server import (
@@ -84,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="only log messages of this severity or above (default: info)",
     )
     parser.add_argument(
+        "--shard",
+        type=_shard_index,
+        default=0,
+        help="the share of the account and region pairs this replica refreshes and publishes, "
+        "0-based, of --total-shards; 'auto' takes it from the end of a StatefulSet pod's "
+        "hostname (sagemaker-tuning-exporter-2 is shard 2) (default: 0)",
+    )
+    parser.add_argument(
+        "--total-shards",
+        dest="total_shards",
+        type=_positive_int,
+        default=1,
+        help="replicas the account and region pairs are split over, each run with its own "
+        "--shard (default: 1, every pair in this one)",
+    )
+    parser.add_argument(
         "--once",
         action="store_true",
         help="refresh once, print the exposition to stdout and exit; non-zero if a refresh failed",
@@ -113,16 +132,61 @@ def _positive_int(text: str) -> int:
     return value
 
 
+AUTO_SHARD = "auto"
+
+
+def _shard_index(text: str) -> int | str:
+    if text == AUTO_SHARD:
+        return AUTO_SHARD
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of 0 or more, or {AUTO_SHARD}, got {text!r}"
+        )
+    return value
+
+
+def shard_from_args(args: argparse.Namespace, hostname: str | None = None) -> Shard:
+    """The shard ``--shard`` and ``--total-shards`` name; ValueError saying why if none.
+
+    With ``--shard auto`` the index is the ordinal that ends ``hostname``, by default the
+    ``HOSTNAME`` environment variable (which Kubernetes sets to the pod's name) or else the
+    machine's host name.
+    """
+    index = args.shard
+    if index != AUTO_SHARD:
+        return (
+            UNSHARDED if (index, args.total_shards) == (0, 1) else Shard(index, args.total_shards)
+        )
+    if hostname is None:
+        hostname = os.environ.get("HOSTNAME") or socket.gethostname()
+    index = ordinal_from_hostname(hostname)
+    if index >= args.total_shards:
+        raise ValueError(
+            f"hostname {hostname!r} gives shard {index}, not one of 0 to "
+            f"{args.total_shards - 1}: set --total-shards to the StatefulSet's replicas"
+        )
+    return UNSHARDED if args.total_shards == 1 else Shard(index, args.total_shards)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        shard = shard_from_args(args)
+    except ValueError as error:
+        parser.error(f"--shard: {error}")
     configure_logging(args.log_level)
     try:
         web_config = None
         if args.web_config_file is not None:
             web_config = ReloadingWebConfig(args.web_config_file)
         if args.demo:
-            return _run_demo(args, web_config)
+            return _run_demo(args, web_config, shard)
         config = load_config(args.config_file)
         if args.check_config:
             print(f"{args.config_file}: configuration is valid")
@@ -130,21 +194,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{args.web_config_file}: web configuration is valid")
             return 0
         if args.once:
-            return _run_once(config)
+            return _run_once(config, shard)
         return _serve(
             config,
             lambda: load_config(args.config_file),
             args.config_file,
             args,
             web_config,
+            shard=shard,
         )
     except ConfigError as error:
         print(f"sagemaker-tuning-exporter: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 
 
-def _run_once(config: ExporterConfig) -> int:
-    exporter = Exporter(config)
+def _run_once(config: ExporterConfig, shard: Shard) -> int:
+    exporter = Exporter(config, shard=shard)
     exporter.cache.refresh_all(timeout=None)
     sys.stdout.write(generate_latest(exporter.registry).decode())
     failed = [s for s in exporter.cache.snapshots() if not s.up]
@@ -163,6 +228,8 @@ def _serve(
     source: str,
     args: argparse.Namespace,
     web_config: ReloadingWebConfig | None,
+    *,
+    shard: Shard,
 ) -> int:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration with ``load``."""
     listen_address = args.listen_address
@@ -171,7 +238,7 @@ def _serve(
     except ValueError as error:
         print(f"sagemaker-tuning-exporter: --web.listen-address: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    live = LiveExporter(config, load, source)
+    live = LiveExporter(config, load, source, shard=shard)
     try:
         server = ExporterServer(
             listen_address,
@@ -197,13 +264,14 @@ def _serve(
     server.start()
     security = web_config.current() if web_config else None
     log.info(
-        "sagemaker-tuning-exporter %s listening on %s (port %d, %s%s) for %d account/region pairs",
+        "sagemaker-tuning-exporter %s listening on %s (port %d, %s%s) for %d account/region pairs%s",
         __version__,
         listen_address,
         server.port,
         server.scheme,
         ", basic auth" if security and security.authenticator else "",
         len(live.exporter.cache.targets),
+        f", shard {shard.index} of {shard.total}" if shard.is_sharded else "",
     )
     protected = security is not None and bool(security.ssl_context or security.authenticator)
     if not protected and listens_on_every_interface(listen_address):
@@ -242,7 +310,7 @@ def _next_signal(received: queue.SimpleQueue[signal.Signals]) -> signal.Signals:
             continue
 
 
-def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -> int:
+def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None, shard: Shard) -> int:
     from exporter.demo import DemoSageMaker, DemoUnavailableError, use_placeholder_credentials
 
     use_placeholder_credentials()
@@ -254,13 +322,15 @@ def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -
     demo.start()
     try:
         if args.once:
-            return _run_once(demo.config())
+            return _run_once(demo.config(), shard)
         log.info(
             "demo: open %s://127.0.0.1:%s/metrics",
             "https" if web_config and web_config.current().ssl_context else "http",
             args.listen_address.rsplit(":", 1)[-1],
         )
         # There is no file to read again: a reload puts the same demo configuration in force.
-        return _serve(demo.config(), demo.config, "the demo configuration", args, web_config)
+        return _serve(
+            demo.config(), demo.config, "the demo configuration", args, web_config, shard=shard
+        )
     finally:
         demo.stop()
