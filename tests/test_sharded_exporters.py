@@ -1,0 +1,178 @@
+"""Sharded exporters over real HTTP against moto: together they publish what one exporter does, each target once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import pytest
+from prometheus_client import generate_latest
+
+from exporter.app import Exporter, LiveExporter, targets_from_config
+from exporter.config.settings import AccountSettings, ExporterConfig
+from exporter.model.sharding import UNSHARDED, Shard
+from exporter.web.server import ExporterServer
+from tests.apps import create_app
+from tests.conftest import RunningExporter
+from tests.expected import Samples, samples
+from tests.sagemaker_server import SageMakerTestServer
+
+ACCOUNTS = tuple(digit * 12 for digit in "123456")
+REGIONS = ("us-east-1", "eu-west-1", "us-west-2")
+TARGET_LABELS = frozenset({"account", "region"})
+# Families whose values are times of this run: their series must match, not their values.
+TIMED_FAMILIES = frozenset(
+    {
+        "sagemaker_tuning_exporter_refresh_duration_seconds",
+        "sagemaker_tuning_exporter_last_refresh_success_timestamp_seconds",
+        "sagemaker_tuning_exporter_tags_last_read_success_timestamp_seconds",
+    }
+)
+StartShard = Callable[[ExporterConfig, Shard], RunningExporter]
+
+
+@pytest.fixture
+def run_shard() -> Iterator[StartShard]:
+    """Start an exporter serving ``shard``'s targets on 127.0.0.1."""
+    started: list[RunningExporter] = []
+
+    def start(config: ExporterConfig, shard: Shard) -> RunningExporter:
+        exporter = Exporter(config, shard=shard)
+        server = ExporterServer(
+            "127.0.0.1:0", create_app(exporter.cache, exporter.metrics_page), None
+        )
+        server.start()
+        running = RunningExporter(exporter, server)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.server.stop()
+        running.exporter.cache.refresh_stale(timeout=30)
+
+
+def organization_config(
+    sagemaker: SageMakerTestServer, make_config: Callable[..., ExporterConfig]
+) -> ExporterConfig:
+    """Six accounts, reached by assuming a role in each, in three regions, with jobs in every one."""
+    for number, account in enumerate(ACCOUNTS):
+        for region in REGIONS:
+            sagemaker.add_job(
+                region,
+                f"running-{account[0]}",
+                account=account,
+                status="InProgress",
+                training={"Completed": number, "InProgress": 2},
+                tags={"team": f"team-{account[0]}"},
+            )
+            sagemaker.add_job(region, f"done-{account[0]}-{region}", account=account)
+    return make_config(
+        regions=REGIONS,
+        accounts=tuple(
+            AccountSettings(f"arn:aws:iam::{account}:role/reader") for account in ACCOUNTS
+        ),
+        tags=("team",),
+    )
+
+
+def scrape_refreshed(running: RunningExporter) -> Samples:
+    running.exporter.cache.refresh_all(timeout=120)
+    return samples(running.scrape())
+
+
+def per_target(found: Samples) -> Samples:
+    """The samples of the families labelled with a target's account and region."""
+    return {
+        (name, labels): number
+        for (name, labels), number in found.items()
+        if {label for label, _ in labels} >= TARGET_LABELS
+    }
+
+
+def targets_of(found: Samples) -> set[tuple[str, str]]:
+    """The (account, region) pairs a scrape reports ``up`` for."""
+    return {
+        (dict(labels)["account"], dict(labels)["region"])
+        for name, labels in found
+        if name == "sagemaker_tuning_exporter_up"
+    }
+
+
+def test_three_shards_publish_each_target_once_and_together_what_one_exporter_publishes(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_shard: StartShard,
+) -> None:
+    config = organization_config(sagemaker, make_config)
+    unsharded = scrape_refreshed(run_shard(config, UNSHARDED))
+    shards = [scrape_refreshed(run_shard(config, Shard(index, 3))) for index in range(3)]
+
+    owned = [targets_of(shard) for shard in shards]
+    assert len(targets_of(unsharded)) == len(ACCOUNTS) * len(REGIONS)
+    assert all(owned), "each of the 3 shards owns some of the 18 targets"
+    assert sum(len(share) for share in owned) == len(targets_of(unsharded))
+    assert set().union(*owned) == targets_of(unsharded)
+    union: Samples = {}
+    for shard in shards:
+        series = per_target(shard)
+        assert not set(series) & set(union), "a series published by two shards"
+        union.update(series)
+    expected = per_target(unsharded)
+    assert set(union) == set(expected)
+    assert {key: n for key, n in union.items() if key[0] not in TIMED_FAMILIES} == {
+        key: n for key, n in expected.items() if key[0] not in TIMED_FAMILIES
+    }
+    for index, shard in enumerate(shards):
+        info = {("shard", str(index)), ("total_shards", "3")}
+        assert shard[("sagemaker_tuning_exporter_shard_info", frozenset(info))] == 1
+        assert shard[("sagemaker_tuning_exporter_owned_targets", frozenset())] == len(owned[index])
+
+
+def test_shards_count_requests_only_in_their_regions_and_together_as_many_as_one_exporter(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_shard: StartShard,
+) -> None:
+    config = organization_config(sagemaker, make_config)
+    # Two accounts in three regions over four shards: some shard owns none of a region's targets.
+    config = replace(config, accounts=config.accounts[:2])
+
+    def requests(found: Samples) -> Counter[tuple[str, str]]:
+        return Counter(
+            {
+                (dict(labels)["region"], dict(labels)["operation"]): int(number)
+                for (name, labels), number in found.items()
+                if name == "sagemaker_tuning_exporter_api_requests_total"
+            }
+        )
+
+    unsharded = requests(scrape_refreshed(run_shard(config, UNSHARDED)))
+    scrapes = [scrape_refreshed(run_shard(config, Shard(index, 4))) for index in range(4)]
+
+    for found in scrapes:
+        owned_regions = {region for _, region in targets_of(found)}
+        assert {region for region, _ in requests(found)} == owned_regions
+    assert any(len({r for _, r in targets_of(found)}) < len(REGIONS) for found in scrapes)
+    assert sum((requests(found) for found in scrapes), Counter()) == unsharded
+
+
+def test_a_reload_keeps_the_shard_and_shards_the_new_targets(
+    sagemaker: SageMakerTestServer, make_config: Callable[..., ExporterConfig]
+) -> None:
+    first = organization_config(sagemaker, make_config)
+    second = replace(first, regions=(*REGIONS, "ap-south-1"))
+    shard = Shard(1, 3)
+    live = LiveExporter(first, lambda: second, "the test's configuration", shard=shard)
+
+    live.reload()
+
+    exporter = live.exporter
+    assert exporter.shard == shard
+    assert exporter.cache.targets == tuple(shard.select(targets_from_config(second)))
+    assert any(target.region == "ap-south-1" for target in exporter.cache.targets)
+    exporter.cache.refresh_all(timeout=120)
+    assert targets_of(samples(generate_latest(exporter.registry).decode())) == {
+        (target.account_id, target.region) for target in exporter.cache.targets
+    }
