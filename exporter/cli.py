@@ -20,7 +20,7 @@ from exporter.config.loading import load_config
 from exporter.config.reading import ConfigError
 from exporter.config.settings import ExporterConfig
 from exporter.logs import LOG_LEVELS, configure_logging
-from exporter.model.sharding import UNSHARDED, Shard, ordinal_from_hostname
+from exporter.model.sharding import Shard, ordinal_from_hostname
 from exporter.web.reload import ReloadingWebConfig
 from exporter.web.routes import create_live_app
 from exporter.web.server import (
@@ -156,11 +156,8 @@ def shard_from_args(args: argparse.Namespace, hostname: str | None = None) -> Sh
     ``HOSTNAME`` environment variable (which Kubernetes sets to the pod's name) or else the
     machine's host name.
     """
-    index = args.shard
-    if index != AUTO_SHARD:
-        return (
-            UNSHARDED if (index, args.total_shards) == (0, 1) else Shard(index, args.total_shards)
-        )
+    if args.shard != AUTO_SHARD:
+        return Shard(args.shard, args.total_shards)
     if hostname is None:
         hostname = os.environ.get("HOSTNAME") or socket.gethostname()
     index = ordinal_from_hostname(hostname)
@@ -169,7 +166,7 @@ def shard_from_args(args: argparse.Namespace, hostname: str | None = None) -> Sh
             f"hostname {hostname!r} gives shard {index}, not one of 0 to "
             f"{args.total_shards - 1}: set --total-shards to the StatefulSet's replicas"
         )
-    return UNSHARDED if args.total_shards == 1 else Shard(index, args.total_shards)
+    return Shard(index, args.total_shards)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
