@@ -1,12 +1,19 @@
-"""Sharded exporters over real HTTP against moto: together they publish what one exporter does, each target once."""
+"""Sharded exporters over real HTTP against moto: together they publish what one exporter does, each target once.
+
+A real Prometheus scraping three shards answers the dashboard's queries as one scraping a single
+exporter does.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import generate_latest
 
 from exporter.app import Exporter, LiveExporter, targets_from_config
@@ -16,7 +23,17 @@ from exporter.web.server import ExporterServer
 from tests.apps import create_app
 from tests.conftest import RunningExporter
 from tests.expected import Samples, samples
+from tests.polling import eventually
+from tests.prometheus import query, running_prometheus, wait_for_series
 from tests.sagemaker_server import SageMakerTestServer
+from tests.test_deploy_grafana import (
+    ALL,
+    BUILT_IN_VARIABLES,
+    RULE_FILES,
+    load_dashboard,
+    panel_queries,
+    substitute,
+)
 
 ACCOUNTS = tuple(digit * 12 for digit in "123456")
 REGIONS = ("us-east-1", "eu-west-1", "us-west-2")
@@ -30,6 +47,10 @@ TIMED_FAMILIES = frozenset(
     }
 )
 StartShard = Callable[[ExporterConfig, Shard], RunningExporter]
+# The labels Prometheus gives each scraped pod.
+POD_LABELS = frozenset({"instance", "pod"})
+# Dashboard queries whose values are times of this run, which differ between exporters.
+TIMED_QUERY_WORDS = ("time()", "refresh_duration_seconds", "elapsed")
 
 
 @pytest.fixture
@@ -64,7 +85,12 @@ def organization_config(
                 f"running-{account[0]}",
                 account=account,
                 status="InProgress",
-                training={"Completed": number, "InProgress": 2},
+                training={
+                    "Completed": number,
+                    "InProgress": 2,
+                    "NonRetryableError": 1,
+                    "RetryableError": 1,
+                },
                 tags={"team": f"team-{account[0]}"},
             )
             sagemaker.add_job(region, f"done-{account[0]}-{region}", account=account)
@@ -176,3 +202,94 @@ def test_a_reload_keeps_the_shard_and_shards_the_new_targets(
     assert targets_of(samples(generate_latest(exporter.registry).decode())) == {
         (target.account_id, target.region) for target in exporter.cache.targets
     }
+
+
+@contextmanager
+def prometheus_scraping(directory: Path, exporters: list[RunningExporter]) -> Iterator[str]:
+    """A Prometheus with the deploy rules, scraping ``exporters`` every second as one job."""
+    config = directory / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "1s",
+                    "evaluation_interval": "1s",
+                },
+                "rule_files": [str(path) for path in RULE_FILES],
+                "scrape_configs": [
+                    {
+                        "job_name": "sagemaker-tuning-exporter",
+                        "static_configs": [
+                            {
+                                "targets": [
+                                    running.url.removeprefix("http://") for running in exporters
+                                ]
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    with running_prometheus(config, directory / "data") as url:
+        yield url
+
+
+def answer(prometheus_url: str, promql: str, *, with_values: bool) -> list[tuple[object, ...]]:
+    """The series a query returns, without the labels that name the pod, sorted."""
+    return sorted(
+        (
+            tuple(
+                sorted(
+                    (label, text)
+                    for label, text in series["metric"].items()  # type: ignore[attr-defined]
+                    if label not in POD_LABELS
+                )
+            ),
+            series["value"][1] if with_values else None,  # type: ignore[index]
+        )
+        for series in query(prometheus_url, promql)
+    )
+
+
+def test_dashboard_queries_answer_over_three_shards_what_they_answer_over_one_exporter(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_shard: StartShard,
+    tmp_path: Path,
+) -> None:
+    config = organization_config(sagemaker, make_config)
+    single = [run_shard(config, UNSHARDED)]
+    shards = [run_shard(config, Shard(index, 3)) for index in range(3)]
+    for running in (*single, *shards):
+        running.exporter.cache.refresh_all(timeout=120)
+    values = {**BUILT_IN_VARIABLES, "account": ALL, "region": ALL, "job": ALL}
+    queries = {
+        title: substitute(expr, values) for title, expr in panel_queries(load_dashboard()).items()
+    }
+    (tmp_path / "single").mkdir()
+    (tmp_path / "sharded").mkdir()
+
+    with (
+        prometheus_scraping(tmp_path / "single", single) as one,
+        prometheus_scraping(tmp_path / "sharded", shards) as three,
+    ):
+        targets = len(ACCOUNTS) * len(REGIONS)
+        for url in (one, three):
+            wait_for_series(url, "sagemaker_tuning_exporter_up", targets)
+        differing: dict[str, str] = dict(queries)
+
+        def answers_agree() -> bool:
+            for title, promql in list(differing.items()):
+                # Times of this run differ between the two; their series must not.
+                with_values = not any(word in promql for word in TIMED_QUERY_WORDS)
+                found = answer(three, promql, with_values=with_values)
+                if found and found == answer(one, promql, with_values=with_values):
+                    del differing[title]
+            return not differing
+
+        eventually(answers_agree, timeout=60, interval=1, ignoring=(OSError,))
+
+    assert len(queries) >= 15
+    assert differing == {}, "dashboard queries that answer differently over three shards"
