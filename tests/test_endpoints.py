@@ -186,3 +186,26 @@ def test_with_neither_set_the_services_section_of_the_aws_config_file_is_followe
     assert_the_watched_job_is_published_with_its_tag(text)
     assert operations_received(sagemaker) == SERVICE_OPERATIONS["sagemaker"]
     assert operations_received(other_server) == {"AssumeRole", "GetResources"}
+
+
+@pytest.mark.usefixtures("endpoint_variables")
+def test_assume_role_to_a_regional_sts_endpoint_is_signed_for_that_endpoints_region(
+    monkeypatch: pytest.MonkeyPatch,
+    sagemaker: SageMakerTestServer,
+    run_exporter: Callable[[ExporterConfig], RunningExporter],
+) -> None:
+    # AWS's STS host for another region than the watched one, reached through the test
+    # server acting as the HTTP proxy; the server reads the region from the signature.
+    monkeypatch.setenv("HTTP_PROXY", sagemaker.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    aws = AwsSettings(
+        endpoint_url=sagemaker.url,
+        endpoints=ServiceEndpoints(sts="http://sts.eu-central-1.amazonaws.com"),
+        max_attempts=1,
+    )
+
+    text = refresh_watched_account(sagemaker, run_exporter, aws)
+
+    assert_the_watched_job_is_published_with_its_tag(text)
+    assert sagemaker.received(operation="AssumeRole") == 1
+    assert sagemaker.received("eu-central-1", "AssumeRole") == 1
