@@ -26,9 +26,10 @@ class AwsSettings:
     """How to reach AWS: endpoint overrides, named profile, retries and pacing.
 
     ``endpoint_url`` serves every AWS API the exporter calls, ``endpoints`` one API each
-    (see :func:`endpoint_for`). ``max_attempts`` bounds the attempts of one API call, ``max_retries_per_refresh`` the
-    retries of all the calls of one target's refresh; ``max_requests_per_second`` (None:
-    unlimited) paces every request of one account and region, retries included.
+    (see :func:`endpoint_for`). ``max_attempts`` bounds the attempts of one API call,
+    ``max_retries_per_refresh`` the retries of all the calls of one target's refresh;
+    ``max_requests_per_second`` (None: unlimited) paces every request of one account and
+    region, retries included.
     """
 
     endpoint_url: str | None = None
