@@ -217,6 +217,7 @@ def run_live_exporter() -> Iterator[Callable[..., RunningLiveExporter]]:
     yield start
     for running in started:
         running.server.stop()
+        running.live.close()  # no account discovery of this test reads on into the next
         running.live.exporter.cache.refresh_stale(timeout=30)
 
 

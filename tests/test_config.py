@@ -164,7 +164,7 @@ EXPECTED_ERRORS = {
         "as 90s, 5m, 1h, 7d, got 'hourly'"
     ),
     "discovery_refresh_too_short": (
-        "5: discovery.organizations.refresh: expected a duration of 10s or more, got '1s'"
+        "5: discovery.organizations.refresh: expected a duration of 1s or more, got 0"
     ),
     "discovery_unquoted_account_id": (
         "5: discovery.organizations.include_accounts[0]: expected a 12-digit AWS account ID "

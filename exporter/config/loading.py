@@ -57,8 +57,8 @@ _MAX_DESCRIBE_REQUESTS_PER_REFRESH = 100_000
 # An IAM role name without a path: 1-64 letters, digits and + = , . @ _ - characters.
 _ROLE_NAME_PATTERN = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 _ACCOUNT_ID_PATTERN = re.compile(r"\d{12}", re.ASCII)
-# ListAccounts is throttled per organization; reading it more often than this gains nothing.
-_MIN_DISCOVERY_REFRESH_SECONDS = 10.0
+# Below a second, reads would follow each other as fast as ListAccounts answers.
+_MIN_DISCOVERY_REFRESH_SECONDS = 1.0
 
 
 def load_config(path: str | Path) -> ExporterConfig:
@@ -325,7 +325,7 @@ class _Validator(KeyPathValidator):
         if refresh < _MIN_DISCOVERY_REFRESH_SECONDS:
             raise self.fail(
                 f"{path}.refresh",
-                f"expected a duration of 10s or more, got {describe_value(settings['refresh'])}",
+                f"expected a duration of 1s or more, got {describe_value(settings['refresh'])}",
             )
         return OrganizationsDiscovery(
             role_name=role_name,
