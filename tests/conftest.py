@@ -46,6 +46,7 @@ from exporter.web.reload import ReloadingWebConfig
 from exporter.web.routes import create_live_app
 from exporter.web.server import ExporterServer
 from tests.apps import create_app
+from tests.organization import TestOrganization
 from tests.sagemaker_server import LISTING_SEMANTICS, SageMakerTestServer
 from tests.tls_material import TlsMaterial, make_tls_material
 
@@ -73,6 +74,21 @@ def sagemaker_server() -> Iterator[SageMakerTestServer]:
     os.environ["AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"] = server.url
     yield server
     server.stop()
+
+
+@pytest.fixture
+def organization(
+    sagemaker_server: SageMakerTestServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestOrganization]:
+    """An organization on the test server (see tests/organization.py), its Organizations endpoint
+    set as botocore reads it: ``AWS_ENDPOINT_URL_ORGANIZATIONS``."""
+    sagemaker_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", sagemaker_server.url)
+    organization = TestOrganization(sagemaker_server)
+    organization.create()
+    yield organization
+    organization.delete()
+    sagemaker_server.reset()
 
 
 @pytest.fixture(params=LISTING_SEMANTICS, ids=LISTING_SEMANTICS)

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,20 +33,6 @@ from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
 REGION = "eu-west-1"
 ROLE_NAME = "sagemaker-tuning-reader"
-
-
-@pytest.fixture
-def organization(
-    sagemaker_server: SageMakerTestServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TestOrganization]:
-    """An organization on the test server, its Organizations endpoint set as botocore reads it."""
-    sagemaker_server.reset()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", sagemaker_server.url)
-    organization = TestOrganization(sagemaker_server)
-    organization.create()
-    yield organization
-    organization.delete()
-    sagemaker_server.reset()
 
 
 def write_config(
