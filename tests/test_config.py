@@ -352,6 +352,22 @@ def test_the_example_config_is_valid() -> None:
     assert config.filters.created_after == CreatedAfter(relative_seconds=30 * 86400)
 
 
+def test_the_example_discovery_section_is_valid_once_uncommented() -> None:
+    text = (ROOT / "config.example.yaml").read_text()
+    start = text.index("# discovery:")
+    block = text[start : text.index("\n\n", start)]
+    # One "# " off each line: the block's own comments (and external_id) stay comments.
+    uncommented = "\n".join(line.replace("# ", "", 1) for line in block.splitlines())
+
+    config = parse_config(f"regions: [eu-west-1]\n{uncommented}")
+
+    assert config.discovery.organizations == OrganizationsDiscovery(
+        role_name="sagemaker-tuning-reader",
+        refresh_seconds=3600,
+        exclude_accounts=("111111111111",),
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
