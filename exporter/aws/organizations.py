@@ -3,7 +3,8 @@
 The client is made here and only here, on the ambient credentials (the management account
 or a delegated administrator) and without an endpoint override, so botocore's own
 settings (``AWS_ENDPOINT_URL_ORGANIZATIONS``, ``services`` in the AWS config file) choose
-the endpoint. Its requests and failures are counted under the region it is made for.
+the endpoint. Its requests and failures are counted under the region it is made for, not
+under the ``aws-global`` botocore names the client of a global service.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class OrganizationAccounts:
             monotonic=self._monotonic,
         )
         try:
-            client = self._get_client()
+            client = self.client()
             accounts = [
                 account
                 for page in pages(
@@ -141,7 +142,8 @@ class OrganizationAccounts:
             raise AccountListError(f"{LIST_ACCOUNTS_OPERATION}: {error}") from None
         return active_account_ids(accounts)
 
-    def _get_client(self) -> OrganizationsClient:
+    def client(self) -> OrganizationsClient:
+        """The Organizations client, made on first use and kept until credentials are rejected."""
         with self._lock:
             if self._client is None:
                 session = botocore.session.Session(profile=self._aws.profile)
@@ -155,7 +157,7 @@ class OrganizationAccounts:
                         config=client_config(self._aws),
                     ),
                 )
-                self._counter.attach(client)
+                self._counter.attach(client, region=self.region)
                 self._client = client
             return self._client
 
