@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -380,3 +381,62 @@ def test_once_from_the_command_line_monitors_the_discovered_accounts(
     assert result.returncode == 0, result.stderr
     assert value(result.stdout, "sagemaker_tuning_exporter_discovered_accounts") == 2
     assert f'account="{member}",job_name="member-job"' in result.stdout
+
+
+def test_a_reload_that_turns_discovery_on_reads_the_list_at_once(
+    organization: TestOrganization,
+    sagemaker_server: SageMakerTestServer,
+    run_live_exporter: Callable[..., RunningLiveExporter],
+    tmp_path: Path,
+) -> None:
+    member = organization.add_account("member")
+    sagemaker_server.add_job(REGION, "member-job", account=member)
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"regions: [{REGION}]\naws:\n  endpoint_url: {sagemaker_server.url}\n"
+        "accounts:\n  - role_arn: arn:aws:iam::111111111111:role/reader\n"
+    )
+    running = run_live_exporter(path)
+    assert up_accounts(running.scrape()) == {"111111111111"}
+    write_config(
+        path,
+        sagemaker_server,
+        f"role_name: {ROLE_NAME}",
+        extra="accounts:\n  - role_arn: arn:aws:iam::111111111111:role/reader\n",
+    )
+
+    status, _, _ = running.post("/-/reload")
+
+    assert status == 200
+    assert jobs_by_account(running)[member] == {"member-job"}
+    assert up_accounts(running.scrape()) == {
+        "111111111111",
+        member,
+        organization.management_account,
+    }
+
+
+def test_a_list_accounts_that_hangs_holds_up_no_scrape(
+    organization: TestOrganization,
+    sagemaker_server: SageMakerTestServer,
+    run_live_exporter: Callable[..., RunningLiveExporter],
+    tmp_path: Path,
+) -> None:
+    member = organization.add_account("member")
+    sagemaker_server.add_job(REGION, "member-job", account=member)
+    running = run_live_exporter(
+        write_config(
+            tmp_path / "config.yaml", sagemaker_server, f"role_name: {ROLE_NAME}\nrefresh: 1s"
+        )
+    )
+    running.scrape()
+    held = FaultRule(region=REGION, kind="hang", operation="ListAccounts", hang_seconds=10, times=1)
+    sagemaker_server.add_fault(held)
+    wait_until(lambda: held.times == 0, timeout=30, message="a read of ListAccounts sent, and held")
+
+    started = time.monotonic()
+    text = running.scrape()
+
+    assert time.monotonic() - started < 5, "the scrape waited for the held ListAccounts"
+    assert jobs_by_account(running)[member] == {"member-job"}
+    assert value(text, "sagemaker_tuning_exporter_discovered_accounts") == 2
