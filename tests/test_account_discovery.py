@@ -33,6 +33,8 @@ from tests.polling import wait_until
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
 REGION = "eu-west-1"
+# Organizations requests are signed for its endpoint's region, and counted under REGION.
+SIGNED_FOR = "us-east-1"
 ROLE_NAME = "sagemaker-tuning-reader"
 
 
@@ -122,7 +124,7 @@ def test_discovery_finds_the_jobs_of_every_active_account_and_no_other(
     assert {target.role_arn for target in running.live.exporter.cache.targets} == {
         f"arn:aws:iam::{account}:role/{ROLE_NAME}" for account in (team_a, team_b, management)
     }
-    assert sagemaker_server.received(REGION, "ListAccounts") == 1
+    assert sagemaker_server.received(SIGNED_FOR, "ListAccounts") == 1
 
 
 def test_include_and_exclude_choose_among_the_discovered_accounts(
@@ -229,7 +231,7 @@ def test_a_failing_list_accounts_keeps_the_last_list_counts_the_errors_and_logs_
     before = running.scrape()
     assert jobs_by_account(running)[member] == {"member-job"}
     sagemaker_server.add_fault(
-        FaultRule(region=REGION, kind="server_error", operation="ListAccounts")
+        FaultRule(region=SIGNED_FOR, kind="server_error", operation="ListAccounts")
     )
     organization.close_account(member)  # unseen while ListAccounts fails
     caplog.set_level(logging.INFO, logger="exporter")
@@ -275,7 +277,7 @@ def test_a_reload_with_the_same_discovery_keeps_the_list_without_reading_it_agai
     assert status == 200
     assert running.live.exporter.config.cache.ttl_seconds == 240
     assert up_accounts(running.scrape()) == {member, organization.management_account}
-    assert sagemaker_server.received(REGION, "ListAccounts") == 1
+    assert sagemaker_server.received(SIGNED_FOR, "ListAccounts") == 1
 
 
 def test_a_reload_with_changed_discovery_reads_the_list_at_once(
@@ -299,7 +301,7 @@ def test_a_reload_with_changed_discovery_reads_the_list_at_once(
 
     assert status == 200
     assert up_accounts(running.scrape()) == {joined, organization.management_account}
-    assert sagemaker_server.received(REGION, "ListAccounts") == 2
+    assert sagemaker_server.received(SIGNED_FOR, "ListAccounts") == 2
 
 
 def test_a_reload_that_turns_discovery_off_keeps_only_the_configured_accounts(
@@ -334,7 +336,7 @@ def test_every_page_of_list_accounts_is_read(
     accounts = reader.read()
 
     assert set(accounts) == {*members, organization.management_account}
-    assert sagemaker_server.received(REGION, "ListAccounts") == 2  # 20 accounts a page
+    assert sagemaker_server.received(SIGNED_FOR, "ListAccounts") == 2  # 20 accounts a page
 
 
 def test_once_reads_the_accounts_first_and_reports_a_failed_discovery(
@@ -354,7 +356,9 @@ def test_once_reads_the_accounts_first_and_reports_a_failed_discovery(
         member,
         organization.management_account,
     }
-    sagemaker_server.add_fault(FaultRule(region=REGION, kind="access_denied"))
+    sagemaker_server.add_fault(
+        FaultRule(region=SIGNED_FOR, kind="access_denied", operation="ListAccounts")
+    )
     exporter, error = exporter_for_one_refresh(config)
     assert exporter.cache.targets == ()
     assert error is not None
@@ -430,7 +434,9 @@ def test_a_list_accounts_that_hangs_holds_up_no_scrape(
         )
     )
     running.scrape()
-    held = FaultRule(region=REGION, kind="hang", operation="ListAccounts", hang_seconds=10, times=1)
+    held = FaultRule(
+        region=SIGNED_FOR, kind="hang", operation="ListAccounts", hang_seconds=10, times=1
+    )
     sagemaker_server.add_fault(held)
     wait_until(lambda: held.times == 0, timeout=30, message="a read of ListAccounts sent, and held")
 

@@ -10,7 +10,7 @@ from botocore.awsrequest import AWSResponse
 
 from exporter.aws.counting import RequestCounter
 from exporter.aws.organizations import AccountListError, OrganizationAccounts
-from exporter.config.settings import AwsSettings
+from exporter.config.settings import AwsSettings, ServiceEndpoints
 
 
 class _RawBody:
@@ -40,7 +40,7 @@ def counter() -> RequestCounter:
 
 @pytest.fixture
 def reader(monkeypatch: pytest.MonkeyPatch, counter: RequestCounter) -> OrganizationAccounts:
-    """A reader for eu-west-1 on AWS's own endpoint, which botocore names aws-global."""
+    """A reader for eu-west-1 on AWS's own endpoint, in us-east-1."""
     monkeypatch.delenv("AWS_ENDPOINT_URL_ORGANIZATIONS", raising=False)
     return OrganizationAccounts(
         AwsSettings(max_attempts=2), "eu-west-1", counter, timeout_seconds=10
@@ -64,7 +64,6 @@ def test_requests_are_counted_under_the_region_the_reader_is_made_for(
 
     accounts = reader.read()
 
-    assert reader.client().meta.region_name == "aws-global"
     assert reader.client().meta.endpoint_url == "https://organizations.us-east-1.amazonaws.com"
     assert accounts == ("111111111111",)
     assert counter.counts() == {("eu-west-1", "ListAccounts"): 1}
@@ -88,3 +87,36 @@ def test_a_denied_list_says_which_identity_and_permission_it_needs(
         "organizations:ListAccounts"
     )
     assert counter.error_counts()[("eu-west-1", "ListAccounts", "access_denied")] == 1
+
+
+@pytest.mark.parametrize(
+    ("region", "endpoint"),
+    [
+        ("eu-west-1", "https://organizations.us-east-1.amazonaws.com"),
+        ("cn-north-1", "https://organizations.cn-northwest-1.amazonaws.com.cn"),
+        ("us-gov-east-1", "https://organizations.us-gov-west-1.amazonaws.com"),
+    ],
+)
+def test_the_client_goes_to_the_one_endpoint_of_the_regions_partition(
+    monkeypatch: pytest.MonkeyPatch, region: str, endpoint: str
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_ORGANIZATIONS", raising=False)
+    reader = OrganizationAccounts(AwsSettings(), region, RequestCounter(), timeout_seconds=10)
+
+    assert reader.client().meta.endpoint_url == endpoint
+
+
+def test_a_configured_endpoint_is_signed_for_the_partitions_organizations_region() -> None:
+    aws = AwsSettings(endpoints=ServiceEndpoints(organizations="https://organizations.example"))
+    reader = OrganizationAccounts(aws, "eu-west-1", RequestCounter(), timeout_seconds=10)
+    signed: list[str] = []
+    reader.client().meta.events.register(
+        "before-send",
+        lambda request, **_: signed.append(request.headers["Authorization"].decode()),
+    )
+    answer_at_the_wire(reader, 200, {"Accounts": []})
+
+    reader.read()
+
+    assert reader.client().meta.endpoint_url == "https://organizations.example"
+    assert "/us-east-1/organizations/aws4_request" in signed[0]

@@ -1,9 +1,11 @@
 """The organization's ACTIVE accounts, read with AWS Organizations' ListAccounts.
 
 The client is made here and only here, on the ambient credentials (the management account
-or a delegated administrator) and without an endpoint override, so botocore's own
-settings (``AWS_ENDPOINT_URL_ORGANIZATIONS``, ``services`` in the AWS config file) choose
-the endpoint. Its requests and failures are counted under the region it is made for, not
+or a delegated administrator), for the endpoint
+:func:`~exporter.config.settings.endpoint_for` gives ``organizations``: botocore's own
+settings (``AWS_ENDPOINT_URL_ORGANIZATIONS``) when none is configured. Organizations has
+one endpoint per partition, so its requests are signed for that endpoint's region whatever
+the endpoint; they are counted under the configured region the reader is made for, not
 under the ``aws-global`` botocore names the client of a global service.
 """
 
@@ -29,7 +31,7 @@ from exporter.aws.errors import (
 from exporter.aws.guard import RefreshGuard
 from exporter.aws.operations import LIST_ACCOUNTS_OPERATION
 from exporter.aws.paging import pages
-from exporter.config.settings import AwsSettings
+from exporter.config.settings import AwsSettings, aws_partition, endpoint_for
 from exporter.model.jobs import Target
 
 if TYPE_CHECKING:
@@ -39,6 +41,17 @@ if TYPE_CHECKING:
 MAX_RESULTS = 20
 MAX_PAGES = 1000
 ACTIVE = "ACTIVE"
+# The region of each partition's one Organizations endpoint, which requests are signed for.
+_SIGNING_REGIONS = {"aws": "us-east-1", "aws-cn": "cn-northwest-1", "aws-us-gov": "us-gov-west-1"}
+
+
+def organizations_signing_region(region: str) -> str:
+    """The region Organizations requests are signed for, in the partition of ``region``.
+
+    >>> organizations_signing_region("eu-west-1"), organizations_signing_region("cn-north-1")
+    ('us-east-1', 'cn-northwest-1')
+    """
+    return _SIGNING_REGIONS[aws_partition(region)]
 
 
 class AccountListError(Exception):
@@ -147,13 +160,13 @@ class OrganizationAccounts:
         with self._lock:
             if self._client is None:
                 session = botocore.session.Session(profile=self._aws.profile)
-                # endpoint_url None: botocore's per-service endpoint settings apply.
                 client = cast(
                     "OrganizationsClient",
                     session.create_client(
                         "organizations",
-                        region_name=self.region,
-                        endpoint_url=None,
+                        region_name=organizations_signing_region(self.region),
+                        # None leaves it to botocore's settings, AWS's own endpoint last.
+                        endpoint_url=endpoint_for(self._aws, "organizations"),
                         config=client_config(self._aws),
                     ),
                 )
