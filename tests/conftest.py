@@ -83,10 +83,11 @@ def sagemaker_server() -> Iterator[SageMakerTestServer]:
 def organization(
     sagemaker_server: SageMakerTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TestOrganization]:
-    """An organization on the test server (see tests/organization.py), its Organizations endpoint
-    set as botocore reads it: ``AWS_ENDPOINT_URL_ORGANIZATIONS``."""
+    """An organization on the test server (see tests/organization.py), its Organizations and STS
+    endpoints set as botocore reads them: ``AWS_ENDPOINT_URL_ORGANIZATIONS``, ``..._STS``."""
     sagemaker_server.reset()
     monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", sagemaker_server.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sagemaker_server.url)
     organization = TestOrganization(sagemaker_server)
     organization.create()
     yield organization

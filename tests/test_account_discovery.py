@@ -1,11 +1,13 @@
 """Accounts discovered from AWS Organizations: moto's Organizations, STS and SageMaker over HTTP.
 
 The exporter runs in this process and is driven over HTTP; its discovery reads
-ListAccounts from moto's server (``AWS_ENDPOINT_URL_ORGANIZATIONS``) with the ambient
-credentials, which make the default account the organization's management account, and
-assumes the role in each account through moto's STS. A job created in an account is seen
-only with that account's credentials, so a job in the exposition shows its account was
-reached through its own role.
+ListAccounts from moto's server with the ambient credentials, which make the default
+account the organization's management account, and assumes the role in each account
+through moto's STS. Only SageMaker and tagging endpoints are configured
+(``aws.endpoints``): Organizations and STS are reached through botocore's own settings,
+``AWS_ENDPOINT_URL_ORGANIZATIONS`` and ``AWS_ENDPOINT_URL_STS``, as the ``organization``
+fixture sets them. A job created in an account is seen only with that account's
+credentials, so a job in the exposition shows its account was reached through its own role.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ def write_config(
     """A configuration file for REGION on the test server, with ``discovery.organizations``."""
     path.write_text(
         f"regions: [{REGION}]\n"
-        f"aws:\n  endpoint_url: {server.url}\n  max_attempts: 2\n"
+        f"aws:\n  endpoints:\n    sagemaker: {server.url}\n    tagging: {server.url}\n"
+        "  max_attempts: 2\n"
         "cache:\n  ttl: 5m\n"
         "discovery:\n  organizations:\n"
         + textwrap.indent(textwrap.dedent(discovery).strip() + "\n", "    ")
