@@ -15,7 +15,7 @@ from types import FrameType
 from prometheus_client import generate_latest
 
 from exporter import __version__
-from exporter.app import Exporter, LiveExporter
+from exporter.app import LiveExporter, exporter_for_one_refresh
 from exporter.config.loading import load_config
 from exporter.config.reading import ConfigError
 from exporter.config.settings import ExporterConfig
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--once",
         action="store_true",
-        help="refresh once, print the exposition to stdout and exit; non-zero if a refresh failed",
+        help="refresh once, print the exposition to stdout and exit; non-zero if a refresh "
+        "or the account discovery failed",
     )
     parser.add_argument(
         "--check-config",
@@ -206,9 +207,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_once(config: ExporterConfig, shard: Shard) -> int:
-    exporter = Exporter(config, shard=shard)
+    exporter, discovery_error = exporter_for_one_refresh(config, shard)
     exporter.cache.refresh_all(timeout=None)
     sys.stdout.write(generate_latest(exporter.registry).decode())
+    if discovery_error is not None:
+        print(f"account discovery failed: {discovery_error}", file=sys.stderr)
     failed = [s for s in exporter.cache.snapshots() if not s.up]
     for snapshot in failed:
         print(
@@ -216,7 +219,7 @@ def _run_once(config: ExporterConfig, shard: Shard) -> int:
             f"region={snapshot.target.region}: {snapshot.error}",
             file=sys.stderr,
         )
-    return EXIT_FAILURE if failed else 0
+    return EXIT_FAILURE if failed or discovery_error is not None else 0
 
 
 def _serve(

@@ -373,6 +373,28 @@ class ConfigReloadCollector(Collector):
         )
 
 
+class DiscoveredAccountsCollector(Collector):
+    """How many ACTIVE accounts discovery found, after ``include_accounts`` and ``exclude_accounts``.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_exporter_discovered_accounts ACTIVE accounts found in the organization ...
+        # TYPE sagemaker_tuning_exporter_discovered_accounts gauge
+        sagemaker_tuning_exporter_discovered_accounts 42.0
+    """
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "sagemaker_tuning_exporter_discovered_accounts",
+            "ACTIVE accounts found in the organization by the last successful ListAccounts, "
+            "after include_accounts and exclude_accounts.",
+            value=self._count,
+        )
+
+
 def _add_optional(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:
     if value is not None:
         family.add_metric(labels, value)
