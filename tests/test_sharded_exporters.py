@@ -17,12 +17,19 @@ import yaml
 from prometheus_client import generate_latest
 
 from exporter.app import Exporter, LiveExporter, targets_from_config
-from exporter.config.settings import AccountSettings, ExporterConfig
+from exporter.config.loading import load_config
+from exporter.config.settings import (
+    AccountSettings,
+    DiscoverySettings,
+    ExporterConfig,
+    OrganizationsDiscovery,
+)
 from exporter.model.sharding import UNSHARDED, Shard
 from exporter.web.server import ExporterServer
 from tests.apps import create_app
 from tests.conftest import RunningExporter
 from tests.expected import Samples, samples
+from tests.organization import TestOrganization
 from tests.polling import eventually
 from tests.prometheus import query, running_prometheus, wait_for_series
 from tests.sagemaker_server import SageMakerTestServer
@@ -293,3 +300,81 @@ def test_dashboard_queries_answer_over_three_shards_what_they_answer_over_one_ex
 
     assert len(queries) >= 15
     assert differing == {}, "dashboard queries that answer differently over three shards"
+
+
+def test_three_shards_split_the_discovered_accounts_and_each_reads_the_organization(
+    organization: TestOrganization,
+    sagemaker_server: SageMakerTestServer,
+    tmp_path: Path,
+) -> None:
+    members = [organization.add_account(f"team-{n}") for n in range(5)]
+    accounts = {*members, organization.management_account}
+    for account in accounts:
+        for region in REGIONS:
+            sagemaker_server.add_job(region, f"job-of-{account}", account=account)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        f"regions: [{', '.join(REGIONS)}]\n"
+        f"aws:\n  endpoints:\n    sagemaker: {sagemaker_server.url}\n  max_attempts: 2\n"
+        "cache:\n  ttl: 5m\n"
+        "discovery:\n  organizations:\n    role_name: sagemaker-tuning-reader\n"
+    )
+    replicas: list[LiveExporter] = []
+    try:
+        for index in range(3):
+            replicas.append(
+                LiveExporter(
+                    load_config(config_file),
+                    lambda: load_config(config_file),
+                    str(config_file),
+                    shard=Shard(index, 3),
+                )
+            )
+        scrapes = []
+        for live in replicas:
+            live.exporter.cache.refresh_all(timeout=120)
+            scrapes.append(samples(generate_latest(live.exporter.registry).decode()))
+    finally:
+        for live in replicas:
+            live.close()
+
+    owned = [targets_of(found) for found in scrapes]
+    assert all(owned), "each of the 3 shards owns some of the 18 pairs"
+    assert sum(len(share) for share in owned) == len(accounts) * len(REGIONS)
+    assert set().union(*owned) == {(account, region) for account in accounts for region in REGIONS}
+    for found in scrapes:
+        assert found[("sagemaker_tuning_exporter_discovered_accounts", frozenset())] == len(
+            accounts
+        )
+        list_accounts = frozenset({("region", REGIONS[0]), ("operation", "ListAccounts")})
+        assert found[("sagemaker_tuning_exporter_api_requests_total", list_accounts)] == 1
+
+
+def test_a_shard_without_a_pair_in_the_first_region_still_counts_list_accounts() -> None:
+    config = ExporterConfig(
+        regions=("us-east-1", "eu-west-1"),
+        discovery=DiscoverySettings(OrganizationsDiscovery(role_name="sagemaker-tuning-reader")),
+    )
+    discovered = [f"{n:012d}" for n in (111111111111, 222222222222)]
+    targets = targets_from_config(config, discovered)
+    # A shard of four that owns none of the first region's two pairs.
+    shard = next(
+        Shard(index, 4)
+        for index in range(4)
+        if not any(Shard(index, 4).owns(t) for t in targets if t.region == "us-east-1")
+    )
+
+    exporter = Exporter(config, discovered_accounts=discovered, shard=shard)
+
+    requests = {
+        (dict(labels)["region"], dict(labels)["operation"])
+        for name, labels in samples(generate_latest(exporter.registry).decode())
+        if name == "sagemaker_tuning_exporter_api_requests_total"
+    }
+    owned_regions = {target.region for target in exporter.cache.targets}
+    assert "us-east-1" not in owned_regions
+    assert requests == {
+        ("us-east-1", "ListAccounts"),
+        *((region, "ListHyperParameterTuningJobs") for region in owned_regions),
+        *((region, "DescribeHyperParameterTuningJob") for region in owned_regions),
+    }
