@@ -105,7 +105,9 @@ def test_wheel_metadata_carries_the_readme_as_markdown_and_the_console_script(
 
     assert metadata["Version"] == PROJECT["version"]
     assert metadata["Description-Content-Type"] == "text/markdown"
-    assert metadata.get_payload().strip() == (ROOT / "README.md").read_text().strip()
+    description = metadata.get_payload()
+    assert isinstance(description, str)
+    assert description.strip() == (ROOT / "README.md").read_text().strip()
     assert "sagemaker-tuning-exporter = exporter.cli:main" in entry_points
     assert "exporter/py.typed" in names
     assert not [name for name in names if name.startswith("tests/")]

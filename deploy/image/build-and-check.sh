@@ -20,7 +20,8 @@
 # Needs root, debootstrap, buildah and iproute2 (.ci/run installs them). Run from anywhere:
 #   deploy/image/build-and-check.sh        (make image-check)
 # Environment: DEBIAN_MIRROR overrides the mirror (default: the one apt uses here);
-# KEEP_IMAGES=1 keeps the three images afterwards.
+# KEEP_IMAGES=1 keeps the images afterwards; BASE_IMAGE=<image> builds on that image instead
+# of making one (a base kept by KEEP_IMAGES=1, to check a change to the Dockerfile quickly).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -29,7 +30,8 @@ readonly SUITE=bookworm
 readonly BASE_PACKAGES=python3,python3-pip,python3-venv,python-is-python3,passwd
 readonly EXPORTER_UID=10071
 readonly RUN_ID="$$"
-readonly BASE_IMAGE="localhost/sagemaker-tuning-exporter-base:python3-$SUITE-$RUN_ID"
+readonly GIVEN_BASE_IMAGE="${BASE_IMAGE:-}"
+readonly BASE_IMAGE="${BASE_IMAGE:-localhost/sagemaker-tuning-exporter-base:python3-$SUITE-$RUN_ID}"
 readonly PLAIN_IMAGE="localhost/sagemaker-tuning-exporter:check-$RUN_ID"
 readonly DEMO_IMAGE="localhost/sagemaker-tuning-exporter:check-demo-$RUN_ID"
 readonly NETNS="sagemaker-tuning-exporter-check-$RUN_ID"
@@ -224,7 +226,8 @@ print("\n".join(test[1:] if test[:1] == ["CMD"] else test))')
         kill -0 "$running_pid" 2>/dev/null ||
             fail "$image exited before its HEALTHCHECK passed; its log:$(printf '\n'; cat "$WORK_DIR/run.log")"
         ((SECONDS - started < READY_SECONDS)) ||
-            fail "$image's HEALTHCHECK did not pass within ${READY_SECONDS} s: ${test_command[*]}"
+            fail "$image's HEALTHCHECK did not pass within ${READY_SECONDS} s: ${test_command[*]}
+the exporter's log:$(printf '\n'; tail -n 20 "$WORK_DIR/run.log")"
         sleep 1
     done
     log "$image: HEALTHCHECK passed after $((SECONDS - started)) s: ${test_command[*]}"
@@ -267,18 +270,16 @@ main() {
     ip netns exec "$NETNS" ip link set lo up
 
     local started=$SECONDS
-    make_base_image
+    if [[ -z "$GIVEN_BASE_IMAGE" ]]; then
+        make_base_image
+    fi
     log "base image $BASE_IMAGE: $(buildah images --format '{{.Size}}' "$BASE_IMAGE"), $((SECONDS - started)) s"
 
     started=$SECONDS
     build_image "$PLAIN_IMAGE" ""
     log "plain image built in $((SECONDS - started)) s"
-    started=$SECONDS
-    build_image "$DEMO_IMAGE" demo
-    log "demo image built in $((SECONDS - started)) s"
-
-    # The plain image with its default command: the example configuration, no AWS reachable
-    # in the namespace; the exporter must still start and answer its health check.
+    # The default command: the example configuration, and no AWS reachable in the
+    # namespace; the exporter must still start and answer its health check.
     local default_command
     mapfile -t default_command < <(image_config "$PLAIN_IMAGE" Cmd | python3 -c \
         'import json, sys; print("\n".join(json.load(sys.stdin) or []))')
@@ -287,6 +288,9 @@ main() {
     check_runs_as_exporter_user "$PLAIN_IMAGE"
     stop_exporter
 
+    started=$SECONDS
+    build_image "$DEMO_IMAGE" demo
+    log "demo image built in $((SECONDS - started)) s"
     start_exporter "$DEMO_IMAGE" --demo
     check_healthcheck_passes "$DEMO_IMAGE"
     check_metrics_serve_demo_jobs "$DEMO_IMAGE"
