@@ -36,14 +36,13 @@ class Distributions:
     wheel: Path
 
 
-def run(*command: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(*command: str | Path) -> subprocess.CompletedProcess[str]:
     """Run ``command``; a non-zero exit fails the test with its output."""
     result = subprocess.run(
         [str(part) for part in command],
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT_SECONDS,
-        cwd=cwd,
         check=False,
     )
     assert result.returncode == 0, (
