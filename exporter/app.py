@@ -227,6 +227,7 @@ class Exporter:
         self._clients: SageMakerClients
         if previous is not None and previous.config.aws == config.aws:
             self._clients = previous._clients
+            self._clients.keep_only(targets)
         else:
             self._clients = SageMakerClients(config.aws, self.requests, monotonic)
         self._tag_cache: TagCache | None = None
@@ -326,6 +327,15 @@ def _declare_operations(
         if config.tags:  # no allowlist, no tagging call at all
             requests.declare(region, TAGGING_OPERATION)
     return regions
+
+
+def _has_served_all(exporter: Exporter) -> bool:
+    """Whether every target of ``exporter`` has been refreshed once, and, with discovery, its
+    account list had been read: before that, the accounts the organization holds are unknown."""
+    discovering = exporter.config.discovery.organizations is not None
+    if discovering and exporter.discovered_accounts is None:
+        return False
+    return exporter.cache.is_ready()
 
 
 class _RegionRequestCounts:
@@ -431,12 +441,13 @@ class LiveExporter:
     def is_ready(self) -> bool:
         """True once every target has finished its first refresh, and for good after that.
 
+        With discovery, not before the organization's account list has been read once.
         Targets a reload or discovery adds do not make the exporter unready again: the
         targets it kept are still served, and a probe failing would take them out of
         service too.
         """
         if not self._was_ready:
-            self._was_ready = self._exporter.cache.is_ready()
+            self._was_ready = _has_served_all(self._exporter)
         return self._was_ready
 
     def close(self) -> None:
@@ -531,7 +542,7 @@ class LiveExporter:
         Called with the reload lock held.
         """
         old = self._exporter
-        if old.cache.is_ready():
+        if _has_served_all(old):
             self._was_ready = True
         new = Exporter(
             config,

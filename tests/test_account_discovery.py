@@ -263,6 +263,36 @@ def test_a_failing_list_accounts_keeps_the_last_list_counts_the_errors_and_logs_
     assert any("account discovery works again" in r.getMessage() for r in caplog.records)
 
 
+def test_the_exporter_is_not_ready_until_the_account_list_has_been_read_once(
+    organization: TestOrganization,
+    sagemaker_server: SageMakerTestServer,
+    run_live_exporter: Callable[..., RunningLiveExporter],
+    tmp_path: Path,
+) -> None:
+    member = organization.add_account("member")
+    sagemaker_server.add_job(REGION, "member-job", account=member)
+    sagemaker_server.add_fault(
+        FaultRule(region=SIGNED_FOR, kind="server_error", operation="ListAccounts")
+    )
+    # No account is configured: until the list is read, there is no target at all.
+    running = run_live_exporter(
+        write_config(
+            tmp_path / "config.yaml", sagemaker_server, f"role_name: {ROLE_NAME}\nrefresh: 1s"
+        )
+    )
+    running.scrape()
+    assert running.live.exporter.cache.targets == ()
+    assert running.get("/-/ready")[0] == 503
+
+    sagemaker_server.clear_faults()
+    wait_until(
+        lambda: running.get("/-/ready")[0] == 200,
+        timeout=30,
+        message="ready once the list is read and its targets refreshed",
+    )
+    assert jobs_by_account(running)[member] == {"member-job"}
+
+
 def test_a_reload_with_the_same_discovery_keeps_the_list_without_reading_it_again(
     organization: TestOrganization,
     sagemaker_server: SageMakerTestServer,

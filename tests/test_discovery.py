@@ -119,3 +119,15 @@ def test_an_on_read_that_fails_is_called_again_at_the_next_interval(
 
     assert calls[:2] == [("1",), ("1",)]
     assert any("applying the discovered accounts failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_read_is_tried_again_sooner_than_the_interval() -> None:
+    reads = ScriptedReads(RuntimeError("throttled"), ("111111111111",))
+    handed_on: list[AccountIds] = []
+    discovery = AccountDiscovery(reads, 3600, handed_on.append, retry_seconds=0.05)
+    assert discovery.read_now() is False
+    discovery.start()
+    try:
+        wait_until(lambda: handed_on == [("111111111111",)], timeout=10, message="a retry")
+    finally:
+        discovery.stop()

@@ -16,6 +16,9 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 AccountIds = tuple[str, ...]
+# A read that failed is tried again this soon, rather than after a whole interval (1h by
+# default): a start that could not read the list at all then recovers within a minute.
+RETRY_FAILED_READ_SECONDS = 60.0
 
 
 class AccountDiscovery:
@@ -23,7 +26,8 @@ class AccountDiscovery:
 
     ``known`` is the list to start from (a reload's previous list), None when there is none
     yet. :meth:`read_now` reads once, in the caller's thread; :meth:`start` reads every
-    ``interval_seconds`` on a daemon thread until :meth:`stop`, and hands each list read
+    ``interval_seconds`` (every ``retry_seconds`` at most while reads fail)
+    on a daemon thread until :meth:`stop`, and hands each list read
     there to ``on_read``: the same list again too, so a list ``on_read`` failed to put in
     force is tried again at the next interval. ``read`` raises an exception whose message
     is fit for the log when the list cannot be read.
@@ -36,9 +40,11 @@ class AccountDiscovery:
         on_read: Callable[[AccountIds], None],
         *,
         known: AccountIds | None = None,
+        retry_seconds: float = RETRY_FAILED_READ_SECONDS,
     ) -> None:
         self._read = read
         self._interval_seconds = interval_seconds
+        self._retry_seconds = min(interval_seconds, retry_seconds)
         self._on_read = on_read
         self._lock = threading.Lock()
         self._accounts = known
@@ -70,7 +76,7 @@ class AccountDiscovery:
                     "account discovery failed, keeping the last list (%s); "
                     "retrying every %gs, and logging again once it works: %s",
                     "none yet" if kept is None else f"{len(kept)} accounts",
-                    self._interval_seconds,
+                    self._retry_seconds,
                     error,
                 )
             else:
@@ -95,8 +101,16 @@ class AccountDiscovery:
         """
         self._stopped.set()
 
+    def _next_wait(self) -> float:
+        """Seconds until the next read: ``interval_seconds``, or sooner while reads fail."""
+        with self._lock:
+            failing = self._failing
+        if failing:
+            return self._retry_seconds
+        return self._interval_seconds
+
     def _run(self) -> None:
-        while not self._stopped.wait(self._interval_seconds):
+        while not self._stopped.wait(self._next_wait()):
             if not self.read_now() or self._stopped.is_set():
                 continue
             try:
