@@ -118,3 +118,35 @@ def test_clients_kept_for_the_remaining_targets_only_assume_again_for_those_drop
     assert sagemaker.received("eu-west-1", "AssumeRole") == 2  # the kept session goes on
     list_full(clients.get(dropped), JobFilters(), NOW, clients.guard(dropped, 30))
     assert sagemaker.received("eu-west-1", "AssumeRole") == 3  # the dropped one starts afresh
+
+
+def test_a_roles_regions_share_one_assume_role_and_are_dropped_together(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    regions = ("eu-west-1", "us-east-1")
+    targets = [Target(region=r, role_arn=READER_ROLE, account_id="111111111111") for r in regions]
+    clients = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url), RequestCounter())
+    for target in targets:
+        list_full(clients.get(target), JobFilters(), NOW, clients.guard(target, 30))
+    assume_roles = sum(sagemaker.received(region, "AssumeRole") for region in regions)
+    assert assume_roles == 1  # the credentials hold in every region
+
+    clients.forget(targets[0])  # rejected credentials: no client keeps them
+    for target in targets:
+        list_full(clients.get(target), JobFilters(), NOW, clients.guard(target, 30))
+    assert sum(sagemaker.received(region, "AssumeRole") for region in regions) == 2
+
+
+def test_clients_know_only_the_operations_the_exporter_calls(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    target = Target(region="eu-west-1", role_arn=READER_ROLE, account_id="111111111111")
+    clients = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url), RequestCounter())
+
+    sagemaker_client, tagging_client = clients.get(target), clients.tagging(target)
+
+    assert set(sagemaker_client.meta.service_model.operation_names) == {
+        "ListHyperParameterTuningJobs",
+        "DescribeHyperParameterTuningJob",
+    }
+    assert set(tagging_client.meta.service_model.operation_names) == {"GetResources"}

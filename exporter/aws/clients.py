@@ -28,6 +28,7 @@ from exporter import __version__
 from exporter.aws.counting import RequestCounter
 from exporter.aws.guard import RefreshGuard, RequestPacer
 from exporter.aws.hooks import install_response_hooks
+from exporter.aws.service_models import create_loader
 from exporter.config.settings import AwsSettings, endpoint_for
 from exporter.model.jobs import Target
 
@@ -76,10 +77,12 @@ class SageMakerClients:
     """The SageMaker client of each target, built on its first use and kept.
 
     Every botocore session shares one loader, so the service models are read and held in
-    memory once rather than once per account and region. Targets without a role share one
-    session with the ambient credentials; each target with a role (a role in one region)
-    gets a session, shared by its SageMaker and tagging clients, whose credentials come from
-    STS AssumeRole on top of the ambient ones and are renewed by botocore before they expire. Clients are built under a lock, since botocore sessions are not thread-safe
+    memory once rather than once per account and region, and cut to the operations the
+    exporter calls (:mod:`exporter.aws.service_models`), so each client is small. Targets
+    without a role share one session with the ambient credentials; each role gets a
+    session, shared by the SageMaker and tagging clients of all its regions, whose
+    credentials come from STS AssumeRole on top of the ambient ones and are renewed by
+    botocore before they expire. Clients are built under a lock, since botocore sessions are not thread-safe
     (clients are); an error while building one (no credentials, a missing profile) raises
     from :meth:`get`, so it fails that target's refresh and is tried again on the next.
 
@@ -101,7 +104,9 @@ class SageMakerClients:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._clients: dict[Target, SageMakerClient] = {}
-        self._sessions: dict[Target, botocore.session.Session] = {}
+        # One session per role, shared by the role's regions: AssumeRole's credentials hold
+        # in every region, and a session costs more memory than its small clients do.
+        self._sessions: dict[_Role, botocore.session.Session] = {}
         self._tagging_clients: dict[Target, ResourceGroupsTaggingAPIClient] = {}
         self._pacers: dict[Target, RequestPacer] = {}
         self._loader: botocore.loaders.Loader | None = None
@@ -131,11 +136,14 @@ class SageMakerClients:
         )
 
     def forget(self, target: Target) -> None:
-        """Drop ``target``'s clients and credentials, and the ambient ones: the next use starts afresh."""
+        """Drop the credentials of ``target``'s role, every client built on them, and the ambient
+        session: the next use starts afresh."""
+        role = _role_of(target)
         with self._lock:
-            self._clients.pop(target, None)
-            self._tagging_clients.pop(target, None)
-            self._sessions.pop(target, None)  # with it, the assumed role's credentials
+            for held in (self._clients, self._tagging_clients):
+                for dropped in [t for t in held if _role_of(t) == role]:
+                    del held[dropped]
+            self._sessions.pop(role, None)  # with it, the role's credentials
             self._source = None
 
     def keep_only(self, targets: Collection[Target]) -> None:
@@ -146,10 +154,13 @@ class SageMakerClients:
         keep their clients and credentials for the life of the process.
         """
         kept = set(targets)
+        kept_roles = {_role_of(target) for target in kept}
         with self._lock:
-            for held in (self._clients, self._tagging_clients, self._sessions, self._pacers):
+            for held in (self._clients, self._tagging_clients, self._pacers):
                 for target in [t for t in held if t not in kept]:
                     del held[target]
+            for role in [r for r in self._sessions if r not in kept_roles]:
+                del self._sessions[role]
 
     def get(self, target: Target) -> SageMakerClient:
         """The client for ``target``, whose requests the counter counts."""
@@ -187,9 +198,10 @@ class SageMakerClients:
         """The session of ``target``'s clients: one per role, kept so its clients share credentials."""
         if target.role_arn is None:
             return self._source_session()
-        session = self._sessions.get(target)
+        role = _role_of(target)
+        session = self._sessions.get(role)
         if session is None:
-            session = self._sessions[target] = self._new_session()
+            session = self._sessions[role] = self._new_session()
             credentials = DeferredRefreshableCredentials(
                 refresh_using=self._assume_role_fetcher(target.role_arn, target),
                 method=_FixedCredentialProvider.METHOD,
@@ -216,7 +228,7 @@ class SageMakerClients:
         """A session on the shared loader, which the first session creates."""
         session = botocore.session.Session(profile=self._aws.profile)
         if self._loader is None:
-            self._loader = botocore.loaders.create_loader(session.get_config_variable("data_path"))
+            self._loader = create_loader(session.get_config_variable("data_path"))
         session.register_component("data_loader", self._loader)
         install_response_hooks(session)
         return session
@@ -252,6 +264,14 @@ class SageMakerClients:
             }
 
         return fetch_credentials
+
+
+# A role to assume: its ARN and the external ID it is assumed with.
+_Role = tuple[str | None, str | None]
+
+
+def _role_of(target: Target) -> _Role:
+    return (target.role_arn, target.external_id)
 
 
 def sts_signing_region(endpoint_url: str | None, watched_region: str) -> str:
