@@ -30,6 +30,7 @@ from exporter.metrics.collectors import (
 )
 from exporter.metrics.exposition import MetricsPage, Versioned
 from exporter.metrics.families import job_families
+from exporter.metrics.process import exporter_process_collectors
 from exporter.model.jobs import Target
 from exporter.refresh.cache import SnapshotCache
 from exporter.refresh.pipeline import RefreshPipeline
@@ -87,7 +88,8 @@ class Exporter:
     exporter's request counter, so counters never go backwards; its AWS clients when the AWS
     settings are the same, so no role is assumed again; and, when
     :func:`lists_the_same_jobs`, the cached state of every target both configurations have.
-    ``reload_status`` adds the configuration reload gauges.
+    ``reload_status`` adds the configuration reload gauges; ``exporter_metrics`` the
+    exporter's own process metrics (``process_*``, ``python_info``, ``python_gc_*``).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Exporter:
         *,
         previous: Exporter | None = None,
         reload_status: Callable[[], ConfigReloadStatus] | None = None,
+        exporter_metrics: bool = True,
     ) -> None:
         self.config = config
         self.requests: RequestCounter = (
@@ -154,17 +157,25 @@ class Exporter:
             tag_families.append(JobTagsCollector(self.cache.snapshots, config.tags))
             tag_health.append(TagReadCollector(self.cache.snapshots))
         self.registry = CollectorRegistry()
+        page_registry = CollectorRegistry()  # all but the process metrics (rendered per scrape)
+        process_registry = CollectorRegistry()
         summary_registry = CollectorRegistry()
         summary_collectors: list[Collector] = [job_counts, health, *tag_health]
         if reload_status is not None:
             summary_collectors.append(ConfigReloadCollector(reload_status))
         families = job_families(config.describe.enabled)
-        for collector in (
+        page_collectors = [
             PerJobCollector(self.cache.snapshots, families),
             *tag_families,
             *summary_collectors,
-        ):
+        ]
+        process_collectors = exporter_process_collectors() if exporter_metrics else []
+        for collector in [*page_collectors, *process_collectors]:
             self.registry.register(collector)
+        for collector in page_collectors:
+            page_registry.register(collector)
+        for collector in process_collectors:
+            process_registry.register(collector)
         for collector in summary_collectors:
             summary_registry.register(collector)
         changes: Versioned = self.requests
@@ -174,9 +185,10 @@ class Exporter:
             self.cache.snapshots,
             changes,
             summary_registry,
-            self.registry,
+            page_registry,
             families=families,
             tag_keys=config.tags,
+            fresh_registry=process_registry,
         )
 
 
@@ -231,6 +243,8 @@ class LiveExporter:
         source: str,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        *,
+        exporter_metrics: bool = True,
     ) -> None:
         self._load = load
         self.source = source
@@ -238,7 +252,14 @@ class LiveExporter:
         self._monotonic = monotonic
         self._reload_lock = threading.Lock()
         self._status = ConfigReloadStatus(successful=True, last_success_time=clock())
-        self._exporter = Exporter(config, clock, monotonic, reload_status=self.reload_status)
+        self._exporter_metrics = exporter_metrics
+        self._exporter = Exporter(
+            config,
+            clock,
+            monotonic,
+            reload_status=self.reload_status,
+            exporter_metrics=exporter_metrics,
+        )
         self._was_ready = False
 
     @property
@@ -288,6 +309,7 @@ class LiveExporter:
                 self._monotonic,
                 previous=old,
                 reload_status=self.reload_status,
+                exporter_metrics=self._exporter_metrics,
             )
             self._exporter = new
             self._status = ConfigReloadStatus(True, self._clock(), attempts)

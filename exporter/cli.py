@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         "without it, /-/reload answers 403",
     )
     parser.add_argument(
+        "--web.disable-exporter-metrics",
+        dest="disable_exporter_metrics",
+        action="store_true",
+        help="leave the exporter's own process metrics (process_*, python_info, python_gc_*) "
+        "out of /metrics and --once",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -130,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{args.web_config_file}: web configuration is valid")
             return 0
         if args.once:
-            return _run_once(config)
+            return _run_once(config, args)
         return _serve(
             config,
             lambda: load_config(args.config_file),
@@ -143,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG_ERROR
 
 
-def _run_once(config: ExporterConfig) -> int:
-    exporter = Exporter(config)
+def _run_once(config: ExporterConfig, args: argparse.Namespace) -> int:
+    exporter = Exporter(config, exporter_metrics=not args.disable_exporter_metrics)
     exporter.cache.refresh_all(timeout=None)
     sys.stdout.write(generate_latest(exporter.registry).decode())
     failed = [s for s in exporter.cache.snapshots() if not s.up]
@@ -171,7 +178,7 @@ def _serve(
     except ValueError as error:
         print(f"sagemaker-tuning-exporter: --web.listen-address: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    live = LiveExporter(config, load, source)
+    live = LiveExporter(config, load, source, exporter_metrics=not args.disable_exporter_metrics)
     try:
         server = ExporterServer(
             listen_address,
@@ -254,7 +261,7 @@ def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -
     demo.start()
     try:
         if args.once:
-            return _run_once(demo.config())
+            return _run_once(demo.config(), args)
         log.info(
             "demo: open %s://127.0.0.1:%s/metrics",
             "https" if web_config and web_config.current().ssl_context else "http",
