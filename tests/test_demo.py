@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.request
 
+import pytest
+
+from tests.conftest import ROOT
 from tests.expected import STATUSES, STRATEGIES, samples, value
 from tests.polling import wait_until
 from tests.processes import free_port, start_exporter, wait_for
@@ -58,3 +63,23 @@ def test_demo_serves_moving_numbers_without_an_aws_account() -> None:
     )
     assert process.returncode == 0
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["default", "disabled"])
+def test_demo_once_prints_the_exporter_process_metrics_unless_disabled(disabled: bool) -> None:
+    flags = ["--web.disable-exporter-metrics"] if disabled else []
+
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--demo", "--once", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert value(result.stdout, "sagemaker_tuning_exporter_up", region="us-east-1") == 1
+    assert ("\nprocess_resident_memory_bytes " in result.stdout) is not disabled
+    assert ("\npython_info{" in result.stdout) is not disabled
