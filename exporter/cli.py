@@ -17,6 +17,7 @@ from exporter.app import Exporter, LiveExporter
 from exporter.config.loading import load_config
 from exporter.config.reading import ConfigError
 from exporter.config.settings import ExporterConfig
+from exporter.demo import DEMO_OVERRIDDEN_KEYS
 from exporter.logs import LOG_LEVELS, configure_logging
 from exporter.web.reload import ReloadingWebConfig
 from exporter.web.routes import create_live_app
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config.file",
         dest="config_file",
-        default=DEFAULT_CONFIG_FILE,
-        help=f"path to the YAML configuration (default: {DEFAULT_CONFIG_FILE})",
+        # None tells "not given" apart, since --demo reads a file only when one is named.
+        default=None,
+        help=f"path to the YAML configuration (default: {DEFAULT_CONFIG_FILE}; with --demo, none)",
     )
     parser.add_argument(
         "--web.listen-address",
@@ -104,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="serve a simulated account from a local SageMaker API; no AWS account needed",
+        help="serve a simulated account from a local SageMaker API; no AWS account needed. "
+        "With --config.file, applies that file to it, except for the keys the demo sets: "
+        f"{', '.join(DEMO_OVERRIDDEN_KEYS)}",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -130,21 +134,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             web_config = ReloadingWebConfig(args.web_config_file)
         if args.demo:
             return _run_demo(args, web_config)
-        config = load_config(args.config_file)
+        config_file = args.config_file or DEFAULT_CONFIG_FILE
+        config = load_config(config_file)
         if args.check_config:
-            print(f"{args.config_file}: configuration is valid")
+            print(f"{config_file}: configuration is valid")
             if args.web_config_file is not None:
                 print(f"{args.web_config_file}: web configuration is valid")
             return 0
         if args.once:
             return _run_once(config, args)
-        return _serve(
-            config,
-            lambda: load_config(args.config_file),
-            args.config_file,
-            args,
-            web_config,
-        )
+        return _serve(config, lambda: load_config(config_file), config_file, args, web_config)
     except ConfigError as error:
         print(f"sagemaker-tuning-exporter: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
@@ -250,8 +249,12 @@ def _next_signal(received: queue.SimpleQueue[signal.Signals]) -> signal.Signals:
 
 
 def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -> int:
+    """Serve the demo; with ``--config.file``, the file applies to it, and SIGHUP reads it again."""
     from exporter.demo import DemoSageMaker, DemoUnavailableError, use_placeholder_credentials
 
+    config_file: str | None = args.config_file
+    # Read before the demo starts: a broken file stops here, as it stops the server.
+    file_config = load_config(config_file) if config_file is not None else None
     use_placeholder_credentials()
     try:
         demo = DemoSageMaker()
@@ -261,13 +264,21 @@ def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -
     demo.start()
     try:
         if args.once:
-            return _run_once(demo.config(), args)
+            return _run_once(demo.config(file_config), args)
         log.info(
             "demo: open %s://127.0.0.1:%s/metrics",
             "https" if web_config and web_config.current().ssl_context else "http",
             args.listen_address.rsplit(":", 1)[-1],
         )
-        # There is no file to read again: a reload puts the same demo configuration in force.
-        return _serve(demo.config(), demo.config, "the demo configuration", args, web_config)
+        if config_file is None:
+            # There is no file to read again: a reload puts the same demo configuration in force.
+            return _serve(demo.config(), demo.config, "the demo configuration", args, web_config)
+        return _serve(
+            demo.config(file_config),
+            lambda: demo.config(load_config(config_file)),
+            config_file,
+            args,
+            web_config,
+        )
     finally:
         demo.stop()

@@ -11,11 +11,17 @@ import os
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter.config.settings import AwsSettings, CacheSettings, DescribeSettings, ExporterConfig
+from exporter.config.settings import (
+    AwsSettings,
+    CacheSettings,
+    DescribeSettings,
+    ExporterConfig,
+    ServiceEndpoints,
+)
 from exporter.model.statuses import RUNNING_STATUSES, TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES
 
 log = logging.getLogger(__name__)
@@ -23,6 +29,8 @@ log = logging.getLogger(__name__)
 DEMO_REGIONS = ("us-east-1", "eu-west-1")
 DEMO_ACCOUNT = "123456789012"  # moto's default account
 DEMO_TTL_SECONDS = 10.0
+# What the demo puts in place of a configuration file's own (--demo --config.file).
+DEMO_OVERRIDDEN_KEYS = ("regions", "accounts", "aws.endpoint_url", "aws.endpoints", "aws.profile")
 DEMO_JOBS_PER_REGION = 15
 STEP_SECONDS = 5.0
 # Seeded in turn, so each region starts with every status, a running job first.
@@ -101,8 +109,6 @@ class DemoSageMaker:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
-        # Tags are read through the tagging API, whose endpoint aws.endpoint_url does not set.
-        os.environ["AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"] = self.endpoint_url
         for region in DEMO_REGIONS:
             for index in range(DEMO_JOBS_PER_REGION):
                 self._create_job(region, status=_SEED_STATUSES[index % len(_SEED_STATUSES)])
@@ -118,16 +124,34 @@ class DemoSageMaker:
             self._thread.join()
         self._server.stop()
 
-    def config(self) -> ExporterConfig:
-        """The exporter configuration that watches this demo server."""
-        return ExporterConfig(
-            regions=DEMO_REGIONS,
-            aws=AwsSettings(endpoint_url=self.endpoint_url, max_attempts=2),
-            cache=CacheSettings(ttl_seconds=DEMO_TTL_SECONDS, tags_ttl_seconds=DEMO_TTL_SECONDS),
-            tags=DEMO_TAG_KEYS,
-            # Described as often as listed, so the best objective moves as the jobs do.
-            describe=DescribeSettings(ttl_seconds=DEMO_TTL_SECONDS),
+    def config(self, file_config: ExporterConfig | None = None) -> ExporterConfig:
+        """The exporter configuration that watches this demo server.
+
+        Without ``file_config``, the demo's own: short TTLs and the demo's tags. With it
+        (``--demo --config.file``), that configuration's filters, cache, per-job limits,
+        describe settings, tags and AWS retry settings, watching the demo's regions of its
+        one account through its endpoint: :data:`DEMO_OVERRIDDEN_KEYS` are replaced.
+        """
+        if file_config is None:
+            return ExporterConfig(
+                regions=DEMO_REGIONS,
+                aws=AwsSettings(endpoint_url=self.endpoint_url, max_attempts=2),
+                cache=CacheSettings(
+                    ttl_seconds=DEMO_TTL_SECONDS, tags_ttl_seconds=DEMO_TTL_SECONDS
+                ),
+                tags=DEMO_TAG_KEYS,
+                # Described as often as listed, so the best objective moves as the jobs do.
+                describe=DescribeSettings(ttl_seconds=DEMO_TTL_SECONDS),
+            )
+        # The credentials are the demo's placeholders (use_placeholder_credentials), so a
+        # profile would only name keys that this server must never see.
+        aws = replace(
+            file_config.aws,
+            endpoint_url=self.endpoint_url,
+            endpoints=ServiceEndpoints(),
+            profile=None,
         )
+        return replace(file_config, regions=DEMO_REGIONS, accounts=(), aws=aws)
 
     def job_count(self) -> int:
         """How many tuning jobs the demo server holds."""

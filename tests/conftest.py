@@ -57,6 +57,11 @@ TEST_ENVIRONMENT = {
 }
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
     os.environ.pop(_name, None)
+# No endpoint of the developer's shell either: aws.endpoint_url alone sends every API to the
+# test server (tests/test_endpoints.py sets these where botocore's own choice is the point).
+for _name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+    os.environ.pop(_name)
+os.environ.pop("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", None)
 os.environ.update(TEST_ENVIRONMENT)
 # No config file of the developer's machine may leak into a test.
 os.environ["AWS_CONFIG_FILE"] = os.devnull
@@ -69,8 +74,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def sagemaker_server() -> Iterator[SageMakerTestServer]:
     server = SageMakerTestServer()
     server.start()
-    os.environ["AWS_ENDPOINT_URL_STS"] = server.url
-    os.environ["AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API"] = server.url
     yield server
     server.stop()
 

@@ -18,6 +18,7 @@ from exporter.config.settings import (
     ExporterConfig,
     JobFilters,
     PerJobMetricsSettings,
+    ServiceEndpoints,
 )
 from tests.conftest import ROOT
 
@@ -57,6 +58,14 @@ EXPECTED_ERRORS = {
         "2026-01-31T00:00:00Z, got 'last tuesday'"
     ),
     "bad_endpoint_url": "3: aws.endpoint_url: expected an http:// or https:// URL, got '127.0.0.1:5000'",
+    "unknown_endpoint_service": (
+        "5: aws.endpoints.s3: unknown key; expected one of sagemaker, sts, tagging, organizations"
+    ),
+    "bad_service_endpoint": (
+        "5: aws.endpoints.sts: expected an http:// or https:// URL, got 'sts.eu-west-1.amazonaws.com'"
+    ),
+    "endpoints_not_a_mapping": "3: aws.endpoints: expected a mapping, got a string",
+    "service_endpoint_not_a_string": "4: aws.endpoints.tagging: expected a non-empty string, got 42",
     "bad_region": "3: regions[1]: expected an AWS region such as us-east-1, got 'Europe'",
     "bad_role_arn": (
         "4: accounts[1].role_arn: expected an IAM role ARN such as "
@@ -197,6 +206,9 @@ def test_should_parse_every_key_of_a_full_config() -> None:
           max_attempts: 7
           max_retries_per_refresh: 4
           max_requests_per_second: 2.5
+          endpoints:
+            sts: https://vpce-0a1b2c3d.sts.eu-west-1.vpce.amazonaws.com
+            tagging: https://tagging.eu-west-1.amazonaws.com
         accounts:
           - role_arn: arn:aws:iam::111111111111:role/sagemaker-tuning-exporter
             external_id: abc
@@ -228,6 +240,10 @@ def test_should_parse_every_key_of_a_full_config() -> None:
             max_attempts=7,
             max_retries_per_refresh=4,
             max_requests_per_second=2.5,
+            endpoints=ServiceEndpoints(
+                sts="https://vpce-0a1b2c3d.sts.eu-west-1.vpce.amazonaws.com",
+                tagging="https://tagging.eu-west-1.amazonaws.com",
+            ),
         ),
         accounts=(
             AccountSettings("arn:aws:iam::111111111111:role/sagemaker-tuning-exporter", "abc"),

@@ -553,11 +553,7 @@ def test_describe_requests_and_their_errors_start_at_zero(
         assert f"# TYPE {family} gauge" in text
 
 
-def test_the_demo_publishes_every_description_family(
-    start_exporter: StartExporter, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The demo points the tagging API at itself; the other tests' server gets it back after.
-    monkeypatch.delenv("AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", raising=False)
+def test_the_demo_publishes_every_description_family(start_exporter: StartExporter) -> None:
     demo = DemoSageMaker()
     demo.start()
     try:

@@ -339,7 +339,7 @@ def test_tag_cache_reads_again_only_after_its_ttl_and_keeps_unchanged_tags_ident
 ) -> None:
     sagemaker.add_job(REGION, "job-a", tags={"team": "search", "owner": "x"})
     counter = RequestCounter()
-    clients = SageMakerClients(AwsSettings(max_attempts=1), counter)
+    clients = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url, max_attempts=1), counter)
     clock = FakeMonotonic()
     cache = TagCache(
         TAG_KEYS, clients.tagging, ttl_seconds=300, clock=lambda: 1_800_000_000.0, monotonic=clock

@@ -1,16 +1,19 @@
 """botocore sessions and clients: one per target, on assumed roles where configured.
 
 Every session shares one service-model loader and the response hooks of
-:mod:`exporter.aws.hooks`; every client makes one attempt per call and is counted by the
-:class:`~exporter.aws.counting.RequestCounter`.
+:mod:`exporter.aws.hooks`; every client makes one attempt per call, is counted by the
+:class:`~exporter.aws.counting.RequestCounter`, and goes to the endpoint
+:func:`~exporter.config.settings.endpoint_for` gives its service.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
+from urllib.parse import urlsplit
 
 import botocore.loaders
 import botocore.session
@@ -25,7 +28,7 @@ from exporter import __version__
 from exporter.aws.counting import RequestCounter
 from exporter.aws.guard import RefreshGuard, RequestPacer
 from exporter.aws.hooks import install_response_hooks
-from exporter.config.settings import AwsSettings
+from exporter.config.settings import AwsSettings, endpoint_for
 from exporter.model.jobs import Target
 
 if TYPE_CHECKING:
@@ -36,6 +39,11 @@ if TYPE_CHECKING:
 ROLE_SESSION_NAME = "sagemaker-tuning-exporter"
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
+# The host of a regional STS endpoint: sts.REGION.amazonaws.com, its FIPS twin, or a VPC
+# endpoint's vpce-ID.sts.REGION.vpce.amazonaws.com (.com.cn in China).
+_REGIONAL_STS_HOST = re.compile(
+    r"(?:.+\.)?sts(?:-fips)?\.(?P<region>[a-z]{2,4}(?:-[a-z]+)+-\d+)\.(?:vpce\.)?amazonaws\.com(?:\.cn)?"
+)
 
 
 class _FixedCredentialProvider(CredentialProvider):
@@ -139,11 +147,7 @@ class SageMakerClients:
             return client
 
     def tagging(self, target: Target) -> ResourceGroupsTaggingAPIClient:
-        """The Resource Groups Tagging API client for ``target``, on the same session and credentials.
-
-        ``aws.endpoint_url`` is SageMaker's endpoint, so it does not apply here; botocore's
-        ``AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API`` sets this service's endpoint.
-        """
+        """The Resource Groups Tagging API client for ``target``, on the same session and credentials."""
         with self._lock:
             client = self._tagging_clients.get(target)
             if client is None:
@@ -152,6 +156,7 @@ class SageMakerClients:
                     self._session(target).create_client(
                         "resourcegroupstaggingapi",
                         region_name=target.region,
+                        endpoint_url=endpoint_for(self._aws, "tagging"),
                         config=client_config(self._aws),
                     ),
                 )
@@ -187,7 +192,7 @@ class SageMakerClients:
             self._session(target).create_client(
                 "sagemaker",
                 region_name=target.region,
-                endpoint_url=self._aws.endpoint_url,
+                endpoint_url=endpoint_for(self._aws, "sagemaker"),
                 config=client_config(self._aws),
             ),
         )
@@ -204,10 +209,14 @@ class SageMakerClients:
         return session
 
     def _assume_role_fetcher(self, role_arn: str, target: Target) -> Callable[[], dict[str, str]]:
+        endpoint_url = endpoint_for(self._aws, "sts")
         sts = cast(
             "STSClient",
             self._source_session().create_client(
-                "sts", region_name=target.region, config=client_config(self._aws)
+                "sts",
+                region_name=sts_signing_region(endpoint_url, target.region),
+                endpoint_url=endpoint_url,
+                config=client_config(self._aws),
             ),
         )
         self._counter.attach(sts)
@@ -230,3 +239,26 @@ class SageMakerClients:
             }
 
         return fetch_credentials
+
+
+def sts_signing_region(endpoint_url: str | None, watched_region: str) -> str:
+    """The region AssumeRole is sent to and signed for: the watched region's own STS endpoint,
+    unless the configured endpoint is a regional STS endpoint of another region.
+
+    A regional STS endpoint accepts only requests signed for its region, and one endpoint
+    (a VPC endpoint) may serve every watched region: its credentials hold in all of them.
+    Any other URL (a local test server) is signed for the watched region.
+
+    >>> sts_signing_region(None, "us-east-1")
+    'us-east-1'
+    >>> sts_signing_region("https://vpce-0a1b-2c3d.sts.eu-west-1.vpce.amazonaws.com", "us-east-1")
+    'eu-west-1'
+    >>> sts_signing_region("https://sts.eu-central-1.amazonaws.com", "us-east-1")
+    'eu-central-1'
+    >>> sts_signing_region("http://127.0.0.1:5000", "us-east-1")
+    'us-east-1'
+    """
+    if endpoint_url is None:
+        return watched_region
+    match = _REGIONAL_STS_HOST.fullmatch(urlsplit(endpoint_url).hostname or "")
+    return match.group("region") if match else watched_region

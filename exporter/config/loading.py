@@ -26,6 +26,7 @@ from exporter.config.reading import (
     type_name,
 )
 from exporter.config.settings import (
+    AWS_SERVICES,
     AccountSettings,
     AwsSettings,
     CacheSettings,
@@ -34,6 +35,7 @@ from exporter.config.settings import (
     ExporterConfig,
     JobFilters,
     PerJobMetricsSettings,
+    ServiceEndpoints,
 )
 from exporter.model.jobs import tag_label_name
 from exporter.model.statuses import TUNING_JOB_STATUSES
@@ -119,13 +121,10 @@ class _Validator(KeyPathValidator):
                 "max_attempts",
                 "max_retries_per_refresh",
                 "max_requests_per_second",
+                "endpoints",
             ),
         )
-        endpoint_url = self.optional_string(aws, "endpoint_url", "aws")
-        if endpoint_url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", endpoint_url):
-            raise self.fail(
-                "aws.endpoint_url", f"expected an http:// or https:// URL, got {endpoint_url!r}"
-            )
+        endpoint_url = self.endpoint_url(aws, "endpoint_url", "aws")
         max_attempts = self.whole_number(
             aws, "max_attempts", "aws", AwsSettings.max_attempts, minimum=1, maximum=_MAX_ATTEMPTS
         )
@@ -143,6 +142,24 @@ class _Validator(KeyPathValidator):
             max_attempts=max_attempts,
             max_retries_per_refresh=max_retries,
             max_requests_per_second=self.requests_per_second(aws),
+            endpoints=self.service_endpoints(_or_default(aws.get("endpoints"), {})),
+        )
+
+    def endpoint_url(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
+        """The http(s) URL at ``parent[key]``, None when absent."""
+        url = self.optional_string(parent, key, path)
+        if url is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", url):
+            raise self.fail(f"{path}.{key}", f"expected an http:// or https:// URL, got {url!r}")
+        return url
+
+    def service_endpoints(self, value: object) -> ServiceEndpoints:
+        """``aws.endpoints``: an endpoint URL per AWS API, each overriding ``aws.endpoint_url``."""
+        endpoints = self.mapping(value, "aws.endpoints", AWS_SERVICES)
+        return ServiceEndpoints(
+            **{
+                service: self.endpoint_url(endpoints, service, "aws.endpoints")
+                for service in AWS_SERVICES
+            }
         )
 
     def requests_per_second(self, aws: Mapping[str, Any]) -> float | None:

@@ -4,15 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal, get_args
+
+# The AWS APIs the exporter calls, by their key under ``aws.endpoints``.
+AwsService = Literal["sagemaker", "sts", "tagging", "organizations"]
+AWS_SERVICES: tuple[AwsService, ...] = get_args(AwsService)
+
+
+@dataclass(frozen=True)
+class ServiceEndpoints:
+    """``aws.endpoints``: the endpoint of one AWS API each (a VPC endpoint), None where unset."""
+
+    sagemaker: str | None = None
+    sts: str | None = None
+    tagging: str | None = None
+    organizations: str | None = None
 
 
 @dataclass(frozen=True)
 class AwsSettings:
-    """How to reach AWS: endpoint override, named profile, retries and pacing.
+    """How to reach AWS: endpoint overrides, named profile, retries and pacing.
 
-    ``max_attempts`` bounds the attempts of one API call, ``max_retries_per_refresh`` the
-    retries of all the calls of one target's refresh; ``max_requests_per_second`` (None:
-    unlimited) paces every request of one account and region, retries included.
+    ``endpoint_url`` serves every AWS API the exporter calls, ``endpoints`` one API each
+    (see :func:`endpoint_for`). ``max_attempts`` bounds the attempts of one API call,
+    ``max_retries_per_refresh`` the retries of all the calls of one target's refresh;
+    ``max_requests_per_second`` (None: unlimited) paces every request of one account and
+    region, retries included.
     """
 
     endpoint_url: str | None = None
@@ -20,6 +37,25 @@ class AwsSettings:
     max_attempts: int = 5
     max_retries_per_refresh: int = 10
     max_requests_per_second: float | None = None
+    endpoints: ServiceEndpoints = field(default_factory=ServiceEndpoints)
+
+
+def endpoint_for(aws: AwsSettings, service: AwsService) -> str | None:
+    """The endpoint URL of ``service``'s client: ``aws.endpoints.<service>``, else ``aws.endpoint_url``.
+
+    None (neither is set) leaves the endpoint to botocore: its ``AWS_ENDPOINT_URL_<SERVICE>``
+    and ``AWS_ENDPOINT_URL`` variables, the ``services`` section of the AWS config file, and
+    AWS's own endpoint for the region last.
+
+    >>> aws = AwsSettings(endpoint_url="http://127.0.0.1:5000",
+    ...                   endpoints=ServiceEndpoints(sts="https://sts.eu-west-1.amazonaws.com"))
+    >>> endpoint_for(aws, "sts"), endpoint_for(aws, "tagging")
+    ('https://sts.eu-west-1.amazonaws.com', 'http://127.0.0.1:5000')
+    >>> endpoint_for(AwsSettings(), "sagemaker") is None
+    True
+    """
+    own: str | None = getattr(aws.endpoints, service)
+    return own if own is not None else aws.endpoint_url
 
 
 @dataclass(frozen=True)
