@@ -4,13 +4,15 @@
 #   make test-fast   run the unit tests only (pytest -m unit), in well under a minute
 #   make test-client-versions   the unit tests under each prometheus_client of CLIENT_VERSIONS
 #   make lint   ruff (check and format), mypy, and the import contracts of the layers
+#   make image-check   build deploy/Dockerfile on a Debian base and run the images (root, buildah)
+#   make package-check   build the sdist and wheel, twine check them, run --version from the wheel
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 LISTEN ?= 127.0.0.1:10071
 
-.PHONY: demo test test-fast test-client-versions lint check clean
+.PHONY: demo test test-fast test-client-versions lint check image-check package-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,9 +55,16 @@ lint: $(VENV)/.installed-test
 
 check: lint test
 
+# No registry needed: the base image is made with debootstrap (see deploy/README.md).
+image-check:
+	deploy/image/build-and-check.sh
+
+package-check: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q tests/test_package.py
+
 # The PrometheusRule of deploy/kubernetes carries the groups of the Prometheus rule file.
 deploy/kubernetes/prometheusrule.yaml: deploy/prometheus/rules/sagemaker-tuning.rules.yml $(VENV)/.installed-test
 	$(BIN)/python -m tests.kustomize
 
 clean:
-	rm -rf $(VENV) .client-versions build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .client-versions build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import queue
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -13,12 +15,13 @@ from types import FrameType
 from prometheus_client import generate_latest
 
 from exporter import __version__
-from exporter.app import Exporter, LiveExporter
+from exporter.app import LiveExporter, exporter_for_one_refresh
 from exporter.config.loading import load_config
 from exporter.config.reading import ConfigError
 from exporter.config.settings import ExporterConfig
 from exporter.demo import DEMO_OVERRIDDEN_KEYS
 from exporter.logs import LOG_LEVELS, configure_logging
+from exporter.model.sharding import Shard, ordinal_from_hostname
 from exporter.web.reload import ReloadingWebConfig
 from exporter.web.routes import create_live_app
 from exporter.web.server import (
@@ -93,9 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="only log messages of this severity or above (default: info)",
     )
     parser.add_argument(
+        "--shard",
+        type=_shard_index,
+        default=0,
+        help="the share of the account and region pairs this replica refreshes and publishes, "
+        "0-based, of --total-shards; 'auto' takes it from the end of a StatefulSet pod's "
+        "hostname (sagemaker-tuning-exporter-2 is shard 2) (default: 0)",
+    )
+    parser.add_argument(
+        "--total-shards",
+        dest="total_shards",
+        type=_positive_int,
+        default=1,
+        help="replicas the account and region pairs are split over, each run with its own "
+        "--shard (default: 1, every pair in this one)",
+    )
+    parser.add_argument(
         "--once",
         action="store_true",
-        help="refresh once, print the exposition to stdout and exit; non-zero if a refresh failed",
+        help="refresh once, print the exposition to stdout and exit; non-zero if a refresh "
+        "or the account discovery failed",
     )
     parser.add_argument(
         "--check-config",
@@ -124,16 +144,58 @@ def _positive_int(text: str) -> int:
     return value
 
 
+AUTO_SHARD = "auto"
+
+
+def _shard_index(text: str) -> int | str:
+    if text == AUTO_SHARD:
+        return AUTO_SHARD
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of 0 or more, or {AUTO_SHARD}, got {text!r}"
+        )
+    return value
+
+
+def shard_from_args(args: argparse.Namespace, hostname: str | None = None) -> Shard:
+    """The shard ``--shard`` and ``--total-shards`` name; ValueError saying why if none.
+
+    With ``--shard auto`` the index is the ordinal that ends ``hostname``, by default the
+    ``HOSTNAME`` environment variable (which Kubernetes sets to the pod's name) or else the
+    machine's host name.
+    """
+    if args.shard != AUTO_SHARD:
+        return Shard(args.shard, args.total_shards)
+    if hostname is None:
+        hostname = os.environ.get("HOSTNAME") or socket.gethostname()
+    index = ordinal_from_hostname(hostname)
+    if index >= args.total_shards:
+        raise ValueError(
+            f"hostname {hostname!r} gives shard {index}, not one of 0 to "
+            f"{args.total_shards - 1}: set --total-shards to the StatefulSet's replicas"
+        )
+    return Shard(index, args.total_shards)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        shard = shard_from_args(args)
+    except ValueError as error:
+        parser.error(f"--shard: {error}")
     configure_logging(args.log_level)
     try:
         web_config = None
         if args.web_config_file is not None:
             web_config = ReloadingWebConfig(args.web_config_file)
         if args.demo:
-            return _run_demo(args, web_config)
+            return _run_demo(args, web_config, shard)
         config_file = args.config_file or DEFAULT_CONFIG_FILE
         config = load_config(config_file)
         if args.check_config:
@@ -142,17 +204,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{args.web_config_file}: web configuration is valid")
             return 0
         if args.once:
-            return _run_once(config, args)
-        return _serve(config, lambda: load_config(config_file), config_file, args, web_config)
+            return _run_once(config, shard, args)
+        return _serve(
+            config, lambda: load_config(config_file), config_file, args, web_config, shard=shard
+        )
     except ConfigError as error:
         print(f"sagemaker-tuning-exporter: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 
 
-def _run_once(config: ExporterConfig, args: argparse.Namespace) -> int:
-    exporter = Exporter(config, exporter_metrics=not args.disable_exporter_metrics)
+def _run_once(config: ExporterConfig, shard: Shard, args: argparse.Namespace) -> int:
+    exporter, discovery_error = exporter_for_one_refresh(
+        config, shard, exporter_metrics=not args.disable_exporter_metrics
+    )
     exporter.cache.refresh_all(timeout=None)
     sys.stdout.write(generate_latest(exporter.registry).decode())
+    if discovery_error is not None:
+        print(f"account discovery failed: {discovery_error}", file=sys.stderr)
     failed = [s for s in exporter.cache.snapshots() if not s.up]
     for snapshot in failed:
         print(
@@ -160,7 +228,7 @@ def _run_once(config: ExporterConfig, args: argparse.Namespace) -> int:
             f"region={snapshot.target.region}: {snapshot.error}",
             file=sys.stderr,
         )
-    return EXIT_FAILURE if failed else 0
+    return EXIT_FAILURE if failed or discovery_error is not None else 0
 
 
 def _serve(
@@ -169,6 +237,8 @@ def _serve(
     source: str,
     args: argparse.Namespace,
     web_config: ReloadingWebConfig | None,
+    *,
+    shard: Shard,
 ) -> int:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads the configuration with ``load``."""
     listen_address = args.listen_address
@@ -177,7 +247,9 @@ def _serve(
     except ValueError as error:
         print(f"sagemaker-tuning-exporter: --web.listen-address: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    live = LiveExporter(config, load, source, exporter_metrics=not args.disable_exporter_metrics)
+    live = LiveExporter(
+        config, load, source, shard=shard, exporter_metrics=not args.disable_exporter_metrics
+    )
     try:
         server = ExporterServer(
             listen_address,
@@ -203,13 +275,14 @@ def _serve(
     server.start()
     security = web_config.current() if web_config else None
     log.info(
-        "sagemaker-tuning-exporter %s listening on %s (port %d, %s%s) for %d account/region pairs",
+        "sagemaker-tuning-exporter %s listening on %s (port %d, %s%s) for %d account/region pairs%s",
         __version__,
         listen_address,
         server.port,
         server.scheme,
         ", basic auth" if security and security.authenticator else "",
         len(live.exporter.cache.targets),
+        f", shard {shard.index} of {shard.total}" if shard.is_sharded else "",
     )
     protected = security is not None and bool(security.ssl_context or security.authenticator)
     if not protected and listens_on_every_interface(listen_address):
@@ -248,7 +321,7 @@ def _next_signal(received: queue.SimpleQueue[signal.Signals]) -> signal.Signals:
             continue
 
 
-def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -> int:
+def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None, shard: Shard) -> int:
     """Serve the demo; with ``--config.file``, the file applies to it, and SIGHUP reads it again."""
     from exporter.demo import DemoSageMaker, DemoUnavailableError, use_placeholder_credentials
 
@@ -264,7 +337,7 @@ def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -
     demo.start()
     try:
         if args.once:
-            return _run_once(demo.config(file_config), args)
+            return _run_once(demo.config(file_config), shard, args)
         log.info(
             "demo: open %s://127.0.0.1:%s/metrics",
             "https" if web_config and web_config.current().ssl_context else "http",
@@ -272,13 +345,21 @@ def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None) -
         )
         if config_file is None:
             # There is no file to read again: a reload puts the same demo configuration in force.
-            return _serve(demo.config(), demo.config, "the demo configuration", args, web_config)
+            return _serve(
+                demo.config(),
+                demo.config,
+                "the demo configuration",
+                args,
+                web_config,
+                shard=shard,
+            )
         return _serve(
             demo.config(file_config),
             lambda: demo.config(load_config(config_file)),
             config_file,
             args,
             web_config,
+            shard=shard,
         )
     finally:
         demo.stop()

@@ -19,6 +19,7 @@ from exporter.config.settings import (
     AwsSettings,
     CacheSettings,
     DescribeSettings,
+    DiscoverySettings,
     ExporterConfig,
     ServiceEndpoints,
 )
@@ -30,7 +31,14 @@ DEMO_REGIONS = ("us-east-1", "eu-west-1")
 DEMO_ACCOUNT = "123456789012"  # moto's default account
 DEMO_TTL_SECONDS = 10.0
 # What the demo puts in place of a configuration file's own (--demo --config.file).
-DEMO_OVERRIDDEN_KEYS = ("regions", "accounts", "aws.endpoint_url", "aws.endpoints", "aws.profile")
+DEMO_OVERRIDDEN_KEYS = (
+    "regions",
+    "accounts",
+    "discovery",
+    "aws.endpoint_url",
+    "aws.endpoints",
+    "aws.profile",
+)
 DEMO_JOBS_PER_REGION = 15
 STEP_SECONDS = 5.0
 # Seeded in turn, so each region starts with every status, a running job first.
@@ -151,7 +159,13 @@ class DemoSageMaker:
             endpoints=ServiceEndpoints(),
             profile=None,
         )
-        return replace(file_config, regions=DEMO_REGIONS, accounts=(), aws=aws)
+        return replace(
+            file_config,
+            regions=DEMO_REGIONS,
+            accounts=(),
+            discovery=DiscoverySettings(),  # the demo is one account, not an organization
+            aws=aws,
+        )
 
     def job_count(self) -> int:
         """How many tuning jobs the demo server holds."""

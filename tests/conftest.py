@@ -46,6 +46,7 @@ from exporter.web.reload import ReloadingWebConfig
 from exporter.web.routes import create_live_app
 from exporter.web.server import ExporterServer
 from tests.apps import create_app
+from tests.organization import TestOrganization
 from tests.sagemaker_server import LISTING_SEMANTICS, SageMakerTestServer
 from tests.tls_material import TlsMaterial, make_tls_material
 
@@ -76,6 +77,22 @@ def sagemaker_server() -> Iterator[SageMakerTestServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def organization(
+    sagemaker_server: SageMakerTestServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestOrganization]:
+    """An organization on the test server (see tests/organization.py), its Organizations and STS
+    endpoints set as botocore reads them: ``AWS_ENDPOINT_URL_ORGANIZATIONS``, ``..._STS``."""
+    sagemaker_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", sagemaker_server.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sagemaker_server.url)
+    organization = TestOrganization(sagemaker_server)
+    organization.create()
+    yield organization
+    organization.delete()
+    sagemaker_server.reset()
 
 
 @pytest.fixture(params=LISTING_SEMANTICS, ids=LISTING_SEMANTICS)
@@ -220,6 +237,7 @@ def run_live_exporter() -> Iterator[Callable[..., RunningLiveExporter]]:
     yield start
     for running in started:
         running.server.stop()
+        running.live.close()  # no account discovery of this test reads on into the next
         running.live.exporter.cache.refresh_stale(timeout=30)
 
 

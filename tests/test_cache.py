@@ -457,6 +457,31 @@ def test_an_overdue_refresh_frees_a_worker_for_healthy_targets() -> None:
     assert snapshots[hanging].error == "refresh exceeded its 30s deadline"
 
 
+def test_a_refresh_that_waits_in_the_queue_past_the_deadline_is_not_marked_down() -> None:
+    # One worker for three targets, each listed in 25 s of the fake clock, within the 30 s
+    # deadline: the third starts 50 s after it was asked for, and is no failure for it.
+    clock = FakeClock()
+    targets = [Target(region=f"eu-west-{n}") for n in range(1, 4)]
+
+    def list_jobs(target: Target, previous: Listing | None) -> Listing:
+        clock.now += 25
+        return Listing((job(target.region),), full=previous is None)
+
+    cache = listing_cache(
+        targets,
+        list_jobs,
+        ttl_seconds=600,
+        max_concurrent_refreshes=1,
+        refresh_timeout_seconds=30,
+        clock=clock,
+        monotonic=clock,
+    )
+    cache.refresh_all(timeout=None)
+    snapshots = {s.target: s for s in cache.snapshots()}
+
+    assert [(snapshots[t].up, snapshots[t].refresh_failures) for t in targets] == [(True, 0)] * 3
+
+
 def test_replacement_workers_for_overdue_refreshes_are_bounded_by_the_pool_size() -> None:
     hung = threading.Event()
     hanging = [Target(region=f"eu-west-{n}") for n in range(1, 4)]

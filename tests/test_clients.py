@@ -97,3 +97,24 @@ def test_assumed_role_credentials_are_renewed_before_they_expire(
     assert after_long_lived == 1
     assert sagemaker.received("eu-west-1", "AssumeRole") == 3
     assert "ExternalId" not in sagemaker.request_bodies("AssumeRole")[0]
+
+
+def test_clients_kept_for_the_remaining_targets_only_assume_again_for_those_dropped(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    kept = Target(region="eu-west-1", role_arn=READER_ROLE, account_id="111111111111")
+    dropped = Target(
+        region="eu-west-1",
+        role_arn="arn:aws:iam::222222222222:role/reader",
+        account_id="222222222222",
+    )
+    clients = SageMakerClients(AwsSettings(endpoint_url=sagemaker.url), RequestCounter())
+    for target in (kept, dropped):
+        list_full(clients.get(target), JobFilters(), NOW, clients.guard(target, 30))
+    assert sagemaker.received("eu-west-1", "AssumeRole") == 2
+
+    clients.keep_only([kept])
+    list_full(clients.get(kept), JobFilters(), NOW, clients.guard(kept, 30))
+    assert sagemaker.received("eu-west-1", "AssumeRole") == 2  # the kept session goes on
+    list_full(clients.get(dropped), JobFilters(), NOW, clients.guard(dropped, 30))
+    assert sagemaker.received("eu-west-1", "AssumeRole") == 3  # the dropped one starts afresh

@@ -12,8 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import __version__
 from exporter.aws.counting import RequestCounter
 from exporter.aws.operations import LIST_OPERATION
-from exporter.metrics.collectors import ExporterHealthCollector, JobCountCollector, PerJobCollector
+from exporter.metrics.collectors import (
+    ExporterHealthCollector,
+    JobCountCollector,
+    PerJobCollector,
+    ShardCollector,
+)
 from exporter.model.jobs import RegionSnapshot, Target, TuningJob
+from exporter.model.sharding import Shard
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_exposition.txt"
 
@@ -221,3 +227,17 @@ def test_each_scrape_builds_fresh_families_from_the_current_snapshots() -> None:
     assert 'job_name="xgb-churn-7"' in first
     assert 'job_name="xgb-churn-7"' not in second
     assert 'job_name="resnet-1"' in second
+
+
+def test_shard_collector_names_the_shard_and_counts_the_targets_it_owns() -> None:
+    owned = [EU, US]
+    registry = CollectorRegistry()
+    registry.register(ShardCollector(Shard(1, 3), lambda: len(owned)))
+
+    first = generate_latest(registry).decode()
+    owned.append(AP)
+    second = generate_latest(registry).decode()
+
+    assert 'sagemaker_tuning_exporter_shard_info{shard="1",total_shards="3"} 1.0\n' in first
+    assert "sagemaker_tuning_exporter_owned_targets 2.0\n" in first
+    assert "sagemaker_tuning_exporter_owned_targets 3.0\n" in second

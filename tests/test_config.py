@@ -15,8 +15,10 @@ from exporter.config.settings import (
     CacheSettings,
     CreatedAfter,
     DescribeSettings,
+    DiscoverySettings,
     ExporterConfig,
     JobFilters,
+    OrganizationsDiscovery,
     PerJobMetricsSettings,
     ServiceEndpoints,
 )
@@ -130,7 +132,7 @@ EXPECTED_ERRORS = {
     ),
     "unknown_top_level_key": (
         "2: region: unknown key; expected one of regions, aws, accounts, cache, filters, "
-        "per_job_metrics, tags, describe"
+        "per_job_metrics, tags, describe, discovery"
     ),
     "tag_key_not_allowed": (
         "4: tags[1]: expected 1 to 128 letters, digits, spaces or _ . : / = + - @ characters "
@@ -158,6 +160,44 @@ EXPECTED_ERRORS = {
         "4: describe.budget: unknown key; expected one of enabled, ttl, max_requests_per_refresh"
     ),
     "describe_not_a_mapping": "2: describe: expected a mapping, got a list",
+    "discovery_missing_role_name": (
+        "3: discovery.organizations: missing required key 'role_name' "
+        "(the IAM role assumed in each account)"
+    ),
+    "discovery_role_arn_as_role_name": (
+        "4: discovery.organizations.role_name: expected an IAM role name (1 to 64 letters, "
+        "digits or +=,.@_- characters, no path), got 'arn:aws:iam::111111111111:role/reader'"
+    ),
+    "discovery_bad_refresh": (
+        "5: discovery.organizations.refresh: expected a number of seconds or a duration such "
+        "as 90s, 5m, 1h, 7d, got 'hourly'"
+    ),
+    "discovery_refresh_too_short": (
+        "5: discovery.organizations.refresh: expected a duration of 1s or more, got 0"
+    ),
+    "discovery_unquoted_account_id": (
+        "5: discovery.organizations.include_accounts[0]: expected a 12-digit AWS account ID "
+        "in quotes, such as '111111111111', got 111111111111"
+    ),
+    "discovery_short_account_id": (
+        "7: discovery.organizations.exclude_accounts[1]: expected a 12-digit AWS account ID "
+        "in quotes, such as '111111111111', got '12345'"
+    ),
+    "discovery_account_twice": (
+        "5: discovery.organizations.exclude_accounts[1]: account 111111111111 is listed twice"
+    ),
+    "discovery_unknown_key": (
+        "5: discovery.organizations.role_arn: unknown key; expected one of role_name, "
+        "external_id, refresh, include_accounts, exclude_accounts"
+    ),
+    "discovery_not_a_mapping": "2: discovery: expected a mapping, got a list",
+    "discovery_short_external_id": (
+        "5: discovery.organizations.external_id: expected 2 to 1224 letters, digits or "
+        "+=,.@:/- characters (STS ExternalId)"
+    ),
+    "discovery_accounts_not_a_list": (
+        "5: discovery.organizations.include_accounts: expected a list, got a string"
+    ),
 }
 
 
@@ -282,11 +322,66 @@ def test_should_default_everything_but_regions() -> None:
     )
 
 
+def test_should_parse_every_key_of_organizations_discovery() -> None:
+    config = parse_config(
+        """
+        regions: [eu-west-1]
+        discovery:
+          organizations:
+            role_name: sagemaker-tuning-reader
+            external_id: the-external-id
+            refresh: 30m
+            include_accounts: ["111111111111", "011111111111"]
+            exclude_accounts: ["222222222222"]
+        """
+    )
+
+    assert config.discovery == DiscoverySettings(
+        organizations=OrganizationsDiscovery(
+            role_name="sagemaker-tuning-reader",
+            external_id="the-external-id",
+            refresh_seconds=1800,
+            include_accounts=("111111111111", "011111111111"),
+            exclude_accounts=("222222222222",),
+        )
+    )
+
+
+def test_organizations_discovery_needs_only_a_role_name_and_reads_hourly() -> None:
+    config = parse_config("regions: [eu-west-1]\ndiscovery: {organizations: {role_name: r}}")
+
+    assert config.discovery.organizations == OrganizationsDiscovery(role_name="r")
+    assert config.discovery.organizations.refresh_seconds == 3600
+
+
+@pytest.mark.parametrize("text", ["discovery:", "discovery: {}", "discovery: {organizations: }"])
+def test_an_empty_discovery_section_discovers_nothing(text: str) -> None:
+    config = parse_config(f"regions: [eu-west-1]\n{text}")
+
+    assert config.discovery == DiscoverySettings(organizations=None)
+
+
 def test_the_example_config_is_valid() -> None:
     config = load_config(ROOT / "config.example.yaml")
 
     assert config.regions == ("us-east-1", "eu-west-1")
     assert config.filters.created_after == CreatedAfter(relative_seconds=30 * 86400)
+
+
+def test_the_example_discovery_section_is_valid_once_uncommented() -> None:
+    text = (ROOT / "config.example.yaml").read_text()
+    start = text.index("# discovery:")
+    block = text[start : text.index("\n\n", start)]
+    # One "# " off each line: the block's own comments (and external_id) stay comments.
+    uncommented = "\n".join(line.replace("# ", "", 1) for line in block.splitlines())
+
+    config = parse_config(f"regions: [eu-west-1]\n{uncommented}")
+
+    assert config.discovery.organizations == OrganizationsDiscovery(
+        role_name="sagemaker-tuning-reader",
+        refresh_seconds=3600,
+        exclude_accounts=("111111111111",),
+    )
 
 
 @pytest.mark.parametrize(

@@ -104,11 +104,12 @@ def tag_labels(text: str) -> set[str]:
 
 def test_demo_applies_the_config_file_given_with_it(tmp_path: Path) -> None:
     config = tmp_path / "demo.yaml"
-    # The regions, account and endpoint are the demo's whatever the file says.
+    # The regions, accounts and endpoint are the demo's whatever the file says.
     config.write_text(
         "regions: [ap-southeast-2]\n"
         "aws:\n  endpoint_url: http://127.0.0.1:9\n  profile: nobody\n"
         "accounts:\n  - role_arn: arn:aws:iam::111111111111:role/reader\n"
+        "discovery:\n  organizations:\n    role_name: reader\n"
         "filters:\n  statuses: [Completed]\n"
         "tags: [team]\n"
     )

@@ -1,9 +1,10 @@
-"""deploy/iam-*.json allow exactly the AWS operations the exporter sends, found two ways.
+"""deploy/iam-*.json and deploy/iam-organizations/ allow exactly the AWS operations the
+exporter sends, found two ways.
 
 Statically, every botocore client method the source calls on the services it creates
 clients for; dynamically, every operation in ``sagemaker_tuning_exporter_api_requests_total``
-after a run against the test server that assumes a role. A new call without a policy update
-fails here.
+after a run against the test server that assumes a role (and, for account discovery, that
+reads the organization's accounts). A new call without a policy update fails here.
 """
 
 from __future__ import annotations
@@ -18,21 +19,36 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-from exporter.config.settings import AccountSettings, ExporterConfig
-from tests.conftest import ROOT, RunningExporter
+from exporter.config.settings import (
+    AccountSettings,
+    ExporterConfig,
+    OrganizationsDiscovery,
+    aws_partition,
+)
+from tests.conftest import ROOT, RunningExporter, RunningLiveExporter
 from tests.expected import samples
+from tests.organization import TestOrganization
 from tests.sagemaker_server import SageMakerTestServer
 
 DEPLOY = ROOT / "deploy"
 ROLE_ARN = "arn:aws:iam::111111111111:role/sagemaker-tuning-exporter"
 # botocore service name -> IAM action prefix; a service the exporter starts using must be
 # added here, with the prefix the IAM Service Authorization Reference gives it.
-IAM_PREFIXES = {"sagemaker": "sagemaker", "sts": "sts", "resourcegroupstaggingapi": "tag"}
+IAM_PREFIXES = {
+    "sagemaker": "sagemaker",
+    "sts": "sts",
+    "resourcegroupstaggingapi": "tag",
+    "organizations": "organizations",
+}
 # demo.py drives moto's in-process backend (create_hyper_parameter_tuning_job and such),
 # never a botocore client, so nothing it calls reaches AWS.
 SCAN_EXCLUDED = {"demo.py"}
 # Operations on the exporter's own identity; the others run in each watched account.
 OWN_IDENTITY_ACTIONS = {"sts:AssumeRole"}
+# Operations of account discovery only, on the exporter's own identity: granted by
+# deploy/iam-organizations/exporter-policy.json, not by the policy of a fixed account list.
+DISCOVERY_ACTIONS = {"organizations:ListAccounts"}
+ORGANIZATIONS = DEPLOY / "iam-organizations"
 # The resource each action is checked on: the listing supports no resource-level
 # permissions, so only "*" grants it; describe is granted on tuning jobs only.
 JOB_ARN = "arn:aws:sagemaker:eu-west-1:111111111111:hyper-parameter-tuning-job/watched-job"
@@ -112,11 +128,12 @@ def allows(path: Path, action: str, resource: str) -> bool:
 def test_source_scan_finds_the_listing_and_assume_role() -> None:
     services, actions = source_calls()
 
-    assert {"sagemaker", "sts", "resourcegroupstaggingapi"} <= services
+    assert {"sagemaker", "sts", "resourcegroupstaggingapi", "organizations"} <= services
     assert {
         "sagemaker:ListHyperParameterTuningJobs",
         "sts:AssumeRole",
         "tag:GetResources",
+        "organizations:ListAccounts",
     } <= actions
 
 
@@ -141,7 +158,7 @@ def test_policies_allow_exactly_what_the_exporter_sends_when_it_assumes_a_role(
         for service in services
         if operation in session.get_service_model(service).operation_names
     }
-    needed = from_source | from_run
+    needed = (from_source | from_run) - DISCOVERY_ACTIONS
 
     assert {
         "AssumeRole",
@@ -185,3 +202,98 @@ def test_readme_refers_to_every_policy_file() -> None:
 
     for path in sorted(DEPLOY.glob("iam-*.json")):
         assert f"deploy/{path.name}" in readme
+
+
+def member_role() -> dict[str, Any]:
+    """The AWS::IAM::Role of the member-account CloudFormation template."""
+    template = json.loads((ORGANIZATIONS / "member-role.template.json").read_text())
+    assert template["AWSTemplateFormatVersion"] == "2010-09-09"
+    (role,) = template["Resources"].values()
+    assert role["Type"] == "AWS::IAM::Role"
+    return dict(role["Properties"])
+
+
+def sent_operations(text: str) -> set[str]:
+    """The operations with requests in ``sagemaker_tuning_exporter_api_requests_total``."""
+    return {
+        dict(labels)["operation"]
+        for (name, labels), count in samples(text).items()
+        if name == "sagemaker_tuning_exporter_api_requests_total" and count > 0
+    }
+
+
+def test_discovery_policies_allow_exactly_what_discovery_sends_from_each_identity(
+    organization: TestOrganization,
+    sagemaker_server: SageMakerTestServer,
+    run_live_exporter: Callable[..., RunningLiveExporter],
+    tmp_path: Path,
+) -> None:
+    member = organization.add_account("member")
+    sagemaker_server.add_job("eu-west-1", "watched-job", account=member, tags={"team": "a"})
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"regions: [eu-west-1]\naws:\n  endpoint_url: {sagemaker_server.url}\ntags: [team]\n"
+        "discovery:\n  organizations:\n    role_name: sagemaker-tuning-reader\n"
+    )
+
+    running = run_live_exporter(config)
+    running.live.exporter.cache.refresh_all(timeout=30)
+    sent = sent_operations(running.scrape())
+
+    services, from_source = source_calls()
+    session = botocore.session.get_session()
+    from_run = {
+        iam_action(service, operation)
+        for operation in sent
+        for service in services
+        if operation in session.get_service_model(service).operation_names
+    }
+    own_identity = OWN_IDENTITY_ACTIONS | DISCOVERY_ACTIONS
+    role_policy = member_role()["Policies"][0]["PolicyDocument"]
+    role_actions = {a for st in role_policy["Statement"] for a in listed(st["Action"])}
+    assert {
+        "ListAccounts",
+        "AssumeRole",
+        "ListHyperParameterTuningJobs",
+        "DescribeHyperParameterTuningJob",
+        "GetResources",
+    } <= sent
+    assert from_run <= from_source
+    assert allowed_actions(ORGANIZATIONS / "exporter-policy.json") == own_identity
+    assert from_run & own_identity == own_identity
+    assert role_actions == from_source - own_identity == from_run - own_identity
+
+
+def test_the_exporter_policy_may_assume_the_role_the_code_builds_in_every_partition() -> None:
+    policy = ORGANIZATIONS / "exporter-policy.json"
+    template = json.loads((ORGANIZATIONS / "member-role.template.json").read_text())
+    discovery = OrganizationsDiscovery(role_name=template["Parameters"]["RoleName"]["Default"])
+
+    for region in ("eu-west-1", "cn-north-1", "us-gov-west-1"):
+        role_arn = discovery.role_arn("111111111111", aws_partition(region))
+        assert allows(policy, "sts:AssumeRole", role_arn), role_arn
+    assert allows(policy, "organizations:ListAccounts", "*")
+    assert not allows(policy, "sts:AssumeRole", "arn:aws:iam::111111111111:role/admin")
+    assert not allows(policy, "organizations:DescribeAccount", "*")
+
+
+def test_the_member_role_template_names_the_role_trusts_the_exporter_and_grants_the_reads() -> None:
+    template = json.loads((ORGANIZATIONS / "member-role.template.json").read_text())
+    role = member_role()
+    policy_resource = statements(ORGANIZATIONS / "exporter-policy.json")[1]["Resource"]
+
+    assert role["RoleName"] == {"Ref": "RoleName"}
+    default_name = template["Parameters"]["RoleName"]["Default"]
+    assert policy_resource == f"arn:*:iam::*:role/{default_name}"
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Effect"] == "Allow"
+    assert trust["Action"] == "sts:AssumeRole"
+    assert trust["Principal"] == {"AWS": {"Ref": "ExporterPrincipalArn"}}
+    condition, with_id, without_id = trust["Condition"]["Fn::If"]
+    assert template["Conditions"][condition]
+    assert with_id == {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
+    assert without_id == {"Ref": "AWS::NoValue"}
+    # The role grants what a watched role of a fixed account list grants, statement by statement.
+    assert role["Policies"][0]["PolicyDocument"] == json.loads(
+        (DEPLOY / "iam-watched-role-policy.json").read_text()
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
@@ -137,6 +137,19 @@ class SageMakerClients:
             self._tagging_clients.pop(target, None)
             self._sessions.pop(target, None)  # with it, the assumed role's credentials
             self._source = None
+
+    def keep_only(self, targets: Collection[Target]) -> None:
+        """Drop the clients, sessions and pacers of every target not in ``targets``.
+
+        An exporter that takes these clients over from the one it replaces calls this, so
+        the accounts that left (a closed account, a region no longer configured) do not
+        keep their clients and credentials for the life of the process.
+        """
+        kept = set(targets)
+        with self._lock:
+            for held in (self._clients, self._tagging_clients, self._sessions, self._pacers):
+                for target in [t for t in held if t not in kept]:
+                    del held[target]
 
     def get(self, target: Target) -> SageMakerClient:
         """The client for ``target``, whose requests the counter counts."""

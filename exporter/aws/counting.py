@@ -37,9 +37,13 @@ class RequestCounter:
             for kind in ERROR_KINDS:
                 self._errors.setdefault((region, operation, kind), 0)
 
-    def attach(self, client: Any) -> None:
-        """Count the requests ``client`` sends, and their failures, from now on."""
-        region = client.meta.region_name
+    def attach(self, client: Any, region: str | None = None) -> None:
+        """Count the requests ``client`` sends, and their failures, from now on.
+
+        They are counted under ``region``, by default the client's own; the client of a
+        global service such as Organizations says ``aws-global`` there.
+        """
+        region = region or client.meta.region_name
 
         def count_request(event_name: str, **_: object) -> None:
             self.record(region, event_name.rsplit(".", 1)[-1])

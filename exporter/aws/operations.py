@@ -3,3 +3,4 @@
 LIST_OPERATION = "ListHyperParameterTuningJobs"
 DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
 TAGGING_OPERATION = "GetResources"
+LIST_ACCOUNTS_OPERATION = "ListAccounts"

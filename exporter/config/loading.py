@@ -32,8 +32,10 @@ from exporter.config.settings import (
     CacheSettings,
     CreatedAfter,
     DescribeSettings,
+    DiscoverySettings,
     ExporterConfig,
     JobFilters,
+    OrganizationsDiscovery,
     PerJobMetricsSettings,
     ServiceEndpoints,
 )
@@ -54,6 +56,11 @@ _MAX_PER_JOB_SERIES_JOBS = 10_000_000
 _TAG_KEY_PATTERN = re.compile(r"[\w .:/=+\-@]{1,128}")
 _TAG_KEY_HINT = "1 to 128 letters, digits, spaces or _ . : / = + - @ characters (an AWS tag key)"
 _MAX_DESCRIBE_REQUESTS_PER_REFRESH = 100_000
+# An IAM role name without a path: 1-64 letters, digits and + = , . @ _ - characters.
+_ROLE_NAME_PATTERN = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+_ACCOUNT_ID_PATTERN = re.compile(r"\d{12}", re.ASCII)
+# Below a second, reads would follow each other as fast as ListAccounts answers.
+_MIN_DISCOVERY_REFRESH_SECONDS = 1.0
 
 
 def load_config(path: str | Path) -> ExporterConfig:
@@ -84,6 +91,7 @@ class _Validator(KeyPathValidator):
                 "per_job_metrics",
                 "tags",
                 "describe",
+                "discovery",
             ),
         )
         if "regions" not in top:
@@ -97,6 +105,7 @@ class _Validator(KeyPathValidator):
             per_job_metrics=self.per_job_metrics(_or_default(top.get("per_job_metrics"), {})),
             tags=self.tags(_or_default(top.get("tags"), [])),
             describe=self.describe(_or_default(top.get("describe"), {})),
+            discovery=self.discovery(_or_default(top.get("discovery"), {})),
         )
 
     def regions(self, value: object) -> tuple[str, ...]:
@@ -298,6 +307,72 @@ class _Validator(KeyPathValidator):
                 maximum=_MAX_DESCRIBE_REQUESTS_PER_REFRESH,
             ),
         )
+
+    def discovery(self, value: object) -> DiscoverySettings:
+        settings = self.mapping(value, "discovery", ("organizations",))
+        if settings.get("organizations") is None:
+            return DiscoverySettings()
+        return DiscoverySettings(organizations=self.organizations(settings["organizations"]))
+
+    def organizations(self, value: object) -> OrganizationsDiscovery:
+        path = "discovery.organizations"
+        settings = self.mapping(
+            value,
+            path,
+            ("role_name", "external_id", "refresh", "include_accounts", "exclude_accounts"),
+        )
+        if settings.get("role_name") is None:
+            raise self.fail(
+                path, "missing required key 'role_name' (the IAM role assumed in each account)"
+            )
+        role_name = self.string(settings["role_name"], f"{path}.role_name")
+        if not _ROLE_NAME_PATTERN.fullmatch(role_name):
+            raise self.fail(
+                f"{path}.role_name",
+                f"expected an IAM role name (1 to 64 letters, digits or +=,.@_- characters, "
+                f"no path), got {describe_value(role_name)}",
+            )
+        external_id = self.optional_string(settings, "external_id", path)
+        if external_id is not None and not _EXTERNAL_ID_PATTERN.fullmatch(external_id):
+            raise self.fail(
+                f"{path}.external_id",
+                "expected 2 to 1224 letters, digits or +=,.@:/- characters (STS ExternalId)",
+            )
+        refresh = self.duration(settings, "refresh", path, OrganizationsDiscovery.refresh_seconds)
+        if refresh < _MIN_DISCOVERY_REFRESH_SECONDS:
+            raise self.fail(
+                f"{path}.refresh",
+                f"expected a duration of 1s or more, got {describe_value(settings['refresh'])}",
+            )
+        return OrganizationsDiscovery(
+            role_name=role_name,
+            external_id=external_id,
+            refresh_seconds=refresh,
+            include_accounts=self.account_ids(settings, "include_accounts", path),
+            exclude_accounts=self.account_ids(settings, "exclude_accounts", path),
+        )
+
+    def account_ids(self, parent: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+        """A list of twelve-digit account IDs at ``parent[key]``, written as strings."""
+        path = f"{path}.{key}"
+        value = _or_default(parent.get(key), [])
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list, got {type_name(value)}")
+        account_ids: list[str] = []
+        for index, item in enumerate(value):
+            item_path = f"{path}[{index}]"
+            # YAML reads 111111111111 as a number, and an ID with a leading zero as another
+            # number or an octal one: only a quoted ID is read as written.
+            if not isinstance(item, str) or not _ACCOUNT_ID_PATTERN.fullmatch(item):
+                raise self.fail(
+                    item_path,
+                    f"expected a 12-digit AWS account ID in quotes, such as '111111111111', "
+                    f"got {describe_value(item)}",
+                )
+            if item in account_ids:
+                raise self.fail(item_path, f"account {item} is listed twice")
+            account_ids.append(item)
+        return tuple(account_ids)
 
     def duration(self, parent: Mapping[str, Any], key: str, path: str, default: float) -> float:
         """The duration at ``parent[key]`` in seconds, ``default`` when the key is absent."""

@@ -137,6 +137,55 @@ class JobFilters:
     created_after: CreatedAfter | None = None
 
 
+def aws_partition(region: str) -> str:
+    """The AWS partition a region belongs to: ``aws-cn``, ``aws-us-gov`` or ``aws``.
+
+    >>> aws_partition("cn-north-1"), aws_partition("us-gov-west-1"), aws_partition("eu-west-1")
+    ('aws-cn', 'aws-us-gov', 'aws')
+    """
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+@dataclass(frozen=True)
+class OrganizationsDiscovery:
+    """Accounts found with AWS Organizations' ListAccounts, each reached through ``role_name``.
+
+    The list is read again every ``refresh_seconds``. ``include_accounts`` (empty: all)
+    and ``exclude_accounts`` choose among the ACTIVE accounts found.
+    """
+
+    role_name: str
+    external_id: str | None = None
+    refresh_seconds: float = 3600.0
+    include_accounts: tuple[str, ...] = ()
+    exclude_accounts: tuple[str, ...] = ()
+
+    def selects(self, account_id: str) -> bool:
+        """Whether a discovered account passes the allowlist and the denylist."""
+        if self.include_accounts and account_id not in self.include_accounts:
+            return False
+        return account_id not in self.exclude_accounts
+
+    def role_arn(self, account_id: str, partition: str) -> str:
+        """The ARN of the role assumed in ``account_id``.
+
+        >>> OrganizationsDiscovery("reader").role_arn("111111111111", "aws")
+        'arn:aws:iam::111111111111:role/reader'
+        """
+        return f"arn:{partition}:iam::{account_id}:role/{self.role_name}"
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    """Where accounts are discovered beyond those listed; None: nowhere."""
+
+    organizations: OrganizationsDiscovery | None = None
+
+
 @dataclass(frozen=True)
 class ExporterConfig:
     """The whole validated configuration."""
@@ -149,3 +198,4 @@ class ExporterConfig:
     per_job_metrics: PerJobMetricsSettings = field(default_factory=PerJobMetricsSettings)
     tags: tuple[str, ...] = ()
     describe: DescribeSettings = field(default_factory=DescribeSettings)
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)

@@ -28,6 +28,7 @@ from exporter.metrics.families import (
     tag_label_values,
 )
 from exporter.model.jobs import RegionSnapshot, tag_label_name
+from exporter.model.sharding import Shard
 from exporter.model.statuses import TUNING_JOB_STATUSES, TUNING_JOB_STRATEGIES
 from exporter.model.summaries import INVALID_FIELDS, SKIP_REASONS
 
@@ -298,6 +299,39 @@ class ExporterHealthCollector(Collector):
         )
 
 
+class ShardCollector(Collector):
+    """Which shard this replica is, and how many account and region pairs it owns.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_exporter_shard_info The shard this replica is (--shard) of how many (--total-shards); always 1.
+        # TYPE sagemaker_tuning_exporter_shard_info gauge
+        sagemaker_tuning_exporter_shard_info{shard="1",total_shards="3"} 1.0
+        # HELP sagemaker_tuning_exporter_owned_targets Account and region pairs this replica refreshes and publishes: its shard's share of the configured ones.
+        # TYPE sagemaker_tuning_exporter_owned_targets gauge
+        sagemaker_tuning_exporter_owned_targets 4.0
+    """
+
+    def __init__(self, shard: Shard, owned_targets: Callable[[], int]) -> None:
+        self._shard = shard
+        self._owned_targets = owned_targets
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "sagemaker_tuning_exporter_shard_info",
+            "The shard this replica is (--shard) of how many (--total-shards); always 1.",
+            labels=["shard", "total_shards"],
+        )
+        info.add_metric([str(self._shard.index), str(self._shard.total)], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "sagemaker_tuning_exporter_owned_targets",
+            "Account and region pairs this replica refreshes and publishes: its shard's share "
+            "of the configured ones.",
+            value=self._owned_targets(),
+        )
+
+
 @dataclass(frozen=True)
 class ConfigReloadStatus:
     """The outcome of the last configuration reload.
@@ -336,6 +370,28 @@ class ConfigReloadCollector(Collector):
             "Time the configuration in force was loaded, at start or by a reload, in seconds "
             "since the epoch.",
             value=status.last_success_time,
+        )
+
+
+class DiscoveredAccountsCollector(Collector):
+    """How many ACTIVE accounts discovery found, after ``include_accounts`` and ``exclude_accounts``.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_exporter_discovered_accounts ACTIVE accounts found in the organization ...
+        # TYPE sagemaker_tuning_exporter_discovered_accounts gauge
+        sagemaker_tuning_exporter_discovered_accounts 42.0
+    """
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "sagemaker_tuning_exporter_discovered_accounts",
+            "ACTIVE accounts found in the organization by the last successful ListAccounts, "
+            "after include_accounts and exclude_accounts.",
+            value=self._count,
         )
 
 

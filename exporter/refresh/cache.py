@@ -62,8 +62,11 @@ class SnapshotCache:
 
     ``clock`` gives the wall time stamped on snapshots; ``monotonic`` measures ages,
     durations and refresh deadlines. Both are injectable so tests control time.
-    ``refresh_timeout_seconds`` (None: no deadline) is how long a refresh may be in flight
-    before its target is marked down.
+    ``refresh_timeout_seconds`` (None: no deadline) is how long a refresh may run before
+    its target is marked down. The deadline starts when a worker starts the refresh, not
+    when it is queued: with hundreds of targets, most wait their turn behind the
+    ``max_concurrent_refreshes`` running ones, and waiting is not failing. Their last
+    snapshots are served meanwhile.
     """
 
     def __init__(
@@ -92,7 +95,7 @@ class SnapshotCache:
         self._refreshed_at: dict[Target, float] = {}
         self._listed_fully_at: dict[Target, float] = {}
         self._in_flight: dict[Target, threading.Event] = {}
-        self._requested_at: dict[Target, float] = {}
+        self._started_at: dict[Target, float] = {}
         self._overdue: set[Target] = set()
         self._closed = False
 
@@ -202,13 +205,14 @@ class SnapshotCache:
         """Count ``previous``'s refresh of ``target`` as this cache's own, and take its result."""
         done = threading.Event()
         with previous._lock:
-            requested_at = previous._requested_at.get(target, self._monotonic())
+            # One still queued in ``previous`` has its deadline run from now.
+            started_at = previous._started_at.get(target, self._monotonic())
             overdue = target in previous._overdue
         with self._lock:
             self._in_flight[target] = done
-            # Its deadline runs on from when ``previous`` asked for it; if ``previous``
+            # Its deadline runs on from when ``previous`` started it; if ``previous``
             # already marked it down (and counted the failure), this cache does not again.
-            self._requested_at[target] = requested_at
+            self._started_at[target] = started_at
             if overdue:
                 self._overdue.add(target)
                 self._workers.set_stuck(len(self._overdue))
@@ -236,7 +240,7 @@ class SnapshotCache:
     def _forget_in_flight(self, target: Target) -> None:
         """Record that ``target``'s refresh has ended; the caller holds the lock."""
         del self._in_flight[target]
-        del self._requested_at[target]
+        self._started_at.pop(target, None)  # absent if it never started
         if target in self._overdue:
             self._overdue.discard(target)
             self._workers.set_stuck(len(self._overdue))
@@ -267,24 +271,27 @@ class SnapshotCache:
                 ):
                     continue
                 done = self._in_flight[target] = threading.Event()
-                self._requested_at[target] = now
                 pending.append((done, self._refresh_timeout_seconds))
                 self._workers.submit(self._refresh_task(target), on_done=done.set)
         return pending
 
     def _time_left(self, target: Target, now: float) -> float | None:
-        """Seconds until ``target``'s refresh in flight is overdue; None without a deadline."""
+        """How long to wait for ``target``'s refresh in flight: until it is overdue, or, while
+        it waits in the queue, one whole deadline; None without a deadline."""
         if self._refresh_timeout_seconds is None:
             return None
-        return max(0.0, self._requested_at[target] + self._refresh_timeout_seconds - now)
+        started_at = self._started_at.get(target)
+        if started_at is None:
+            return self._refresh_timeout_seconds
+        return max(0.0, started_at + self._refresh_timeout_seconds - now)
 
     def _mark_overdue(self, now: float) -> None:
-        """Mark down every target whose refresh has been in flight past its deadline."""
+        """Mark down every target whose refresh has been running past its deadline."""
         timeout = self._refresh_timeout_seconds
         if timeout is None:
             return
         newly_overdue = False
-        for target, started in self._requested_at.items():
+        for target, started in self._started_at.items():
             if target in self._overdue or now - started < timeout:
                 continue
             self._overdue.add(target)
@@ -317,6 +324,7 @@ class SnapshotCache:
     def _refresh(self, target: Target) -> None:
         started = self._monotonic()
         with self._lock:
+            self._started_at[target] = started
             previous = self._snapshots.get(target)
             previous_listing = self._listings.get(target)
             listed_fully_at = self._listed_fully_at.get(target)
@@ -345,8 +353,8 @@ class SnapshotCache:
             ran_too_long = timeout is not None and finished - started >= timeout
             if target in self._overdue and (refreshed.listing is None or ran_too_long):
                 # Marked down at its deadline, which counted the failure. An answer that
-                # itself took longer than the deadline is not served; one that only waited
-                # in the queue is, as it is as fresh as any.
+                # itself took longer than the deadline is not served; one adopted from a
+                # retired cache, whose deadline ran from its adoption, may not have.
                 self._refreshed_at[target] = finished
                 return
             snapshot = refreshed.snapshot
