@@ -99,7 +99,7 @@ def scrape(url: str, accept_gzip: bool) -> tuple[int, str]:
 
 
 def check_body(text: str, jobs: int) -> None:
-    """Raise unless ``text`` is a whole OpenMetrics body with an info line for every job."""
+    """Raise unless ``text`` is a whole OpenMetrics body with a creation timestamp for every job."""
     if not text.endswith("# EOF\n"):
         raise RuntimeError("the body does not end with # EOF")
     published = text.count("\n" + JOBS_FAMILY)

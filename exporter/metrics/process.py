@@ -38,12 +38,3 @@ def exporter_process_collectors() -> list[Collector]:
     if any(True for _ in scratch.collect()):
         collectors.append(gc_collector)
     return collectors
-
-
-def exporter_process_registry(enabled: bool = True) -> CollectorRegistry:
-    """A registry of :func:`exporter_process_collectors`, or an empty one when not ``enabled``."""
-    registry = CollectorRegistry()
-    if enabled:
-        for collector in exporter_process_collectors():
-            registry.register(collector)
-    return registry
