@@ -531,6 +531,7 @@ class BodyCheck:
         self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
         self._kept: list[bytes] | None = [] if keep else None
         self._tail = b""
+        self._invalid = False
         self.length = 0
 
     def feed(self, data: bytes) -> None:
@@ -538,10 +539,19 @@ class BodyCheck:
         if self._decoder is None:
             self._take(data)
             return
-        while data:
-            # Bounded output per step: a 1.5 MB gzip body inflates to about 44 MB.
-            self._take(self._decoder.decompress(data, READ_CHUNK_BYTES))
-            data = self._decoder.unconsumed_tail
+        while data and not self._invalid:
+            if self._decoder.eof:
+                # A gzip stream may be several members, and the exporter's is: the part kept
+                # between refreshes, then the part rendered on each scrape.
+                self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                # Bounded output per step: a 1.5 MB gzip body inflates to about 44 MB.
+                self._take(self._decoder.decompress(data, READ_CHUNK_BYTES))
+            except zlib.error:
+                self._invalid = True
+                return
+            # The input the cap left, or, past a member's end, the next member's bytes.
+            data = self._decoder.unused_data if self._decoder.eof else self._decoder.unconsumed_tail
 
     def _take(self, data: bytes) -> None:
         self.length += len(data)
@@ -556,11 +566,13 @@ class BodyCheck:
     def finish(self, openmetrics: bool) -> str | None:
         """Why the body is invalid (gzip stream incomplete or corrupt, wrong end), or None."""
         if self._decoder is not None:
+            if self._invalid:
+                return "invalid_gzip"
             try:
                 self._take(self._decoder.flush())
             except zlib.error:
                 return "invalid_gzip"
-            if not self._decoder.eof or self._decoder.unused_data:
+            if not self._decoder.eof:
                 return "invalid_gzip"
         if openmetrics and not self._tail.endswith(b"# EOF\n"):
             return "invalid_end"

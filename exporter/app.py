@@ -38,6 +38,7 @@ from exporter.metrics.collectors import (
 )
 from exporter.metrics.exposition import MetricsPage, Versioned
 from exporter.metrics.families import job_families
+from exporter.metrics.process import exporter_process_collectors
 from exporter.model.jobs import Target
 from exporter.model.sharding import UNSHARDED, Shard
 from exporter.refresh.cache import SnapshotCache
@@ -135,7 +136,7 @@ def discovers_the_same_way(old: ExporterConfig, new: ExporterConfig) -> bool:
 
 
 def exporter_for_one_refresh(
-    config: ExporterConfig, shard: Shard = UNSHARDED
+    config: ExporterConfig, shard: Shard = UNSHARDED, *, exporter_metrics: bool = True
 ) -> tuple[Exporter, str | None]:
     """An :class:`Exporter` of ``shard`` for ``--once``, and why account discovery failed, if it did.
 
@@ -150,7 +151,14 @@ def exporter_for_one_refresh(
             discovered = reader.read()
         except AccountListError as failure:
             error = str(failure)
-    return Exporter(config, discovered_accounts=discovered, requests=requests, shard=shard), error
+    exporter = Exporter(
+        config,
+        discovered_accounts=discovered,
+        requests=requests,
+        shard=shard,
+        exporter_metrics=exporter_metrics,
+    )
+    return exporter, error
 
 
 def lists_the_same_jobs(old: ExporterConfig, new: ExporterConfig) -> bool:
@@ -186,7 +194,8 @@ class Exporter:
     exporter's request counter, so counters never go backwards; its AWS clients when the AWS
     settings are the same, so no role is assumed again; and, when
     :func:`lists_the_same_jobs`, the cached state of every target both configurations have.
-    ``reload_status`` adds the configuration reload gauges.
+    ``reload_status`` adds the configuration reload gauges; ``exporter_metrics`` the
+    exporter's own process metrics (``process_*``, ``python_info``, ``python_gc_*``).
 
     ``discovered_accounts`` are the account IDs discovery found (None: not read yet, or no
     discovery); they are monitored beside the configured ones (see
@@ -210,6 +219,7 @@ class Exporter:
         discovered_accounts: Sequence[str] | None = None,
         requests: RequestCounter | None = None,
         shard: Shard = UNSHARDED,
+        exporter_metrics: bool = True,
     ) -> None:
         self.config = config
         self.shard = shard
@@ -269,7 +279,6 @@ class Exporter:
         if config.tags:
             tag_families.append(JobTagsCollector(self.cache.snapshots, config.tags))
             tag_health.append(TagReadCollector(self.cache.snapshots))
-        self.registry = CollectorRegistry()
         summary_registry = CollectorRegistry()
         summary_collectors: list[Collector] = [
             job_counts,
@@ -286,12 +295,14 @@ class Exporter:
         if reload_status is not None:
             summary_collectors.append(ConfigReloadCollector(reload_status))
         families = job_families(config.describe.enabled)
-        for collector in (
+        page_collectors = [
             PerJobCollector(self.cache.snapshots, families),
             *tag_families,
             *summary_collectors,
-        ):
-            self.registry.register(collector)
+        ]
+        process_collectors = exporter_process_collectors() if exporter_metrics else []
+        self.registry = _registry_of([*page_collectors, *process_collectors])
+        page_registry = _registry_of(page_collectors)  # all but what is rendered per scrape
         for collector in summary_collectors:
             summary_registry.register(collector)
         changes: Versioned = self.requests
@@ -301,9 +312,10 @@ class Exporter:
             self.cache.snapshots,
             changes,
             summary_registry,
-            self.registry,
+            page_registry,
             families=families,
             tag_keys=config.tags,
+            fresh_registry=_registry_of(process_collectors),
         )
 
 
@@ -336,6 +348,14 @@ def _has_served_all(exporter: Exporter) -> bool:
     if discovering and exporter.discovered_accounts is None:
         return False
     return exporter.cache.is_ready()
+
+
+def _registry_of(collectors: Sequence[Collector]) -> CollectorRegistry:
+    """A new registry holding ``collectors``, in that order."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    return registry
 
 
 class _RegionRequestCounts:
@@ -401,6 +421,7 @@ class LiveExporter:
         monotonic: Callable[[], float] = time.monotonic,
         *,
         shard: Shard = UNSHARDED,
+        exporter_metrics: bool = True,
     ) -> None:
         self._load = load
         self.source = source
@@ -409,6 +430,7 @@ class LiveExporter:
         self._monotonic = monotonic
         self._reload_lock = threading.Lock()
         self._status = ConfigReloadStatus(successful=True, last_success_time=clock())
+        self._exporter_metrics = exporter_metrics
         requests = RequestCounter()
         self._discovery = self._discover(config, requests, known=None)
         self._exporter = Exporter(
@@ -419,6 +441,7 @@ class LiveExporter:
             discovered_accounts=self._discovered(),
             requests=requests,
             shard=shard,
+            exporter_metrics=exporter_metrics,
         )
         self._was_ready = False
         if self._discovery is not None:
@@ -552,6 +575,7 @@ class LiveExporter:
             reload_status=self.reload_status,
             discovered_accounts=discovered,
             shard=self._shard,
+            exporter_metrics=self._exporter_metrics,
         )
         self._exporter = new
         return new

@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         "without it, /-/reload answers 403",
     )
     parser.add_argument(
+        "--web.disable-exporter-metrics",
+        dest="disable_exporter_metrics",
+        action="store_true",
+        help="leave the exporter's own process metrics (process_*, python_info, python_gc_*) "
+        "out of /metrics and --once",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -197,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{args.web_config_file}: web configuration is valid")
             return 0
         if args.once:
-            return _run_once(config, shard)
+            return _run_once(config, shard, args)
         return _serve(
             config, lambda: load_config(config_file), config_file, args, web_config, shard=shard
         )
@@ -206,8 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG_ERROR
 
 
-def _run_once(config: ExporterConfig, shard: Shard) -> int:
-    exporter, discovery_error = exporter_for_one_refresh(config, shard)
+def _run_once(config: ExporterConfig, shard: Shard, args: argparse.Namespace) -> int:
+    exporter, discovery_error = exporter_for_one_refresh(
+        config, shard, exporter_metrics=not args.disable_exporter_metrics
+    )
     exporter.cache.refresh_all(timeout=None)
     sys.stdout.write(generate_latest(exporter.registry).decode())
     if discovery_error is not None:
@@ -238,7 +247,9 @@ def _serve(
     except ValueError as error:
         print(f"sagemaker-tuning-exporter: --web.listen-address: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    live = LiveExporter(config, load, source, shard=shard)
+    live = LiveExporter(
+        config, load, source, shard=shard, exporter_metrics=not args.disable_exporter_metrics
+    )
     try:
         server = ExporterServer(
             listen_address,
@@ -326,7 +337,7 @@ def _run_demo(args: argparse.Namespace, web_config: ReloadingWebConfig | None, s
     demo.start()
     try:
         if args.once:
-            return _run_once(demo.config(file_config), shard)
+            return _run_once(demo.config(file_config), shard, args)
         log.info(
             "demo: open %s://127.0.0.1:%s/metrics",
             "https" if web_config and web_config.current().ssl_context else "http",

@@ -19,6 +19,22 @@ TRAINING_KEYS = ("Completed", "InProgress", "RetryableError", "NonRetryableError
 OBJECTIVE_KEYS = ("Succeeded", "Pending", "Failed")
 
 
+# The families of prometheus_client's process, platform and GC collectors: their values
+# change from one scrape to the next, so comparisons of two bodies leave them out.
+EXPORTER_PROCESS_PREFIXES = ("process_", "python_info", "python_gc_")
+
+
+def without_process_metrics(body: bytes) -> bytes:
+    """``body`` without the lines of the exporter's own process metrics (``process_*``,
+    ``python_info``, ``python_gc_*``), whose values differ on every scrape."""
+    kept = []
+    for line in body.splitlines(keepends=True):
+        name = line.removeprefix(b"# HELP ").removeprefix(b"# TYPE ").removeprefix(b"# UNIT ")
+        if not name.startswith(tuple(prefix.encode() for prefix in EXPORTER_PROCESS_PREFIXES)):
+            kept.append(line)
+    return b"".join(kept)
+
+
 def samples(text: str) -> Samples:
     """Every sample of an exposition, keyed by name and label set."""
     return {

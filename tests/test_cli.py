@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import os
 import secrets
 import signal
@@ -18,12 +19,18 @@ import bcrypt
 import pytest
 
 from tests.conftest import ROOT
+from tests.expected import samples, without_process_metrics
 from tests.polling import wait_until
 from tests.processes import free_port, start_exporter, stop_with_sigterm, wait_for
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
 from tests.tls_material import TlsMaterial
 
 FIXTURES = Path(__file__).parent / "fixtures" / "config"
+# What Prometheus 2.x sends to a target that did not ask for a scrape protocol.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -109,6 +116,103 @@ def test_once_exits_1_and_names_the_failed_region(
         "AttemptsExhaustedError: ListHyperParameterTuningJobs failed after" in result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+PROCESS_SAMPLES = (
+    "\nprocess_resident_memory_bytes ",
+    "\npython_info{",
+    "\npython_gc_objects_collected_total{",
+)
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["default", "disabled"])
+def test_once_prints_the_exporter_process_metrics_unless_disabled(
+    sagemaker: SageMakerTestServer, tmp_path: Path, disabled: bool
+) -> None:
+    sagemaker.add_job("us-east-1", "printed-job")
+    flags = ["--web.disable-exporter-metrics"] if disabled else []
+
+    result = run_cli("--once", "--config.file", str(write_config(tmp_path, sagemaker)), *flags)
+
+    assert result.returncode == 0, result.stderr
+    assert 'job_name="printed-job"' in result.stdout
+    for sample in (*PROCESS_SAMPLES, "\nprocess_open_fds ", "\nprocess_start_time_seconds "):
+        assert (sample in result.stdout) is not disabled, sample
+
+
+def gzip_scrape(url: str) -> str:
+    """/metrics as Prometheus asks for it: OpenMetrics preferred, gzip."""
+    request = urllib.request.Request(
+        f"{url}/metrics",
+        headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        return gzip.decompress(response.read()).decode()
+
+
+def test_the_server_publishes_process_metrics_fresh_on_every_scrape(
+    sagemaker: SageMakerTestServer, tmp_path: Path
+) -> None:
+    sagemaker.add_job("eu-west-1", "served-job")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path, sagemaker, "[eu-west-1]")
+    process = start_exporter("--config.file", str(config), port=port)
+    try:
+        assert wait_for(f"{url}/-/ready", timeout=30)
+        first = gzip_scrape(url)
+        requests = sagemaker.received()
+
+        def process_values(text: str) -> dict[object, float]:
+            return {
+                key: number
+                for key, number in samples(text).items()
+                if str(key[0]).startswith(("process_cpu", "python_gc_"))
+            }
+
+        def changed() -> str | None:
+            text = gzip_scrape(url)
+            return text if process_values(text) != process_values(first) else None
+
+        # Scraping allocates, so the GC's counts (or the CPU time) move within a few scrapes.
+        later = wait_until(
+            changed,
+            timeout=30,
+            interval=0.05,
+            message="the process metrics to change between scrapes",
+        )
+    finally:
+        stop_with_sigterm(process)
+
+    assert sagemaker.received() == requests  # the per-job part came from the cache
+    assert 'job_name="served-job"' in later and later.endswith("\n# EOF\n")
+    for sample in PROCESS_SAMPLES:
+        assert sample in first and sample in later
+
+
+def test_the_server_publishes_no_process_metrics_when_disabled(
+    sagemaker: SageMakerTestServer, tmp_path: Path
+) -> None:
+    sagemaker.add_job("eu-west-1", "served-job")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path, sagemaker, "[eu-west-1]")
+    process = start_exporter(
+        "--config.file", str(config), "--web.disable-exporter-metrics", port=port
+    )
+    try:
+        assert wait_for(f"{url}/-/ready", timeout=30)
+        compressed = gzip_scrape(url)
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            plain = response.read().decode()
+    finally:
+        stop_with_sigterm(process)
+
+    for body in (compressed, plain):
+        assert 'job_name="served-job"' in body
+        assert without_process_metrics(body.encode()) == body.encode()
+    assert compressed.endswith("\n# EOF\n")
 
 
 def test_a_malformed_listen_address_is_a_usage_error(

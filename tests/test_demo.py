@@ -11,6 +11,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.expected import STATUSES, STRATEGIES, samples, value
 from tests.polling import wait_until
@@ -196,3 +198,15 @@ def test_demo_reads_its_config_file_again_on_sighup(tmp_path: Path) -> None:
     }
     assert f"reloading the configuration from {config}" in stderr
     assert process.returncode == 0
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["default", "disabled"])
+def test_demo_once_prints_the_exporter_process_metrics_unless_disabled(disabled: bool) -> None:
+    flags = ["--web.disable-exporter-metrics"] if disabled else []
+
+    result = run_demo_once(*flags)
+
+    assert result.returncode == 0, result.stderr
+    assert value(result.stdout, "sagemaker_tuning_exporter_up", region="us-east-1") == 1
+    assert ("\nprocess_resident_memory_bytes " in result.stdout) is not disabled
+    assert ("\npython_info{" in result.stdout) is not disabled

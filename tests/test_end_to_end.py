@@ -6,10 +6,12 @@ skip when the binaries are missing; with ``CI`` set they fail instead.
 
 from __future__ import annotations
 
+import gzip
 import re
 import subprocess
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +102,52 @@ def test_prometheus_stores_exactly_the_values_the_api_returns(
     }
 
 
+# What Prometheus 2.x sends to a target that did not ask for a scrape protocol.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+def gzip_member_count(body: bytes) -> int:
+    """How many gzip members ``body`` is made of."""
+    count = 0
+    while body:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        decompressor.decompress(body)
+        assert decompressor.eof, "a gzip member is cut short"
+        body = decompressor.unused_data
+        count += 1
+    return count
+
+
+def test_prometheus_scrapes_the_multi_member_gzip_body_whole(
+    exporter_url: str, prometheus_url: str
+) -> None:
+    request = urllib.request.Request(
+        f"{exporter_url}/metrics",
+        headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        compressed = response.read()
+    text = gzip.decompress(compressed).decode()
+    # Sample lines: neither comments nor the OpenMetrics end.
+    sample_count = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    wait_for_series(prometheus_url, "python_info", 1)
+
+    scraped = query(prometheus_url, 'scrape_samples_scraped{job="sagemaker-tuning"}')
+    up = query(prometheus_url, 'up{job="sagemaker-tuning"}')
+    resident = query(prometheus_url, "process_resident_memory_bytes")
+
+    # The per-job members come first and the process metrics last: Prometheus read them all.
+    assert gzip_member_count(compressed) > 10
+    assert [series["value"][1] for series in up] == ["1"]  # type: ignore[index]
+    assert [float(series["value"][1]) for series in scraped] == [sample_count]  # type: ignore[index]
+    assert len(resident) == 1 and float(resident[0]["value"][1]) > 10 * 2**20  # type: ignore[index]
+    assert query(prometheus_url, "sagemaker_tuning_job_training_jobs")
+
+
 def test_promtool_accepts_the_exposition(exporter_url: str) -> None:
     promtool = require_binary("promtool")
     with urllib.request.urlopen(f"{exporter_url}/metrics", timeout=10) as response:
@@ -146,7 +194,7 @@ def test_documented_queries_are_valid_and_the_failure_alert_fires_for_failing_jo
 
     results = [query(prometheus_url, promql) for promql in queries]
 
-    assert len(queries) == 9
+    assert len(queries) == 12
     alert = results[0]
     assert failing
     assert {series["metric"]["job_name"] for series in alert} == failing  # type: ignore[index]

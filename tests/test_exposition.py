@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
 from prometheus_client import CollectorRegistry, exposition
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from exporter.aws.counting import RequestCounter
 from exporter.aws.operations import LIST_OPERATION
 from exporter.metrics import exposition as exporter_exposition
 from exporter.metrics.collectors import ExporterHealthCollector, JobCountCollector, PerJobCollector
-from exporter.metrics.exposition import MetricsPage
+from exporter.metrics.exposition import CompressedLines, MetricsPage
 from exporter.metrics.families import JOB_FAMILIES, JobFamily, job_families
+from exporter.metrics.process import exporter_process_collectors
 from exporter.model.jobs import JobDescription, RegionSnapshot, Target, TuningJob
 from tests.factories import tuning_job
 
@@ -65,11 +74,56 @@ def snapshot(target: Target, jobs: tuple[TuningJob, ...]) -> RegionSnapshot:
     )
 
 
+class ConstantCollector(Collector):
+    """A fresh family whose value never changes, so bodies can be compared byte for byte.
+
+    Sample output::
+
+        # HELP fresh_constant A value rendered on every scrape.
+        # TYPE fresh_constant gauge
+        fresh_constant{kind="test"} 7.0
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "fresh_constant", "A value rendered on every scrape.", labels=["kind"]
+        )
+        family.add_metric(["test"], 7)
+        yield family
+
+
+class CountingCollector(Collector):
+    """A fresh counter that counts the times it was collected.
+
+    Sample output::
+
+        # HELP fresh_collections_total Times this collector was collected.
+        # TYPE fresh_collections_total counter
+        fresh_collections_total 3.0
+    """
+
+    def __init__(self) -> None:
+        self.collections = 0
+
+    def collect(self) -> Iterator[Metric]:
+        self.collections += 1
+        yield CounterMetricFamily(
+            "fresh_collections", "Times this collector was collected.", value=self.collections
+        )
+
+
 class Page:
-    """A MetricsPage over snapshots a test swaps, with the registry prometheus_client renders."""
+    """A MetricsPage over snapshots a test swaps, with the registry prometheus_client renders.
+
+    ``fresh`` collectors go on the page's fresh registry; ``whole`` holds everything, in the
+    order the exporter registers it, as ``--once`` renders it.
+    """
 
     def __init__(
-        self, snapshots: list[RegionSnapshot], families: Sequence[JobFamily] = JOB_FAMILIES
+        self,
+        snapshots: list[RegionSnapshot],
+        families: Sequence[JobFamily] = JOB_FAMILIES,
+        fresh: Sequence[Collector] = (),
     ) -> None:
         self.snapshots = snapshots
         self.requests = RequestCounter()
@@ -82,8 +136,21 @@ class Page:
             self.full.register(collector)
         for collector in (counts, health):
             summary.register(collector)
+        fresh_registry = CollectorRegistry()
+        self.whole = CollectorRegistry()
+        kept: list[Collector] = [PerJobCollector(lambda: self.snapshots, families), counts, health]
+        for kept_collector in kept:
+            self.whole.register(kept_collector)
+        for fresh_collector in fresh:
+            fresh_registry.register(fresh_collector)
+            self.whole.register(fresh_collector)
         self.page = MetricsPage(
-            lambda: list(self.snapshots), self.requests, summary, self.full, families=families
+            lambda: list(self.snapshots),
+            self.requests,
+            summary,
+            self.full,
+            families=families,
+            fresh_registry=fresh_registry,
         )
 
     def body(self, accept: str | None = None, accept_gzip: bool = False) -> bytes:
@@ -121,13 +188,135 @@ def test_the_body_equals_what_prometheus_client_renders_for_each_format(accept: 
     assert page.body(accept, accept_gzip=True) == encoder(page.full)
 
 
-def test_an_unchanged_cache_serves_the_same_response_object() -> None:
+def test_an_unchanged_cache_serves_the_same_bytes_objects() -> None:
     page = Page([snapshot(EU, ODD_JOBS)])
 
     first = page.page.render(PROMETHEUS_ACCEPT, True)
     second = page.page.render(PROMETHEUS_ACCEPT, True)
 
-    assert second is first
+    # The kept members, joined, then the fresh part (here only the OpenMetrics end marker).
+    assert len(second.chunks) == len(first.chunks) == 2
+    assert second.chunks[0] is first.chunks[0]
+    plain_first = page.page.render(PROMETHEUS_ACCEPT, False)
+    plain_second = page.page.render(PROMETHEUS_ACCEPT, False)
+    assert len(plain_second.chunks) == len(plain_first.chunks) > 2
+    assert all(
+        new is old
+        for new, old in zip(plain_second.chunks[:-1], plain_first.chunks[:-1], strict=True)
+    )
+
+
+def gzip_members(body: bytes) -> list[bytes]:
+    """The decompressed text of each gzip member of ``body``, in order."""
+    members = []
+    while body:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        members.append(decompressor.decompress(body) + decompressor.flush())
+        assert decompressor.eof, "a gzip member is cut short"
+        body = decompressor.unused_data
+    return members
+
+
+@pytest.mark.parametrize("accept", [*ACCEPT_HEADERS, *RENAMING_ACCEPT_HEADERS])
+def test_the_gzip_body_decompresses_to_the_plain_body_with_the_fresh_part_last(
+    accept: str | None,
+) -> None:
+    page = Page(
+        [snapshot(EU, ODD_JOBS), snapshot(US, (job("other", status="Failed"),))],
+        fresh=[ConstantCollector()],
+    )
+    encoder, _ = exposition.choose_encoder(accept or "")
+
+    compressed = b"".join(page.page.render(accept, accept_gzip=True).chunks)
+    plain = b"".join(page.page.render(accept, accept_gzip=False).chunks)
+
+    assert gzip.decompress(compressed) == plain == encoder(page.whole)
+    members = gzip_members(compressed)
+    assert len(members) >= 2
+    assert b"".join(members) == plain
+    assert b"rendered on every scrape" in members[-1]
+    assert b"rendered on every scrape" not in b"".join(members[:-1])
+
+
+def test_the_per_job_part_is_kept_as_gzip_members_of_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(exporter_exposition, "RENDER_BATCH_JOBS", 3)
+    page = Page([snapshot(EU, tuple(job(f"job-{n}") for n in range(10)))])
+
+    members = gzip_members(b"".join(page.page.render(None, accept_gzip=True).chunks))
+
+    # Per family: its header, then 4 batches of 3, 3, 3 and 1 jobs; then the summary part.
+    assert len(members) == len(JOB_FAMILIES) * 5 + 1
+    assert members[0].startswith(b"# HELP sagemaker_tuning_job_training_jobs ")
+    assert members[1].count(b"sagemaker_tuning_job_training_jobs{") == 3 * 2
+    assert b"".join(members) == exposition.generate_latest(page.full)
+
+
+def test_compressed_lines_hold_their_text_and_its_length() -> None:
+    text = b"".join(f"line {n}\n".encode() for n in range(10_000))
+
+    lines = CompressedLines.of(text)
+
+    assert lines.text() == gzip.decompress(lines.member) == text
+    assert lines.length == len(text)
+    assert len(lines.member) < len(text) // 3
+
+
+@pytest.mark.parametrize("accept_gzip", [True, False])
+def test_the_fresh_part_is_rendered_on_every_scrape_while_the_rest_is_kept(
+    accept_gzip: bool,
+) -> None:
+    counting = CountingCollector()
+    page = Page([snapshot(EU, ODD_JOBS)], fresh=[counting])
+
+    first = page.page.render(PROMETHEUS_ACCEPT, accept_gzip)
+    second = page.page.render(PROMETHEUS_ACCEPT, accept_gzip)
+
+    def body(response: exporter_exposition.Response) -> str:
+        joined = b"".join(response.chunks)
+        return (gzip.decompress(joined) if accept_gzip else joined).decode()
+
+    assert all(new is old for new, old in zip(second.chunks[:-1], first.chunks[:-1], strict=True))
+    assert "fresh_collections_total 1.0\n" in body(first)
+    assert "fresh_collections_total 2.0\n" in body(second)
+    assert counting.collections == 2
+
+
+@pytest.mark.parametrize("accept", [None, PROMETHEUS_ACCEPT])
+def test_a_body_with_fresh_families_ends_once_and_parses(accept: str | None) -> None:
+    page = Page([snapshot(EU, ODD_JOBS)], fresh=[ConstantCollector(), CountingCollector()])
+
+    text = gzip.decompress(b"".join(page.page.render(accept, accept_gzip=True).chunks)).decode()
+
+    if accept is None:
+        names = {family.name for family in text_string_to_metric_families(text)}
+        assert "# EOF" not in text
+    else:
+        names = {family.name for family in openmetrics_families(text)}  # type: ignore[no-untyped-call]
+        assert text.count("# EOF\n") == 1 and text.endswith("\n# EOF\n")
+    assert {"sagemaker_tuning_job_training_jobs", "fresh_constant", "fresh_collections"} <= names
+
+
+def test_the_process_collectors_report_fresh_values_on_each_scrape() -> None:
+    page = Page([snapshot(EU, ODD_JOBS)], fresh=exporter_process_collectors())
+
+    def collections(text: bytes) -> float:
+        return next(
+            sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples
+            if sample.name == "python_gc_collections_total" and sample.labels["generation"] == "2"
+        )
+
+    before = page.body(accept_gzip=True)
+    gc.collect()
+    after = page.body(accept_gzip=True)
+
+    # At least the one asked for; the interpreter may have run others meanwhile.
+    assert collections(after) >= collections(before) + 1
+    assert b"\nprocess_resident_memory_bytes " in after
+    assert b'\npython_info{implementation="' in after
 
 
 def test_a_new_snapshot_or_request_count_renders_again() -> None:
@@ -157,7 +346,7 @@ def test_only_targets_whose_jobs_changed_are_rendered_again(
 
     def counting_render_target(
         changed: RegionSnapshot, families: Sequence[JobFamily]
-    ) -> tuple[tuple[bytes, ...], ...]:
+    ) -> tuple[tuple[CompressedLines, ...], ...]:
         rendered.append(changed.target.region)
         return render_target(changed, families)
 
@@ -247,7 +436,7 @@ def test_a_target_whose_descriptions_changed_is_rendered_again(
 
     def counting_render_target(
         changed: RegionSnapshot, families: Sequence[JobFamily]
-    ) -> tuple[tuple[bytes, ...], ...]:
+    ) -> tuple[tuple[CompressedLines, ...], ...]:
         rendered.append(changed.target.region)
         return render_target(changed, families)
 

@@ -581,7 +581,9 @@ def test_new_tags_render_the_tags_lines_again_and_leave_the_per_job_lines(
     rendered: list[str] = []
     render_target = exporter_exposition.render_target
 
-    def counting_render_target(changed: RegionSnapshot) -> tuple[tuple[bytes, ...], ...]:
+    def counting_render_target(
+        changed: RegionSnapshot,
+    ) -> tuple[tuple[exporter_exposition.CompressedLines, ...], ...]:
         rendered.append(changed.target.region)
         return render_target(changed)
 

@@ -6,20 +6,26 @@ refresh to the next: finished jobs never change. So:
 
 * :class:`PerJobRenderer` keeps each account and region's rendered lines and renders them
   again only when that target's published jobs or their descriptions changed;
-* :class:`MetricsPage` keeps the whole response, and its gzip encoding, per content type, and
-  serves it again until a refresh replaces a snapshot or an AWS request is counted.
+* the per-job lines are kept only gzip-compressed, one gzip member per batch of jobs and
+  family (:class:`CompressedLines`): a gzip stream may be made of several members, so the
+  response Prometheus asks for (gzip) is those members as they are, and a large body is
+  never held as text;
+* :class:`MetricsPage` keeps the response per content type, and serves it again until a
+  refresh replaces a snapshot or an AWS request is counted. Only the exporter's process
+  metrics are rendered on every scrape, and follow as one more small gzip member.
 
 The small families (job counts, the exporter's health) go through prometheus_client's own
 encoders, which also choose between the text format and OpenMetrics from the Accept header.
 The per-job lines are the same in both formats; a test holds the result byte for byte to
-what prometheus_client renders from the same collectors.
+what prometheus_client renders from the same collectors. A scrape without gzip gets the
+same bytes decompressed, kept until the next change.
 """
 
 from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +45,9 @@ from exporter.metrics.families import (
 from exporter.model.jobs import JobDescription, RegionSnapshot, Target, TuningJob, tag_label_name
 
 GZIP_LEVEL = 6
+# zlib's window bits for a gzip header and trailer around the deflate stream.
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_OPENMETRICS_END = b"# EOF\n"
 RENDER_BATCH_JOBS = 1000
 _FAST_ENCODERS = (exposition.generate_latest, openmetrics.exposition.generate_latest)
 # Name escapings under which the cached per-job lines read as prometheus_client writes them.
@@ -70,6 +79,24 @@ def _family_header(family: JobFamily) -> bytes:
     return _gauge_header(family.name, job_family_help(family))
 
 
+@dataclass(frozen=True)
+class CompressedLines:
+    """Exposition text kept as one gzip member, and the length of the text it holds."""
+
+    member: bytes
+    length: int
+
+    @classmethod
+    def of(cls, text: bytes) -> CompressedLines:
+        """``text`` compressed into one whole gzip member."""
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
+        return cls(compressor.compress(text) + compressor.flush(), len(text))
+
+    def text(self) -> bytes:
+        """The text again."""
+        return zlib.decompress(self.member, _GZIP_WBITS)
+
+
 def _gauge_header(name: str, documentation: str) -> bytes:
     documentation = documentation.replace("\\", r"\\").replace("\n", r"\n")
     return f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode()
@@ -82,7 +109,7 @@ class _RenderedTarget:
     account: str
     published: tuple[TuningJob, ...]
     descriptions: Mapping[str, JobDescription]
-    chunks: tuple[tuple[bytes, ...], ...]
+    chunks: tuple[tuple[CompressedLines, ...], ...]
 
     def is_current(self, snapshot: RegionSnapshot) -> bool:
         # Identity, not equality: the cache keeps the previous objects when nothing changed.
@@ -97,8 +124,8 @@ class PerJobRenderer:
     """Renders the per-job families, reusing each account and region's lines until they change.
 
     A target's lines are rendered again when its published jobs or their descriptions change.
-    The result is a sequence of chunks: each family's header, then that family's lines of each
-    target. Serving the chunks as they are never copies the (large) body into one buffer.
+    The result is a sequence of gzip members: each family's header, then that family's lines
+    of each target. Their concatenation is the gzip encoding of the per-job part.
 
     Sample output (one job, first family)::
 
@@ -111,12 +138,14 @@ class PerJobRenderer:
         self, families: Sequence[JobFamily] = JOB_FAMILIES, tag_keys: Sequence[str] = ()
     ) -> None:
         self._families = tuple(families)
-        self._headers = tuple(_family_header(family) for family in self._families)
+        self._headers = tuple(
+            CompressedLines.of(_family_header(family)) for family in self._families
+        )
         self._tags = TagLinesRenderer(tag_keys) if tag_keys else None
         self._rendered: dict[Target, _RenderedTarget] = {}
 
-    def render(self, snapshots: Sequence[RegionSnapshot]) -> tuple[bytes, ...]:
-        """The per-job families in text exposition format, as chunks to send in order."""
+    def render(self, snapshots: Sequence[RegionSnapshot]) -> tuple[CompressedLines, ...]:
+        """The per-job families in text exposition format, as gzip members to send in order."""
         rendered = {}
         for snapshot in snapshots:
             cached = self._rendered.get(snapshot.target)
@@ -132,7 +161,7 @@ class PerJobRenderer:
                 render_target(snapshot, self._families),
             )
         self._rendered = rendered
-        chunks: list[bytes] = []
+        chunks: list[CompressedLines] = []
         for index, header in enumerate(self._headers):
             chunks.append(header)
             for snapshot in snapshots:
@@ -156,16 +185,16 @@ class TagLinesRenderer:
 
     def __init__(self, tag_keys: Sequence[str]) -> None:
         self._tag_keys = tuple(tag_keys)
-        self._header = _gauge_header(TAGS_FAMILY, TAGS_HELP)
+        self._header = CompressedLines.of(_gauge_header(TAGS_FAMILY, TAGS_HELP))
         names = [*JOB_LABELS, *(tag_label_name(key) for key in self._tag_keys)]
         # prometheus_client writes labels sorted by name: the index of each, in that order.
         self._label_order = sorted(range(len(names)), key=lambda index: names[index])
         self._label_names = [names[index] for index in self._label_order]
         # target -> ((account label, published jobs, tags by ARN) as rendered, their chunks)
-        self._rendered: dict[Target, tuple[tuple[object, ...], tuple[bytes, ...]]] = {}
+        self._rendered: dict[Target, tuple[tuple[object, ...], tuple[CompressedLines, ...]]] = {}
 
-    def render(self, snapshots: Sequence[RegionSnapshot]) -> list[bytes]:
-        """The family's header and the lines of every target, as chunks."""
+    def render(self, snapshots: Sequence[RegionSnapshot]) -> list[CompressedLines]:
+        """The family's header and the lines of every target, as gzip members."""
         rendered = {}
         for snapshot in snapshots:
             source = (snapshot.account, snapshot.published, snapshot.tags.by_arn)
@@ -182,7 +211,7 @@ class TagLinesRenderer:
             chunks.extend(rendered[snapshot.target][1])
         return chunks
 
-    def _render_target(self, snapshot: RegionSnapshot) -> tuple[bytes, ...]:
+    def _render_target(self, snapshot: RegionSnapshot) -> tuple[CompressedLines, ...]:
         chunks = []
         jobs = snapshot.published
         for start in range(0, len(jobs), RENDER_BATCH_JOBS):
@@ -197,7 +226,7 @@ class TagLinesRenderer:
                     for name, index in zip(self._label_names, self._label_order, strict=True)
                 )
                 lines.append(f"{TAGS_FAMILY}{{{label_text}}} 1.0\n")
-            chunks.append("".join(lines).encode())
+            chunks.append(CompressedLines.of("".join(lines).encode()))
         return tuple(chunks)
 
 
@@ -228,11 +257,13 @@ def _label_layout(family: JobFamily) -> tuple[tuple[tuple[int, ...], ...], tuple
 
 def render_target(
     snapshot: RegionSnapshot, families: Sequence[JobFamily] = JOB_FAMILIES
-) -> tuple[tuple[bytes, ...], ...]:
-    """The sample lines of a target's published jobs: for each of ``families``, chunks.
+) -> tuple[tuple[CompressedLines, ...], ...]:
+    """The sample lines of a target's published jobs: for each of ``families``, gzip members.
 
-    Each chunk holds the lines of up to RENDER_BATCH_JOBS jobs, so rendering never holds more
-    than one batch as text on top of the bytes already rendered.
+    Each member holds the lines of up to RENDER_BATCH_JOBS jobs, so rendering never holds more
+    than one batch as text on top of what is already compressed. A batch's text (tens to
+    hundreds of kilobytes) is far larger than deflate's 32 KiB window, so compressing the
+    batches apart costs next to nothing in size.
     """
     labelled = []
     for job in snapshot.published:
@@ -265,14 +296,18 @@ def render_target(
                             pieces.append(run_texts[position + 1])
                         label_text = ",".join(piece for piece in pieces if piece)
                     lines.append(f"{family.name}{{{label_text}}} {_go_float(value)}\n")
-            chunks.append("".join(lines).encode())
+            chunks.append(CompressedLines.of("".join(lines).encode()))
         rendered.append(tuple(chunks))
     return tuple(rendered)
 
 
 @dataclass(frozen=True)
 class Response:
-    """A rendered /metrics response: the body is the concatenation of ``chunks``."""
+    """A rendered /metrics response: the body is the concatenation of ``chunks``.
+
+    A gzip body is several gzip members one after the other, which gzip readers (Python's,
+    Go's, Prometheus') decode as one stream.
+    """
 
     chunks: tuple[bytes, ...]
     content_type: str
@@ -291,15 +326,33 @@ class Versioned(Protocol):
         """A number that changes with every change."""
 
 
+@dataclass(frozen=True)
+class _Rendered:
+    """What a content type's response keeps between scrapes: all but the fresh part.
+
+    ``gzipped`` is the members joined: a few megabytes at most, sent with one write where
+    hundreds of members would take a write each.
+    """
+
+    members: tuple[CompressedLines, ...]
+    gzipped: bytes
+    plain: tuple[bytes, ...] | None = None  # the members decompressed, once a scrape asked
+
+
 class MetricsPage:
     """The /metrics response, rendered again only after a refresh or an AWS request.
 
     ``summary_registry`` holds the families other than the per-job ones (job counts, the
     exporter's health); ``families`` are the per-job ones, followed by the tags family (of
     ``tag_keys``, when any); ``full_registry`` holds all of them, in that order, and serves
-    the rare request this
-    class does not render itself (an encoder it does not know). A plain response is served
-    as two chunks (the per-job part and the rest) so the large part is never copied.
+    the rare request this class does not render itself (an encoder it does not know).
+    ``fresh_registry`` holds what is rendered on every scrape and follows the rest in every
+    format (the exporter's process metrics, see :mod:`exporter.metrics.process`); it is in
+    neither of the other two.
+
+    What is kept is gzip members (:class:`CompressedLines`); a gzip response is them as they
+    are plus a member for the fresh part. A plain response decompresses them on the first
+    such scrape after a change and keeps the text until the next one.
     """
 
     def __init__(
@@ -311,15 +364,17 @@ class MetricsPage:
         *,
         families: Sequence[JobFamily] = JOB_FAMILIES,
         tag_keys: Sequence[str] = (),
+        fresh_registry: CollectorRegistry | None = None,
     ) -> None:
         self._snapshots = snapshots
         self._requests = requests
         self._summary_registry = summary_registry
         self._full_registry = full_registry
+        self._fresh_registry = CollectorRegistry() if fresh_registry is None else fresh_registry
         self._per_job = PerJobRenderer(families, tag_keys)
         self._lock = threading.Lock()
         self._rendered_from: tuple[list[RegionSnapshot], int] | None = None
-        self._responses: dict[tuple[str, bool], Response] = {}
+        self._responses: dict[str, _Rendered] = {}
 
     def render(self, accept: str | None, accept_gzip: bool) -> Response:
         """The response for a scrape with these Accept and (gzip or not) Accept-Encoding headers."""
@@ -330,12 +385,23 @@ class MetricsPage:
             if not self._is_rendered_from(snapshots, version):
                 self._responses = {}
                 self._rendered_from = (snapshots, version)
-            response = self._responses.get((content_type, accept_gzip))
-            if response is None:
-                response = self._responses[(content_type, accept_gzip)] = self._render(
-                    encoder, content_type, accept_gzip, snapshots
+            rendered = self._responses.get(content_type)
+            if rendered is None:
+                rendered = self._render(encoder, content_type, snapshots)
+            if not accept_gzip and rendered.plain is None:
+                rendered = _Rendered(
+                    rendered.members,
+                    rendered.gzipped,
+                    tuple(lines.text() for lines in rendered.members),
                 )
-            return response
+            self._responses[content_type] = rendered
+        # Outside the lock: the fresh part is small, and concurrent scrapes render their own.
+        fresh = encoder(self._fresh_registry)
+        if accept_gzip:
+            tail = (CompressedLines.of(fresh).member,) if fresh else ()
+            return Response((rendered.gzipped, *tail), content_type, True)
+        plain = rendered.plain or ()  # decompressed above
+        return Response((*plain, *((fresh,) if fresh else ())), content_type, False)
 
     def _is_rendered_from(self, snapshots: list[RegionSnapshot], version: int) -> bool:
         if self._rendered_from is None:
@@ -351,17 +417,18 @@ class MetricsPage:
         self,
         encoder: Callable[[CollectorRegistry], bytes],
         content_type: str,
-        accept_gzip: bool,
         snapshots: list[RegionSnapshot],
-    ) -> Response:
+    ) -> _Rendered:
         if _renders_cached_lines(encoder):
-            chunks = (*self._per_job.render(snapshots), encoder(self._summary_registry))
+            per_job: Iterable[CompressedLines] = self._per_job.render(snapshots)
+            rest = encoder(self._summary_registry)
         else:
-            chunks = (encoder(self._full_registry),)
-        if not accept_gzip:
-            return Response(chunks, content_type, False)
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        compressed = b"".join(
-            [*(compressor.compress(chunk) for chunk in chunks), compressor.flush()]
-        )
-        return Response((compressed,), content_type, True)
+            per_job = ()
+            rest = encoder(self._full_registry)
+        # OpenMetrics ends the body with "# EOF"; the fresh part, rendered by the same encoder,
+        # brings it, so the kept part goes without. (The text format has no end marker.)
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        if openmetrics:
+            rest = rest.removesuffix(_OPENMETRICS_END)
+        members = (*per_job, CompressedLines.of(rest))
+        return _Rendered(members, b"".join(lines.member for lines in members))
