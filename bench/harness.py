@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"  # moto's account for keys it did not issue
@@ -51,6 +52,7 @@ SEED_SPAN_SECONDS = 6 * 86400
 OLD_JOBS_FRACTION = 5
 # How ListHyperParameterTuningJobs is answered (tests/sagemaker_server.py), in words.
 LISTING_SEMANTICS = {"moto": "filter, then page", "aws": "page, then filter"}
+_FORM = "application/x-www-form-urlencoded"
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 
 
@@ -91,6 +93,11 @@ def _counting(
     def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
         operation = str(environ.get("HTTP_X_AMZ_TARGET", "unknown")).rsplit(".", 1)[-1]
+        if operation == "unknown" and environ.get("CONTENT_TYPE", "").startswith(_FORM):
+            # STS speaks the query protocol: the operation is the form's Action.
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            operation = parse_qs(body.decode()).get("Action", ["unknown"])[0]
         described_job = None
         if operation == DESCRIBE_OPERATION:
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
@@ -143,11 +150,11 @@ def moto_server(
         thread.join()
 
 
-def moto_backend(region: str) -> Any:
-    """moto's in-process SageMaker backend of ``region``."""
+def moto_backend(region: str, account: str = ACCOUNT) -> Any:
+    """moto's in-process SageMaker backend of ``account`` in ``region``."""
     from moto.sagemaker.models import sagemaker_backends
 
-    return sagemaker_backends[ACCOUNT][region]
+    return sagemaker_backends[account][region]
 
 
 def add_listing_semantics_flag(parser: argparse.ArgumentParser) -> None:
@@ -191,9 +198,16 @@ def running_indices(jobs: int, running: int, old_running: int = 0) -> list[int]:
 
 
 def seed_jobs(
-    regions: Sequence[str], jobs: int, running: int, tagged: bool = False, old_running: int = 0
+    regions: Sequence[str],
+    jobs: int,
+    running: int,
+    tagged: bool = False,
+    old_running: int = 0,
+    *,
+    account: str = ACCOUNT,
 ) -> None:
-    """``jobs`` per region, ``running`` of them InProgress, the rest finished in the last 6 days.
+    """``jobs`` per region of ``account``, ``running`` of them InProgress, the rest finished in
+    the last 6 days.
 
     The running jobs are the newest, except ``old_running`` of them, which are older than 80%
     of all jobs (see :func:`running_indices`). With ``tagged``, each job has a ``team`` (one
@@ -204,8 +218,9 @@ def seed_jobs(
     now = datetime.now(tz=UTC).replace(tzinfo=None)  # moto keeps naive UTC times
     running_set = set(running_indices(jobs, running, old_running))
     for region in regions:
-        backend = moto_backend(region)
-        rng = random.Random(region)
+        backend = moto_backend(region, account)
+        # The default account keeps the seed of earlier runs, so their figures stay comparable.
+        rng = random.Random(region if account == ACCOUNT else f"{account}/{region}")
         for index in range(jobs):
             name = job_name(index)
             job = create_moto_tuning_job(
