@@ -5,8 +5,8 @@
     python bench/organization.py --json result.json             # also write the figures as JSON
 
 moto's Organizations, STS and SageMaker run in this process on 127.0.0.1. The bench creates
-an organization of ``--accounts`` member accounts through the Organizations API, then seeds
-``--jobs`` tuning jobs in each of ``--regions`` regions of every account (``--running`` of
+an organization of ``--accounts`` accounts (the management account and its members) through
+the Organizations API, then seeds ``--jobs`` tuning jobs in each of ``--regions`` regions of every account (``--running`` of
 them InProgress, the rest finished within the last six days). Each replica discovers the
 accounts with ``discovery.organizations`` (ListAccounts with the ambient credentials), assumes
 ``role_name`` in each account through moto's STS, and lists and describes the jobs of the
@@ -27,8 +27,8 @@ one moto server. Measured per shard count:
 * peak RSS per replica (VmHWM), the largest reported.
 
 Requests are the replicas' own ``sagemaker_tuning_exporter_api_requests_total`` per operation,
-summed over the replicas; STS AssumeRole, which the exporter does not count, is counted at
-the wire by the bench's middleware. Loopback only; placeholder credentials only.
+summed over the replicas; STS AssumeRole is also counted at the wire by the bench's
+middleware, independently of the exporter. Loopback only; placeholder credentials only.
 """
 
 from __future__ import annotations
@@ -156,22 +156,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def create_organization(endpoint_url: str, accounts: int) -> list[str]:
-    """An organization with ``accounts`` member accounts, created through moto's API; their IDs."""
+    """An organization of ``accounts`` accounts, the management account among them, created
+    through moto's API; their IDs."""
     import boto3
 
     organizations = boto3.client(
         "organizations", region_name="us-east-1", endpoint_url=endpoint_url
     )
     organizations.create_organization(FeatureSet="ALL")
-    for index in range(accounts):
+    for index in range(accounts - 1):
         organizations.create_account(
             AccountName=f"team-{index:03d}", Email=f"team-{index:03d}@example.com"
         )
-    member_ids = []
+    account_ids = []
     for page in organizations.get_paginator("list_accounts").paginate():
-        member_ids += [account["Id"] for account in page["Accounts"]]
-    management = organizations.describe_organization()["Organization"]["MasterAccountId"]
-    return sorted(account for account in member_ids if account != management)
+        account_ids += [account["Id"] for account in page["Accounts"]]
+    return sorted(account_ids)
 
 
 def write_organization_config(
@@ -312,7 +312,7 @@ def _targets_owned_once(texts: Sequence[str], targets: int) -> bool:
     seen: Counter[tuple[str, str]] = Counter()
     for text in texts:
         for family in text_string_to_metric_families(text):
-            if family.name == "sagemaker_tuning_up":
+            if family.name == "sagemaker_tuning_exporter_up":
                 for sample in family.samples:
                     seen[(sample.labels.get("account", ""), sample.labels["region"])] += 1
     return len(seen) == targets and set(seen.values()) == {1}
