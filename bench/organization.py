@@ -38,6 +38,7 @@ import gzip
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,6 +52,7 @@ from typing import Any
 
 from harness import (
     PLACEHOLDER_ENVIRONMENT,
+    ROOT,
     REGIONS,
     exporter_command,
     free_port,
@@ -60,7 +62,6 @@ from harness import (
     peak_rss_kib,
     percentile,
     seed_jobs,
-    start_process,
     wait_ready,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -195,14 +196,9 @@ def run_shards(
     assume_before = _assume_role_requests(counts)
     started = time.monotonic()
     processes = [
-        start_process(
-            [
-                *exporter_command(config, port),
-                "--shard",
-                str(index),
-                "--total-shards",
-                str(shards),
-            ]
+        start_replica(
+            [*exporter_command(config, port), "--shard", str(index), "--total-shards", str(shards)],
+            config.parent / f"replica-{shards}-{index}.log",
         )
         for index, port in enumerate(ports)
     ]
@@ -255,6 +251,23 @@ def run_shards(
         gzip_body_bytes_per_replica=gzip_sizes,
         peak_rss_mib_per_replica=peaks,
     )
+
+
+def start_replica(command: Sequence[str], log_path: Path) -> subprocess.Popen[str]:
+    """``command`` run from the checkout with placeholder credentials, its log kept in a file.
+
+    Not a pipe, as :func:`harness.start_process` uses: hundreds of targets log more than a
+    pipe holds before the bench reads it, and a replica writing to a full pipe stops.
+    """
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            list(command),
+            cwd=ROOT,
+            env={**os.environ, **PLACEHOLDER_ENVIRONMENT},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
 
 
 def scrape(url: str) -> tuple[str, float, int]:
