@@ -52,8 +52,8 @@ from typing import Any
 
 from harness import (
     PLACEHOLDER_ENVIRONMENT,
-    ROOT,
     REGIONS,
+    ROOT,
     exporter_command,
     free_port,
     load_average,
@@ -75,6 +75,7 @@ PROMETHEUS_HEADERS = {
 }
 OWNED_TARGETS = "sagemaker_tuning_exporter_owned_targets"
 REQUESTS = "sagemaker_tuning_exporter_api_requests"
+UP = "sagemaker_tuning_exporter_up"
 
 
 @dataclass
@@ -297,23 +298,29 @@ def scrape_all_at_once(urls: Sequence[str]) -> list[tuple[str, float]]:
     return results
 
 
+def families(text: str, *names: str) -> list[Any]:
+    """The metric families ``names`` of ``text``, parsed from their own lines only.
+
+    A replica's body holds hundreds of thousands of per-job samples; parsing all of them
+    takes longer than the TTL the bench measures within.
+    """
+    prefixes = tuple(names) + tuple(
+        f"# {kind} {name}" for name in names for kind in ("HELP", "TYPE")
+    )
+    lines = [line for line in text.splitlines() if line.startswith(prefixes)]
+    return list(text_string_to_metric_families("\n".join(lines) + "\n"))
+
+
 def values(text: str, name: str) -> list[float]:
     """The values of every sample named ``name`` in ``text``."""
-    return [
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    ]
+    return [sample.value for family in families(text, name) for sample in family.samples]
 
 
 def requests_by_operation(texts: Sequence[str]) -> dict[str, float]:
     """The API requests the replicas counted, per operation, summed over replicas and regions."""
     totals: Counter[str] = Counter()
     for text in texts:
-        for family in text_string_to_metric_families(text):
-            if family.name != REQUESTS:
-                continue
+        for family in families(text, REQUESTS):
             for sample in family.samples:
                 if sample.name.endswith("_total"):
                     totals[sample.labels["operation"]] += sample.value
@@ -324,10 +331,9 @@ def _targets_owned_once(texts: Sequence[str], targets: int) -> bool:
     """Whether the replicas' ``up`` series name every target exactly once between them."""
     seen: Counter[tuple[str, str]] = Counter()
     for text in texts:
-        for family in text_string_to_metric_families(text):
-            if family.name == "sagemaker_tuning_exporter_up":
-                for sample in family.samples:
-                    seen[(sample.labels.get("account", ""), sample.labels["region"])] += 1
+        for family in families(text, UP):
+            for sample in family.samples:
+                seen[(sample.labels.get("account", ""), sample.labels["region"])] += 1
     return len(seen) == targets and set(seen.values()) == {1}
 
 
