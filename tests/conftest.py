@@ -42,6 +42,7 @@ import pytest
 from exporter.app import Exporter, LiveExporter
 from exporter.config.loading import load_config
 from exporter.config.settings import AwsSettings, CacheSettings, ExporterConfig
+from exporter.model.sharding import UNSHARDED, Shard
 from exporter.web.reload import ReloadingWebConfig
 from exporter.web.routes import create_live_app
 from exporter.web.server import ExporterServer
@@ -191,9 +192,12 @@ def run_exporter() -> Iterator[Callable[..., RunningExporter]]:
     started: list[RunningExporter] = []
 
     def start(
-        config: ExporterConfig, web_config: ReloadingWebConfig | None = None
+        config: ExporterConfig,
+        web_config: ReloadingWebConfig | None = None,
+        *,
+        shard: Shard = UNSHARDED,
     ) -> RunningExporter:
-        exporter = Exporter(config)
+        exporter = Exporter(config, shard=shard)
         server = ExporterServer(
             "127.0.0.1:0", create_app(exporter.cache, exporter.metrics_page), web_config
         )
