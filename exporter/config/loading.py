@@ -205,12 +205,7 @@ class _Validator(KeyPathValidator):
                     f"expected an IAM role ARN such as arn:aws:iam::111111111111:role/name, "
                     f"got {role_arn!r}",
                 )
-            external_id = self.optional_string(entry, "external_id", path)
-            if external_id is not None and not _EXTERNAL_ID_PATTERN.fullmatch(external_id):
-                raise self.fail(
-                    f"{path}.external_id",
-                    "expected 2 to 1224 letters, digits or +=,.@:/- characters (STS ExternalId)",
-                )
+            external_id = self.external_id(entry, path)
             account = AccountSettings(role_arn, external_id)
             if any(other.account_id == account.account_id for other in accounts):
                 raise self.fail(f"{path}.role_arn", f"account {account.account_id} is listed twice")
@@ -332,12 +327,7 @@ class _Validator(KeyPathValidator):
                 f"expected an IAM role name (1 to 64 letters, digits or +=,.@_- characters, "
                 f"no path), got {describe_value(role_name)}",
             )
-        external_id = self.optional_string(settings, "external_id", path)
-        if external_id is not None and not _EXTERNAL_ID_PATTERN.fullmatch(external_id):
-            raise self.fail(
-                f"{path}.external_id",
-                "expected 2 to 1224 letters, digits or +=,.@:/- characters (STS ExternalId)",
-            )
+        external_id = self.external_id(settings, path)
         refresh = self.duration(settings, "refresh", path, OrganizationsDiscovery.refresh_seconds)
         if refresh < _MIN_DISCOVERY_REFRESH_SECONDS:
             raise self.fail(
@@ -351,6 +341,16 @@ class _Validator(KeyPathValidator):
             include_accounts=self.account_ids(settings, "include_accounts", path),
             exclude_accounts=self.account_ids(settings, "exclude_accounts", path),
         )
+
+    def external_id(self, parent: Mapping[str, Any], path: str) -> str | None:
+        """``parent.external_id``, the ExternalId a role is assumed with, or None when absent."""
+        external_id = self.optional_string(parent, "external_id", path)
+        if external_id is not None and not _EXTERNAL_ID_PATTERN.fullmatch(external_id):
+            raise self.fail(
+                f"{path}.external_id",
+                "expected 2 to 1224 letters, digits or +=,.@:/- characters (STS ExternalId)",
+            )
+        return external_id
 
     def account_ids(self, parent: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
         """A list of twelve-digit account IDs at ``parent[key]``, written as strings."""
