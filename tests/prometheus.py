@@ -11,11 +11,12 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.polling import wait_until
 from tests.processes import free_port
@@ -53,6 +54,35 @@ def running_prometheus(config: Path, data_dir: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def scraping_every_second(
+    directory: Path, targets: Sequence[str], rule_files: Sequence[Path]
+) -> Iterator[str]:
+    """A Prometheus with ``rule_files`` that scrapes ``targets`` (HOST:PORT) every second as
+    the exporter's job, its configuration and data in ``directory``; yields its base URL."""
+    config = directory / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "1s",
+                    "evaluation_interval": "1s",
+                },
+                "rule_files": [str(path) for path in rule_files],
+                "scrape_configs": [
+                    {
+                        "job_name": "sagemaker-tuning-exporter",
+                        "static_configs": [{"targets": list(targets)}],
+                    }
+                ],
+            }
+        )
+    )
+    with running_prometheus(config, directory / "data") as url:
+        yield url
 
 
 def query(prometheus_url: str, promql: str) -> list[dict[str, object]]:

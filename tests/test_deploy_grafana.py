@@ -22,7 +22,7 @@ import yaml
 from tests.conftest import ROOT
 from tests.polling import eventually, wait_until
 from tests.processes import free_port, start_exporter, wait_for
-from tests.prometheus import query, running_prometheus
+from tests.prometheus import query, scraping_every_second
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "sagemaker-tuning-jobs.json"
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
@@ -101,26 +101,7 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exporter = start_exporter("--demo", port=port)
     try:
         assert wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=60), "demo did not start"
-        config = directory / "prometheus.yml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {
-                        "scrape_interval": "1s",
-                        "scrape_timeout": "1s",
-                        "evaluation_interval": "1s",
-                    },
-                    "rule_files": [str(path) for path in RULE_FILES],
-                    "scrape_configs": [
-                        {
-                            "job_name": "sagemaker-tuning-exporter",
-                            "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
-                        }
-                    ],
-                }
-            )
-        )
-        with running_prometheus(config, directory / "data") as url:
+        with scraping_every_second(directory, [f"127.0.0.1:{port}"], RULE_FILES) as url:
             yield url
     finally:
         exporter.terminate()

@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
 from prometheus_client import generate_latest
 
 from exporter.app import Exporter, LiveExporter, targets_from_config
@@ -29,7 +28,7 @@ from tests.conftest import RunningExporter
 from tests.expected import Samples, samples
 from tests.organization import TestOrganization
 from tests.polling import eventually
-from tests.prometheus import query, running_prometheus, wait_for_series
+from tests.prometheus import query, scraping_every_second, wait_for_series
 from tests.sagemaker_server import SageMakerTestServer
 from tests.test_deploy_grafana import (
     ALL,
@@ -212,32 +211,9 @@ def test_a_reload_keeps_the_shard_and_shards_the_new_targets(
 @contextmanager
 def prometheus_scraping(directory: Path, exporters: list[RunningExporter]) -> Iterator[str]:
     """A Prometheus with the deploy rules, scraping ``exporters`` every second as one job."""
-    config = directory / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {
-                    "scrape_interval": "1s",
-                    "scrape_timeout": "1s",
-                    "evaluation_interval": "1s",
-                },
-                "rule_files": [str(path) for path in RULE_FILES],
-                "scrape_configs": [
-                    {
-                        "job_name": "sagemaker-tuning-exporter",
-                        "static_configs": [
-                            {
-                                "targets": [
-                                    running.url.removeprefix("http://") for running in exporters
-                                ]
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
-    )
-    with running_prometheus(config, directory / "data") as url:
+    with scraping_every_second(
+        directory, [running.url.removeprefix("http://") for running in exporters], RULE_FILES
+    ) as url:
         yield url
 
 
