@@ -26,6 +26,7 @@ from exporter.aws.organizations import AccountListError, OrganizationAccounts
 from exporter.config.reading import ConfigError
 from exporter.config.settings import AccountSettings, ExporterConfig, aws_partition
 from exporter.metrics.collectors import (
+    CacheTtlCollector,
     ConfigReloadCollector,
     ConfigReloadStatus,
     DiscoveredAccountsCollector,
@@ -265,8 +266,6 @@ class Exporter:
             clock=clock,
             monotonic=monotonic,
         )
-        if previous is not None and lists_the_same_jobs(previous.config, config):
-            self.cache.carry_over(previous.cache, previous.cache.targets)
         job_counts = JobCountCollector(self.cache.snapshots, config.filters.statuses)
         # Counts of regions no longer configured stay in the shared counter, unpublished, so
         # they carry on from where they were if the region comes back.
@@ -285,6 +284,7 @@ class Exporter:
             health,
             *tag_health,
             ShardCollector(shard, lambda: len(self.cache.targets)),
+            CacheTtlCollector(config.cache.ttl_seconds),
         ]
         if config.discovery.organizations is not None and self.discovered_accounts is not None:
             summary_collectors.append(
@@ -317,6 +317,16 @@ class Exporter:
             tag_keys=config.tags,
             fresh_registry=_registry_of(process_collectors),
         )
+        # Every snapshot's lines are rendered on the refresh that made it, not on a scrape.
+        self.cache.prepare_with(self.metrics_page.prepare)
+        if previous is not None:
+            self._carry_over(previous)
+
+    def _carry_over(self, previous: Exporter) -> None:
+        """Start from what ``previous`` rendered and, when it lists the same jobs, what it holds."""
+        self.metrics_page.inherit(previous.metrics_page, self.cache.targets)
+        if lists_the_same_jobs(previous.config, self.config):
+            self.cache.carry_over(previous.cache, previous.cache.targets)
 
 
 def _declare_operations(

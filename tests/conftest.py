@@ -171,6 +171,15 @@ class RunningExporter(ExporterClient):
         self.exporter = exporter
         self.server = server
 
+    def refreshed_scrape(self) -> str:
+        """Scrape, starting the refreshes due, then scrape again once they ended: what they found.
+
+        A scrape never waits for the refresh of a target that has a snapshot.
+        """
+        ExporterClient.scrape(self)
+        assert self.exporter.cache.wait_idle(timeout=30)
+        return ExporterClient.scrape(self)
+
 
 class RunningLiveExporter(ExporterClient):
     """An exporter whose configuration file can be reloaded, serving HTTP on 127.0.0.1."""
@@ -179,6 +188,12 @@ class RunningLiveExporter(ExporterClient):
         super().__init__(f"{server.scheme}://127.0.0.1:{server.port}")
         self.live = live
         self.server = server
+
+    def refreshed_scrape(self) -> str:
+        """Scrape, starting the refreshes due, then scrape again once they ended: what they found."""
+        self.scrape()
+        assert self.live.exporter.cache.wait_idle(timeout=30)
+        return self.scrape()
 
 
 @pytest.fixture(scope="session")
@@ -209,9 +224,8 @@ def run_exporter() -> Iterator[Callable[..., RunningExporter]]:
     yield start
     for running in started:
         running.server.stop()
-        # Let refreshes still waiting on the server finish before the next test's jobs
-        # exist; the TTL keeps this from starting new ones.
-        running.exporter.cache.refresh_stale(timeout=30)
+        # Let refreshes still waiting on the server finish before the next test's jobs exist.
+        running.exporter.cache.wait_idle(timeout=30)
 
 
 @pytest.fixture
@@ -242,7 +256,7 @@ def run_live_exporter() -> Iterator[Callable[..., RunningLiveExporter]]:
     for running in started:
         running.server.stop()
         running.live.close()  # no account discovery of this test reads on into the next
-        running.live.exporter.cache.refresh_stale(timeout=30)
+        running.live.exporter.cache.wait_idle(timeout=30)
 
 
 # Module names whose objects, when a test reaches them, decide its marker.

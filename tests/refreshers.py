@@ -13,7 +13,7 @@ from typing import Any
 
 from exporter.model.jobs import RegionSnapshot, Target, TuningJob
 from exporter.model.listing import Listing
-from exporter.refresh.cache import SnapshotCache
+from exporter.refresh.cache import Publish, SnapshotCache
 from exporter.refresh.retention import PublishedJobs
 from exporter.refresh.snapshots import Refreshed, failed_snapshot, successful_snapshot
 
@@ -44,8 +44,13 @@ class ListingRefresher:
         self._monotonic = monotonic
 
     def refresh(
-        self, target: Target, previous: RegionSnapshot | None, listing: Listing | None
+        self,
+        target: Target,
+        previous: RegionSnapshot | None,
+        listing: Listing | None,
+        publish: Publish | None = None,
     ) -> Refreshed:
+        """List with ``list_jobs``; there is no later step, so nothing is published early."""
         started = self._monotonic()
         try:
             listed = self._list_jobs(target, listing)

@@ -7,13 +7,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from exporter.model.jobs import Target, TuningJob
+import pytest
+
+from exporter.model.jobs import RegionSnapshot, Target, TuningJob
 from exporter.model.listing import Listing
-from exporter.refresh.cache import SnapshotCache
+from exporter.refresh.cache import Publish, SnapshotCache
 from exporter.refresh.retention import PublishedJobs
+from exporter.refresh.snapshots import Refreshed
 from tests.factories import tuning_job
 from tests.polling import wait_until
-from tests.refreshers import listing_cache
+from tests.refreshers import ListingRefresher, listing_cache
 
 EU = Target(region="eu-west-1")
 US = Target(region="us-east-1")
@@ -67,13 +70,19 @@ def make_cache(
     return listing_cache(targets, listing, ttl_seconds=60, clock=clock, monotonic=clock, **settings)
 
 
+def refresh_behind_a_scrape(cache: SnapshotCache, timeout: float = 5) -> None:
+    """A scrape's refreshes, then the wait for them to end, which a scrape itself no longer does."""
+    cache.refresh_stale(timeout=timeout)
+    assert cache.wait_idle(timeout=timeout)
+
+
 def test_should_not_refresh_again_within_the_ttl() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     cache = make_cache(listing, clock)
 
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
     clock.now += 59
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
 
     assert sorted(t.region for t in listing.calls) == ["eu-west-1", "us-east-1"]
 
@@ -82,9 +91,9 @@ def test_should_refresh_once_the_ttl_has_passed() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     cache = make_cache(listing, clock)
 
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
     clock.now += 60
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
 
     assert len(listing.calls) == 4
 
@@ -125,7 +134,7 @@ def test_concurrent_scrapes_share_one_refresh_per_target() -> None:
     assert len(cache.snapshots()) == 2
 
 
-def test_a_scrape_returns_at_its_deadline_and_serves_the_last_snapshot() -> None:
+def test_a_scrape_serves_the_last_snapshot_at_once_while_its_refresh_runs_behind() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.answers[EU] = [job("first")]
     cache = make_cache(listing, clock, targets=(EU,))
@@ -135,26 +144,44 @@ def test_a_scrape_returns_at_its_deadline_and_serves_the_last_snapshot() -> None
     clock.now += 61
 
     started = time.monotonic()
+    cache.refresh_stale(timeout=5)  # a scrape with seconds to spare waits for none of them
+    waited = time.monotonic() - started
+
+    assert waited < 1
+    wait_until(lambda: len(listing.calls) == 2, message="the refresh the scrape started")
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["first"]
+    listing.release.set()
+    assert cache.wait_idle(timeout=5)
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["second"]
+
+
+def test_a_scrape_waits_for_a_first_refresh_until_its_own_deadline() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("first")]
+    listing.release.clear()
+    cache = make_cache(listing, clock, targets=(EU,))
+
+    started = time.monotonic()
     cache.refresh_stale(timeout=0.2)
     waited = time.monotonic() - started
 
-    assert waited < 5
-    assert [j.name for j in cache.snapshots()[0].jobs] == ["first"]
+    assert 0.2 <= waited < 5
+    assert cache.snapshots() == []
     listing.release.set()
-    cache.refresh_stale(timeout=5)  # joins the refresh still in flight
-    assert [j.name for j in cache.snapshots()[0].jobs] == ["second"]
+    cache.refresh_stale(timeout=5)  # joins the first refresh still in flight
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["first"]
 
 
 def test_a_failed_refresh_keeps_the_last_good_jobs_and_marks_the_target_down() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.answers[EU] = [job("kept")]
     cache = make_cache(listing, clock)
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
     first_success = cache.snapshots()[0].last_success_time
     listing.answers[EU] = RuntimeError("HTTP 500")
     clock.now += 61
 
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
 
     eu, us = cache.snapshots()
     assert (eu.up, [j.name for j in eu.jobs], eu.last_success_time) == (
@@ -183,11 +210,11 @@ def test_ambient_credentials_take_their_account_from_job_arns_and_keep_it() -> N
     listing, clock = ScriptedListing(), FakeClock()
     listing.answers[EU] = [job("a", account="333333333333")]
     cache = make_cache(listing, clock, targets=(EU,))
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
     listing.answers[EU] = []
     clock.now += 61
 
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
 
     assert cache.snapshots()[0].account == "333333333333"
 
@@ -284,7 +311,7 @@ def test_lists_in_full_first_then_changes_until_the_full_resync_is_due() -> None
     cache = make_cache(listing, clock, targets=(EU,), full_resync_seconds=150)
 
     for _ in range(4):
-        cache.refresh_stale(timeout=5)
+        refresh_behind_a_scrape(cache)
         clock.now += 61
 
     kinds = ["full" if previous is None else "changes" for previous in listing.previous]
@@ -297,14 +324,14 @@ def test_a_failed_refresh_lists_changes_from_the_last_good_listing() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.answers[EU] = [job("a")]
     cache = make_cache(listing, clock, targets=(EU,))
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
     listing.answers[EU] = RuntimeError("HTTP 500")
     clock.now += 61
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
     listing.answers[EU] = [job("a"), job("b")]
     clock.now += 61
 
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
 
     first, _, third = listing.previous
     assert first is None
@@ -334,11 +361,11 @@ def test_an_unchanged_listing_keeps_the_same_job_tuples() -> None:
     listing, clock = ScriptedListing(), FakeClock()
     listing.answers[EU] = [job("a")]
     cache = make_cache(listing, clock, targets=(EU,))
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
     before = cache.snapshots()[0]
     clock.now += 61
 
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
 
     after = cache.snapshots()[0]
     assert after is not before
@@ -356,6 +383,7 @@ def test_a_refresh_past_its_deadline_marks_the_target_down_with_its_last_good_jo
     listing.answers[EU] = [job("late")]
     clock.now += 61
     cache.refresh_stale(timeout=0.1)
+    wait_until(lambda: len(listing.calls) == 4, message="both refreshes to start")
 
     clock.now += 29.9
     still_waiting = cache.snapshots()[0]
@@ -402,6 +430,7 @@ def test_a_target_recovers_once_its_hung_refresh_ends() -> None:
     listing.answers[EU] = [job("new")]
     clock.now += 61
     cache.refresh_stale(timeout=0.1)
+    wait_until(lambda: len(listing.calls) == 2, message="the hung refresh to start")
     clock.now += 31
     assert cache.snapshots()[0].up is False
 
@@ -409,7 +438,7 @@ def test_a_target_recovers_once_its_hung_refresh_ends() -> None:
 
     def refreshed() -> bool:
         clock.now += 61  # past the TTL of whichever refresh ended last
-        cache.refresh_stale(timeout=1)
+        refresh_behind_a_scrape(cache, timeout=1)
         return cache.snapshots()[0].up
 
     wait_until(refreshed, interval=0.01, message="the target to be up again")
@@ -567,7 +596,7 @@ def test_a_carried_over_refresh_already_marked_overdue_is_counted_once() -> None
     new.carry_over(old, [EU])  # as a reload does: the refresh in flight is adopted
     (carried,) = new.snapshots()
     hung.set()
-    new.refresh_stale(timeout=5)  # waits for the adopted refresh
+    assert new.wait_idle(timeout=5)  # the adopted refresh ends
     (adopted,) = new.snapshots()
     old.close()
 
@@ -594,10 +623,10 @@ def test_an_answer_that_itself_outlasted_the_deadline_is_not_served() -> None:
         clock=clock,
         monotonic=clock,
     )
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
     clock.now += 61
 
-    cache.refresh_stale(timeout=5)
+    refresh_behind_a_scrape(cache)
 
     (snapshot,) = cache.snapshots()
     assert (snapshot.up, [j.name for j in snapshot.jobs], snapshot.refresh_failures) == (
@@ -606,3 +635,126 @@ def test_an_answer_that_itself_outlasted_the_deadline_is_not_served() -> None:
         1,
     )
     assert snapshot.error == "refresh exceeded its 30s deadline"
+
+
+class PublishingRefresher(ListingRefresher):
+    """Publishes what the listing found, then holds the rest of the refresh until released."""
+
+    def __init__(
+        self, listing: ScriptedListing, clock: FakeClock, *, first_too: bool = False
+    ) -> None:
+        super().__init__(listing, clock=clock, monotonic=clock)
+        self.rest = threading.Event()
+        self.first_too = first_too
+
+    def refresh(
+        self,
+        target: Target,
+        previous: RegionSnapshot | None,
+        listing: Listing | None,
+        publish: Publish | None = None,
+    ) -> Refreshed:
+        refreshed = super().refresh(target, previous, listing)
+        if publish is not None and (previous is not None or self.first_too):
+            publish(refreshed.snapshot)
+            self.rest.wait(timeout=10)
+        return refreshed
+
+
+def test_a_refresh_serves_what_it_published_before_it_ends() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("first")]
+    refresher = PublishingRefresher(listing, clock)
+    cache = SnapshotCache((EU,), refresher, 60, clock=clock, monotonic=clock)
+    cache.refresh_stale(timeout=5)
+    listing.answers[EU] = [job("first"), job("second")]
+    clock.now += 61
+
+    cache.refresh_stale(timeout=5)
+    wait_until(
+        lambda: len(cache.snapshots()[0].jobs) == 2, message="the published listing to be served"
+    )
+    in_flight = not cache.wait_idle(timeout=0)
+    refresher.rest.set()
+
+    assert in_flight  # served while the refresh still ran
+    assert cache.wait_idle(timeout=5)
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["first", "second"]
+
+
+def test_what_an_overdue_refresh_publishes_is_not_served() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("first")]
+    refresher = PublishingRefresher(listing, clock)
+    cache = SnapshotCache(
+        (EU,), refresher, 60, refresh_timeout_seconds=30, clock=clock, monotonic=clock
+    )
+    cache.refresh_stale(timeout=5)
+    listing.release.clear()
+    listing.answers[EU] = [job("late")]
+    clock.now += 61
+    cache.refresh_stale(timeout=5)
+    wait_until(lambda: len(listing.calls) == 2, message="the hung refresh to start")
+    clock.now += 31
+    assert cache.snapshots()[0].up is False  # marked down at its deadline
+
+    listing.release.set()
+    refresher.rest.set()
+    assert cache.wait_idle(timeout=5)
+
+    (snapshot,) = cache.snapshots()
+    assert (snapshot.up, [j.name for j in snapshot.jobs]) == (False, ["first"])
+
+
+def test_every_snapshot_is_prepared_before_it_is_served() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("first")]
+    cache = make_cache(listing, clock, targets=(EU,))
+    served_when_prepared: list[list[RegionSnapshot]] = []
+    prepared: list[RegionSnapshot] = []
+
+    def prepare(snapshot: RegionSnapshot) -> None:
+        served_when_prepared.append(cache.snapshots())
+        prepared.append(snapshot)
+
+    cache.prepare_with(prepare)
+    refresh_behind_a_scrape(cache)
+    clock.now += 61
+    listing.answers[EU] = [job("second")]
+    refresh_behind_a_scrape(cache)
+
+    assert [[j.name for j in s.jobs] for s in prepared] == [["first"], ["second"]]
+    assert prepared[-1] is cache.snapshots()[0]
+    # Each was prepared while the one before it was still the one served.
+    assert served_when_prepared == [[], [prepared[0]]]
+
+
+def test_a_failure_to_prepare_a_snapshot_still_serves_it(caplog: pytest.LogCaptureFixture) -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("first")]
+    cache = make_cache(listing, clock, targets=(EU,))
+
+    def prepare(_snapshot: RegionSnapshot) -> None:
+        raise ValueError("a rendering fault")
+
+    cache.prepare_with(prepare)
+    refresh_behind_a_scrape(cache)
+
+    assert [j.name for j in cache.snapshots()[0].jobs] == ["first"]
+    assert "cannot prepare the lines of account=111111111111 region=eu-west-1" in caplog.text
+
+
+def test_a_first_refresh_that_published_only_its_listing_is_not_ready_yet() -> None:
+    listing, clock = ScriptedListing(), FakeClock()
+    listing.answers[EU] = [job("first")]
+    refresher = PublishingRefresher(listing, clock, first_too=True)
+    cache = SnapshotCache((EU,), refresher, 60, clock=clock, monotonic=clock)
+
+    cache.refresh_stale(timeout=0)
+    wait_until(lambda: cache.snapshots() != [], message="the listing to be published")
+    ready_with_the_listing = cache.is_ready()
+    refresher.rest.set()
+    assert cache.wait_idle(timeout=5)
+
+    assert ready_with_the_listing is False
+    assert cache.is_ready() is True

@@ -157,9 +157,13 @@ EXPECTED_ERRORS = {
         "4: describe.max_requests_per_refresh: expected a whole number from 1 to 100000, got 0"
     ),
     "unknown_describe_key": (
-        "4: describe.budget: unknown key; expected one of enabled, ttl, max_requests_per_refresh"
+        "4: describe.budget: unknown key; expected one of enabled, ttl, max_requests_per_refresh, "
+        "concurrency"
     ),
     "describe_not_a_mapping": "2: describe: expected a mapping, got a list",
+    "too_many_describes_in_flight": (
+        "4: describe.concurrency: expected a whole number from 1 to 16, got 17"
+    ),
     "discovery_missing_role_name": (
         "3: discovery.organizations: missing required key 'role_name' "
         "(the IAM role assumed in each account)"
@@ -269,6 +273,7 @@ def test_should_parse_every_key_of_a_full_config() -> None:
           enabled: false
           ttl: 10m
           max_requests_per_refresh: 25
+          concurrency: 2
         """
     )
 
@@ -301,7 +306,9 @@ def test_should_parse_every_key_of_a_full_config() -> None:
             created_after=CreatedAfter(relative_seconds=7 * 86400),
         ),
         per_job_metrics=PerJobMetricsSettings(retention_seconds=0, max_jobs=500),
-        describe=DescribeSettings(enabled=False, ttl_seconds=600, max_requests_per_refresh=25),
+        describe=DescribeSettings(
+            enabled=False, ttl_seconds=600, max_requests_per_refresh=25, concurrency=2
+        ),
     )
     assert [account.account_id for account in config.accounts] == ["111111111111", "222222222222"]
 
@@ -318,7 +325,7 @@ def test_should_default_everything_but_regions() -> None:
     assert config.aws.max_retries_per_refresh == 10
     assert config.aws.max_requests_per_second is None
     assert config.describe == DescribeSettings(
-        enabled=True, ttl_seconds=300, max_requests_per_refresh=100
+        enabled=True, ttl_seconds=300, max_requests_per_refresh=100, concurrency=4
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -21,6 +22,7 @@ import pytest
 from moto.sagemaker.models import sagemaker_backends
 
 from exporter.app import Exporter
+from exporter.aws.errors import AttemptsExhaustedError
 from exporter.aws.operations import DESCRIBE_OPERATION, LIST_OPERATION
 from exporter.config.settings import DescribeSettings, ExporterConfig, PerJobMetricsSettings
 from exporter.demo import DEMO_ACCOUNT, DEMO_REGIONS, DemoSageMaker
@@ -74,7 +76,7 @@ def start_exporter() -> Iterator[StartExporter]:
     yield start
     for running in started:
         running.server.stop()
-        running.exporter.cache.refresh_stale(timeout=60)
+        running.exporter.cache.wait_idle(timeout=60)
 
 
 def described_names(sagemaker: SageMakerTestServer) -> list[str]:
@@ -134,7 +136,12 @@ def describe_samples_from_api(endpoint_url: str, names: list[str]) -> Samples:
 
 
 def config_for(make_config: Callable[..., ExporterConfig], **describe: Any) -> ExporterConfig:
-    """One region, every listed job published, and these describe settings."""
+    """One region, every listed job published, and these describe settings.
+
+    One describe at a time unless ``concurrency`` is given, so that the order and number of
+    requests are exact; describes in flight together have tests of their own.
+    """
+    describe.setdefault("concurrency", 1)
     return make_config(
         regions=(REGION,),
         per_job_metrics=PerJobMetricsSettings(retention_seconds=0),
@@ -627,3 +634,81 @@ def test_the_describe_benchmark_runs_small_and_reports_first_start_and_steady_st
     assert report["steady_listing_requests_per_refresh"] == 1
     assert "| describe requests per steady-state refresh |" in completed.stdout
     assert f"listing semantics: {listing_semantics} (" in completed.stdout
+
+
+def minimal_answer(name: str) -> dict[str, Any]:
+    """A DescribeHyperParameterTuningJob answer with only what a description needs."""
+    return {"HyperParameterTuningJobName": name, "HyperParameterTuningJobStatus": "Completed"}
+
+
+def test_up_to_concurrency_describes_are_in_flight_at_once_and_all_are_read() -> None:
+    # Each describe waits for three others to be in flight: the refresh only ends if four
+    # run at once, and a fifth never does.
+    together = threading.Barrier(4, timeout=10)
+    lock = threading.Lock()
+    in_flight = most_in_flight = 0
+
+    def describe(name: str) -> dict[str, Any]:
+        nonlocal in_flight, most_in_flight
+        with lock:
+            in_flight += 1
+            most_in_flight = max(most_in_flight, in_flight)
+        together.wait()
+        with lock:
+            in_flight -= 1
+        return minimal_answer(name)
+
+    jobs = [tuning_job(f"ended-{n}", status="Completed") for n in range(8)]
+    describer = JobDescriber(DescribeSettings(concurrency=4), clock=lambda: 1000.0)
+
+    descriptions = describer.refresh(jobs, {}, describe)
+
+    assert most_in_flight == 4
+    assert sorted(descriptions) == sorted(job.name for job in jobs)
+
+
+def test_describes_in_flight_when_one_gives_up_still_count_and_no_more_are_sent() -> None:
+    first_sent = threading.Event()
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def describe(name: str) -> dict[str, Any]:
+        with lock:
+            sent.append(name)
+        if name == "ended-0":
+            first_sent.set()
+            raise AttemptsExhaustedError("DescribeHyperParameterTuningJob failed after 5 attempts")
+        first_sent.wait(timeout=10)
+        return minimal_answer(name)
+
+    jobs = [tuning_job(f"ended-{n}", status="Completed") for n in range(20)]
+    describer = JobDescriber(DescribeSettings(concurrency=4), clock=lambda: 1000.0)
+
+    descriptions = describer.refresh(jobs, {}, describe)
+
+    # The first three sent with it are read; none is sent after it gave up but those that
+    # took the free places before its answer was seen.
+    assert len(sent) < 8
+    assert "ended-0" not in descriptions
+    assert set(descriptions) == set(sent) - {"ended-0"}
+
+
+def test_concurrent_describes_over_the_wire_describe_every_due_job_once(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    start_exporter: StartExporter,
+) -> None:
+    names = [f"ended-{index}" for index in range(12)]
+    for index, name in enumerate(names):
+        sagemaker.add_job(REGION, name, status="Completed", described=description(index / 100))
+    running = start_exporter(config_for(make_config, concurrency=4), FakeClock())
+
+    text = running.scrape()
+
+    assert sagemaker.received(REGION, DESCRIBE_OPERATION) == len(names)
+    assert sorted(described_names(sagemaker)) == sorted(names)
+    assert {
+        dict(labels)["job_name"]
+        for name, labels in describe_samples_of(text)
+        if name == "sagemaker_tuning_job_best_objective_value"
+    } == set(names)

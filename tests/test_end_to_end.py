@@ -19,9 +19,10 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.expected import Samples, expected_samples_from_api, seed_varied_jobs
+from tests.polling import wait_until
 from tests.processes import free_port, start_exporter, wait_for
 from tests.prometheus import query, require_binary, running_prometheus, wait_for_series
-from tests.sagemaker_server import SageMakerTestServer
+from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
 REGIONS = ("us-east-1", "eu-west-1")
 JOB_COUNT = 40
@@ -198,3 +199,55 @@ def test_documented_queries_are_valid_and_the_failure_alert_fires_for_failing_jo
     alert = results[0]
     assert failing
     assert {series["metric"]["job_name"] for series in alert} == failing  # type: ignore[index]
+
+
+def test_prometheus_never_waits_for_a_slow_listing(
+    sagemaker: SageMakerTestServer, tmp_path: Path
+) -> None:
+    sagemaker.add_job("eu-west-1", "slow-region-job")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"regions: [eu-west-1]\naws:\n  endpoint_url: {sagemaker.url}\ncache:\n  ttl: 1s\n"
+    )
+    port = free_port()
+    process = start_exporter("--config.file", str(config), port=port)
+    try:
+        assert wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=30), "exporter not ready"
+        # From now on every listing takes 3 s to answer: a refresh is due on every scrape.
+        sagemaker.add_fault(
+            FaultRule(
+                region="eu-west-1",
+                kind="hang",
+                operation="ListHyperParameterTuningJobs",
+                hang_seconds=3.0,
+            )
+        )
+        prometheus_config = tmp_path / "prometheus.yml"
+        prometheus_config.write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+            "scrape_configs:\n  - job_name: slow-aws\n"
+            f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        )
+        with running_prometheus(prometheus_config, tmp_path / "data") as prometheus_url:
+            wait_for_series(prometheus_url, 'up{job="slow-aws"}', 1)
+            scrapes = 'count_over_time(up{job="slow-aws"}[1m])'
+            wait_until(
+                lambda: float(query(prometheus_url, scrapes)[0]["value"][1]) >= 8,  # type: ignore[index]
+                timeout=60,
+                interval=0.5,
+                message="Prometheus to scrape 8 times while the listings hang",
+            )
+            slowest = query(
+                prometheus_url, 'max_over_time(scrape_duration_seconds{job="slow-aws"}[1m])'
+            )
+            down = query(prometheus_url, 'min_over_time(up{job="slow-aws"}[1m])')
+        listings = sagemaker.received("eu-west-1", "ListHyperParameterTuningJobs")
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+    # Before, each scrape that found the 1 s TTL passed waited for the hung listing until its
+    # timeout less 0.5 s; now the scrapes are served from the cache while it hangs.
+    assert float(down[0]["value"][1]) == 1  # type: ignore[index]
+    assert float(slowest[0]["value"][1]) < 0.4  # type: ignore[index]
+    assert listings >= 3  # refreshes kept starting, one at a time

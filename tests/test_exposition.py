@@ -334,13 +334,8 @@ def test_a_new_snapshot_or_request_count_renders_again() -> None:
     assert after_request == exposition.generate_latest(page.full)
 
 
-def test_only_targets_whose_jobs_changed_are_rendered_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    eu_jobs = tuple(job(f"job-{n}") for n in range(50))
-    us_jobs = (job("other"),)
-    page = Page([snapshot(EU, eu_jobs), snapshot(US, us_jobs)])
-    page.body()
+def counted_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The regions whose lines render_target renders from now on, one entry a call."""
     rendered: list[str] = []
     render_target = exporter_exposition.render_target
 
@@ -351,6 +346,17 @@ def test_only_targets_whose_jobs_changed_are_rendered_again(
         return render_target(changed, families)
 
     monkeypatch.setattr(exporter_exposition, "render_target", counting_render_target)
+    return rendered
+
+
+def test_only_targets_whose_jobs_changed_are_rendered_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    eu_jobs = tuple(job(f"job-{n}") for n in range(50))
+    us_jobs = (job("other"),)
+    page = Page([snapshot(EU, eu_jobs), snapshot(US, us_jobs)])
+    page.body()
+    rendered = counted_renders(monkeypatch)
     changed = (*eu_jobs[:10], replace(eu_jobs[10], training_job_counts=MappingProxyType({})))
     unchanged_us = replace(page.snapshots[1], refresh_duration_seconds=0.75)
     page.snapshots = [snapshot(EU, changed), unchanged_us]
@@ -359,6 +365,52 @@ def test_only_targets_whose_jobs_changed_are_rendered_again(
 
     assert rendered == ["eu-west-1"]
     assert body == exposition.generate_latest(page.full)
+
+
+def test_lines_prepared_before_a_snapshot_is_served_are_not_rendered_by_the_scrape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    page = Page([snapshot(EU, (job("a"),)), snapshot(US, (job("other"),))])
+    page.body()
+    rendered = counted_renders(monkeypatch)
+    new_eu = snapshot(EU, (job("a", completed=4), job("b")))
+
+    page.page.prepare(new_eu)  # as the refresh does, before the cache serves it
+    prepared = list(rendered)
+    before_served = page.body()
+    page.snapshots = [new_eu, page.snapshots[1]]
+    served = page.body(accept_gzip=True)
+
+    assert prepared == ["eu-west-1"]
+    assert rendered == ["eu-west-1"]  # the scrapes rendered nothing themselves
+    assert b'job_name="b"' not in before_served  # the page served the old snapshot meanwhile
+    assert served == exposition.generate_latest(page.full)
+
+
+def test_a_page_that_replaces_another_reuses_its_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    old = Page([snapshot(EU, (job("a"),)), snapshot(US, (job("other"),))])
+    old.body()
+    rendered = counted_renders(monkeypatch)
+    new = Page(old.snapshots)
+
+    new.page.inherit(old.page, [EU, US])
+    body = new.body()
+
+    assert rendered == []
+    assert body == old.body()
+
+
+def test_a_page_of_other_families_renders_its_own_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    old = Page([snapshot(EU, (job("a"),))])
+    old.body()
+    rendered = counted_renders(monkeypatch)
+    new = Page(old.snapshots, families=job_families(describe_enabled=True))
+
+    new.page.inherit(old.page, [EU])
+    body = new.body()
+
+    assert rendered == ["eu-west-1"]
+    assert body == exposition.generate_latest(new.full)
 
 
 def test_a_target_with_no_published_jobs_still_gets_family_headers() -> None:

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from exporter.config.settings import (
 from exporter.refresh.listing import MAX_PAGES_WITHOUT_NEW_JOBS
 from tests.conftest import RunningExporter
 from tests.expected import value
-from tests.polling import eventually
+from tests.polling import eventually, wait_until
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
 
 StartExporter = Callable[..., RunningExporter]
@@ -54,7 +55,13 @@ def _config(
     max_requests_per_second: float | None = None,
     refresh_timeout_seconds: float = 30.0,
 ) -> ExporterConfig:
-    """A config whose every scrape lists every job (TTL 0, no incremental listing)."""
+    """A config whose every refresh lists every job, and whose scrapes start none after the first.
+
+    A scrape answers from the snapshot it has and never waits for the refresh it starts, so
+    the tests start each refresh themselves and wait for it (:func:`_refresh_and_scrape`),
+    then read what it left over HTTP; a TTL of an hour keeps their scrapes from starting
+    refreshes of their own.
+    """
     config = make_config(regions=regions)
     return replace(
         config,
@@ -64,7 +71,7 @@ def _config(
             max_requests_per_second=max_requests_per_second,
         ),
         cache=CacheSettings(
-            ttl_seconds=0,
+            ttl_seconds=3600,
             full_resync_seconds=0,
             refresh_timeout_seconds=refresh_timeout_seconds,
         ),
@@ -81,13 +88,26 @@ def _scrape(exporter: RunningExporter, timeout_seconds: float = 10) -> tuple[str
     return body.decode(), time.monotonic() - started
 
 
+def _refresh_and_scrape(
+    exporter: RunningExporter, timeout_seconds: float = 10
+) -> tuple[str, float]:
+    """Refresh every target, waiting for each until its deadline, then scrape what they left.
+
+    Returns the body and how long both took.
+    """
+    started = time.monotonic()
+    exporter.exporter.cache.refresh_all(timeout=timeout_seconds)
+    text, _ = _scrape(exporter)
+    return text, time.monotonic() - started
+
+
 def _scrape_until_up(exporter: RunningExporter, regions: tuple[str, ...]) -> str:
-    """Scrape until every region is up: a first refresh, which builds the clients, may miss
-    a short deadline on a loaded machine."""
+    """Refresh and scrape until every region is up: a first refresh, which builds the
+    clients, may miss a short deadline on a loaded machine."""
     texts: list[str] = []
 
     def all_up() -> bool:
-        text, _ = _scrape(exporter)
+        text, _ = _refresh_and_scrape(exporter)
         texts.append(text)
         return all(value(text, UP, region=region) == 1 for region in regions)
 
@@ -126,9 +146,9 @@ def test_hung_failing_and_throttled_regions_are_down_with_their_last_jobs_and_bo
     sagemaker.add_job(HEALTHY, "new-job")
     before = sagemaker.received_by_key()
 
-    second, elapsed = _scrape(exporter, timeout_seconds=10)
+    second, elapsed = _refresh_and_scrape(exporter, timeout_seconds=10)
 
-    # The scrape waits for no refresh past its 3 s deadline, well inside the scrape's 9.5 s.
+    # The refresh of the hung region is given up at its 3 s deadline.
     assert elapsed < 8
     assert value(second, UP, region=HEALTHY) == 1
     assert value(second, CREATED, job_name="new-job") is not None
@@ -174,7 +194,7 @@ def test_a_region_answering_empty_pages_with_fresh_tokens_is_stopped_by_page_cou
 
     for _ in range(3):  # three refreshes, each bounded on its own
         before = sagemaker.received(broken, LIST_OPERATION)
-        second, elapsed = _scrape(exporter, timeout_seconds=30)
+        second, elapsed = _refresh_and_scrape(exporter, timeout_seconds=30)
         requests = sagemaker.received(broken, LIST_OPERATION) - before
 
         # At most 60 per refresh: the guard stops after its few pages without a new job.
@@ -195,28 +215,40 @@ def test_a_region_answering_empty_pages_with_fresh_tokens_is_stopped_by_page_cou
     assert "PaginationError" in failures[0]
 
 
-def test_a_hung_region_is_down_while_its_worker_is_still_stuck_and_healthy_ones_keep_refreshing(
+def _with_a_region_about_to_hang(
     sagemaker: SageMakerTestServer,
     make_config: Callable[..., ExporterConfig],
     run_exporter: StartExporter,
-) -> None:
+    **cache: Any,
+) -> RunningExporter:
+    """An exporter of a healthy and a hanging region, both up; the next listing of the
+    hanging one hangs past the short refresh deadline. ``cache`` overrides cache settings."""
     sagemaker.add_job(HEALTHY, "healthy-job")
     sagemaker.add_job(HANGING, "hung-job")
     config = _config(
         make_config, (HEALTHY, HANGING), refresh_timeout_seconds=SHORT_REFRESH_TIMEOUT_SECONDS
     )
-    # One worker: the hung refresh holds it past the deadline, a replacement serves the rest.
-    config = replace(config, cache=replace(config.cache, max_concurrent_refreshes=1))
-    exporter = run_exporter(config)
+    exporter = run_exporter(replace(config, cache=replace(config.cache, **cache)))
     _scrape_until_up(exporter, (HEALTHY, HANGING))
-    hang = FaultRule(region=HANGING, kind="hang", hang_seconds=HANG_SECONDS, times=1)
-    sagemaker.add_fault(hang)
+    sagemaker.add_fault(FaultRule(region=HANGING, kind="hang", hang_seconds=HANG_SECONDS, times=1))
+    return exporter
+
+
+def test_a_hung_region_is_down_while_its_worker_is_still_stuck_and_healthy_ones_keep_refreshing(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    # One worker: the hung refresh holds it past the deadline, a replacement serves the rest.
+    exporter = _with_a_region_about_to_hang(
+        sagemaker, make_config, run_exporter, max_concurrent_refreshes=1
+    )
     before = sagemaker.received(HANGING, LIST_OPERATION)
 
     texts = []
     for index in range(3):
         sagemaker.add_job(HEALTHY, f"added-{index}")
-        texts.append(_scrape(exporter, timeout_seconds=5)[0])
+        texts.append(_refresh_and_scrape(exporter, timeout_seconds=5)[0])
 
     for index, text in enumerate(texts):
         assert value(text, UP, region=HEALTHY) == 1
@@ -242,10 +274,10 @@ def test_an_expired_token_marks_the_account_down_then_it_recovers_with_a_new_rol
     expired = FaultRule(region=FAILING, kind="expired_token", operation=LIST_OPERATION)
     sagemaker.add_fault(expired)
 
-    down, _ = _scrape(exporter)
-    down_again, _ = _scrape(exporter)
+    down, _ = _refresh_and_scrape(exporter)
+    down_again, _ = _refresh_and_scrape(exporter)
     sagemaker.clear_faults()  # AWS accepts the exporter again
-    recovered, _ = _scrape(exporter)
+    recovered, _ = _refresh_and_scrape(exporter)
 
     assert value(down, UP, account="111111111111") == 0
     assert value(down, CREATED, job_name="theirs") is not None
@@ -283,7 +315,7 @@ def test_a_refused_assume_role_is_reported_once_per_refresh_and_recovers_when_al
 
     denied, _ = _scrape(exporter)
     sagemaker.clear_faults()  # the trust policy is fixed
-    allowed, _ = _scrape(exporter)
+    allowed, _ = _refresh_and_scrape(exporter)
 
     assert value(denied, UP, account="111111111111") == 0
     assert value(allowed, UP, account="111111111111") == 1
@@ -313,7 +345,7 @@ def test_a_missing_permission_is_named_and_the_target_recovers_once_granted(
 
     denied, _ = _scrape(exporter)
     sagemaker.clear_faults()
-    granted, _ = _scrape(exporter)
+    granted, _ = _refresh_and_scrape(exporter)
 
     assert value(denied, UP, region=HEALTHY) == 0
     assert value(granted, UP, region=HEALTHY) == 1
@@ -350,3 +382,30 @@ def test_max_requests_per_second_paces_every_request_of_a_target(
     # Four requests (three pages and a retry) at 2/s after a burst of two: at least 1 s.
     assert sagemaker.received(HEALTHY, LIST_OPERATION) == 4
     assert elapsed >= 1.0
+
+
+def test_scrapes_answer_at_once_while_a_refresh_hangs_and_show_it_down_at_its_deadline(
+    sagemaker: SageMakerTestServer,
+    make_config: Callable[..., ExporterConfig],
+    run_exporter: StartExporter,
+) -> None:
+    # Every scrape starts a refresh of every target not refreshing already.
+    exporter = _with_a_region_about_to_hang(sagemaker, make_config, run_exporter, ttl_seconds=0)
+    sagemaker.add_job(HEALTHY, "added")
+
+    during, first_took = _scrape(exporter, timeout_seconds=10)
+    took = [first_took]
+
+    def news_and_deadline_shown() -> str | None:
+        text, seconds = _scrape(exporter, timeout_seconds=10)
+        took.append(seconds)
+        shown = value(text, CREATED, job_name="added") is not None
+        return text if shown and value(text, UP, region=HANGING) == 0 else None
+
+    after = wait_until(news_and_deadline_shown, timeout=HANG_SECONDS, interval=0.2)
+
+    # Served from the last snapshots, never held for the hung refresh nor for its deadline.
+    assert max(took) < 1.0, took
+    assert value(during, UP, region=HANGING) == 1
+    assert value(after, UP, region=HEALTHY) == 1
+    assert value(after, CREATED, job_name="hung-job") is not None  # its last good jobs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -197,3 +198,31 @@ def test_access_denied_is_not_retried_and_names_the_missing_permission(
         "(AccessDeniedException: User: arn:aws:sts::111111111111:assumed-role/reader/"
     )
     assert sagemaker.received("eu-west-1", LIST_OPERATION) == 1
+
+
+def test_calls_on_several_threads_share_the_retry_budget_and_never_overspend_it(
+    sagemaker: SageMakerTestServer,
+) -> None:
+    sagemaker.add_fault(FaultRule(region="eu-west-1", kind="throttle"))
+    client = sagemaker_client(sagemaker)
+    guard = fake_time_guard(FakeTime(), max_attempts=10, retry_budget=3)
+    start = threading.Barrier(6, timeout=10)
+    failures: list[Exception] = []
+
+    def call() -> None:
+        start.wait()
+        try:
+            guard.call(client.list_hyper_parameter_tuning_jobs)
+        except AttemptsExhaustedError as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert len(failures) == 6
+    # One attempt per call, and the three retries of the refresh between them.
+    assert sagemaker.received("eu-west-1", LIST_OPERATION) == 6 + 3
+    assert guard.retries_left == 0

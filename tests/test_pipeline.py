@@ -9,7 +9,7 @@ from exporter.aws.clients import SageMakerClients
 from exporter.aws.counting import RequestCounter
 from exporter.aws.operations import DESCRIBE_OPERATION, LIST_OPERATION, TAGGING_OPERATION
 from exporter.config.settings import CacheSettings, DescribeSettings, ExporterConfig
-from exporter.model.jobs import Target
+from exporter.model.jobs import RegionSnapshot, Target
 from exporter.refresh.pipeline import RefreshPipeline
 from exporter.refresh.tags import TagCache
 from tests.sagemaker_server import FaultRule, SageMakerTestServer
@@ -29,7 +29,10 @@ def pipeline_config(make_config: Callable[..., ExporterConfig], **aws: object) -
     config = make_config(
         regions=(REGION,),
         tags=("team",),
-        describe=DescribeSettings(enabled=True, ttl_seconds=60, max_requests_per_refresh=10),
+        # One describe at a time: the shared budget is counted request by request.
+        describe=DescribeSettings(
+            enabled=True, ttl_seconds=60, max_requests_per_refresh=10, concurrency=1
+        ),
     )
     return replace(config, aws=replace(config.aws, **aws))  # type: ignore[arg-type]
 
@@ -121,3 +124,51 @@ def test_a_failed_listing_gives_a_down_snapshot_with_the_last_good_jobs(
         and "ListHyperParameterTuningJobs" in failed.snapshot.error
     )
     assert sagemaker.received(REGION, TAGGING_OPERATION) == 1  # only the first refresh's
+
+
+def test_the_listings_news_is_published_before_the_tags_and_describes_are_read(
+    sagemaker: SageMakerTestServer, make_config: Callable[..., ExporterConfig]
+) -> None:
+    add_running_jobs(sagemaker, 2)
+    pipeline = pipeline_for(pipeline_config(make_config))
+    first = pipeline.refresh(TARGET, None, None)
+    sagemaker.add_job(REGION, "job-new", status="InProgress", tags={"team": "search"})
+    requests_before = (
+        sagemaker.received(REGION, TAGGING_OPERATION),
+        sagemaker.received(REGION, DESCRIBE_OPERATION),
+    )
+    published: list[tuple[RegionSnapshot, tuple[int, int]]] = []
+
+    def publish(snapshot: RegionSnapshot) -> None:
+        requests = (
+            sagemaker.received(REGION, TAGGING_OPERATION),
+            sagemaker.received(REGION, DESCRIBE_OPERATION),
+        )
+        published.append((snapshot, requests))
+
+    final = pipeline.refresh(TARGET, first.snapshot, first.listing, publish).snapshot
+
+    ((early, requests_then),) = published
+    assert requests_then == requests_before  # nothing read yet but the listing
+    assert sorted(job.name for job in early.published) == ["job-0", "job-1", "job-new"]
+    # The last tags and descriptions, until the new ones come.
+    assert early.tags is first.snapshot.tags
+    assert early.descriptions is first.snapshot.descriptions
+    assert "job-new" in final.descriptions
+    # The early snapshot's jobs stay the final one's: its rendered lines are reused.
+    assert final.published is early.published
+
+
+def test_nothing_is_published_early_when_the_listing_is_all_a_refresh_reads(
+    sagemaker: SageMakerTestServer, make_config: Callable[..., ExporterConfig]
+) -> None:
+    add_running_jobs(sagemaker, 1)
+    config = make_config(regions=(REGION,), describe=DescribeSettings(enabled=False))
+    published: list[RegionSnapshot] = []
+
+    pipeline = RefreshPipeline(config, SageMakerClients(config.aws, RequestCounter()))
+
+    refreshed = pipeline.refresh(TARGET, None, None, published.append)
+
+    assert published == []
+    assert [job.name for job in refreshed.snapshot.jobs] == ["job-0"]

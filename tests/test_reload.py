@@ -194,7 +194,7 @@ def test_an_unchanged_region_keeps_its_snapshot_and_listing_with_no_request_for_
     after = exporter.scrape()
     received_after = sagemaker.received("eu-west-1")
     now[0] += 301  # past the TTL: the next scrape refreshes eu-west-1
-    later = exporter.scrape()
+    later = exporter.refreshed_scrape()
 
     assert status == 200
     assert received_before == 1
@@ -320,7 +320,7 @@ def test_a_changed_ttl_applies_to_a_kept_region(
     exporter.scrape()
     within_new_ttl = sagemaker.received("eu-west-1", LIST)
     now[0] += 10  # 15 s: past the new TTL, well within the old one
-    exporter.scrape()
+    exporter.refreshed_scrape()
 
     assert within_new_ttl == 1
     assert sagemaker.received("eu-west-1", LIST) == 2
@@ -659,7 +659,8 @@ def test_a_scrape_that_reached_a_retired_configuration_starts_no_refresh_there(
     # It does not wait for a refresh that its ended workers would never run.
     assert waited < 10
     assert sagemaker.received("eu-west-1", LIST) == 1
-    assert value(exporter.scrape(), "sagemaker_tuning_exporter_up", region="eu-west-1") == 1
+    refreshed = exporter.refreshed_scrape()  # the current configuration's refresh, ended
+    assert value(refreshed, "sagemaker_tuning_exporter_up", region="eu-west-1") == 1
     assert sagemaker.received("eu-west-1", LIST) == 2
 
 

@@ -351,7 +351,7 @@ def test_the_exporter_serves_scrapes_with_limits_in_place(
             connection.close()
     finally:
         server.stop()
-        exporter.cache.refresh_stale(timeout=30)
+        exporter.cache.wait_idle(timeout=30)
 
     assert response.status == 200
     assert response.getheader("Content-Encoding") == "gzip"

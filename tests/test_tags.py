@@ -82,6 +82,14 @@ class ClockedExporter(RunningExporter):
         super().__init__(exporter, server)
         self.clock = clock
 
+    def scrape(self) -> str:
+        """Scrape, starting the refreshes due, and scrape again once they ended: what they found.
+
+        A scrape never waits for a refresh of a target that has a snapshot; the clock stands
+        still meanwhile, so the second scrape starts none.
+        """
+        return self.refreshed_scrape()
+
 
 @contextmanager
 def clocked_exporter(config: ExporterConfig) -> Iterator[ClockedExporter]:
@@ -93,7 +101,7 @@ def clocked_exporter(config: ExporterConfig) -> Iterator[ClockedExporter]:
         yield ClockedExporter(exporter, server, clock)
     finally:
         server.stop()
-        exporter.cache.refresh_stale(timeout=30)
+        exporter.cache.wait_idle(timeout=30)
 
 
 def tag_series(text: str) -> dict[str, dict[str, str]]:

@@ -95,6 +95,7 @@ class RefreshGuard:
     retried: they raise :class:`CredentialError`; rejected credentials also call
     ``on_credential_error``.
 
+    Calls may run on several threads at once, sharing the budget, the pace and the deadline.
     Before each attempt the deadline (``timeout_seconds`` from construction) is checked, and
     a backoff or pacing wait that would end past it raises :class:`RefreshDeadlineError`
     at once instead of sleeping. ``monotonic``, ``sleep`` and ``uniform`` are injectable.
@@ -117,6 +118,7 @@ class RefreshGuard:
         self._target = target
         self._max_attempts = max(1, max_attempts)
         self._retries_left = retry_budget
+        self._retry_lock = threading.Lock()
         self._timeout_seconds = timeout_seconds
         self._pacer = pacer
         self._backoff = backoff
@@ -154,15 +156,14 @@ class RefreshGuard:
                     ) from None
                 if kind not in RETRIED_ERROR_KINDS:
                     raise
-                if not self._may_retry(retry):
+                if not self._take_retry(retry):
                     code = error.response.get("Error", {}).get("Code", "")
                     message = safe_aws_message(error.response.get("Error", {}).get("Message", ""))
                     raise self._gave_up(error.operation_name, retry, f"{code}: {message}") from None
             except TRANSPORT_ERRORS as error:
-                if not self._may_retry(retry):
+                if not self._take_retry(retry):
                     name = getattr(operation, "__name__", "the call")
                     raise self._gave_up(name, retry, f"{type(error).__name__}") from error
-            self._retries_left -= 1
             self._wait(self._backoff.delay(retry, self._uniform), "backing off", pacer_turn=False)
             retry += 1
 
@@ -173,8 +174,16 @@ class RefreshGuard:
             f"{operation_name} failed after {attempts}{why} ({last_error})"
         )
 
-    def _may_retry(self, retry: int) -> bool:
-        return retry + 1 < self._max_attempts and self._retries_left > 0
+    def _take_retry(self, retry: int) -> bool:
+        """Spend one of the refresh's retries on retry ``retry`` of a call, if one may be made.
+
+        Calls of one refresh may run at once (its describes): the budget is spent under a lock.
+        """
+        with self._retry_lock:
+            if retry + 1 >= self._max_attempts or self._retries_left <= 0:
+                return False
+            self._retries_left -= 1
+            return True
 
     def _wait(self, seconds: float, doing: str, *, pacer_turn: bool = True) -> None:
         """Sleep ``seconds``, unless that would pass the deadline: then raise at once."""

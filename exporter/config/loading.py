@@ -55,6 +55,9 @@ _MAX_PER_JOB_SERIES_JOBS = 10_000_000
 # What AWS allows in a tag key: 1-128 Unicode letters, digits, spaces and _ . : / = + - @.
 _TAG_KEY_PATTERN = re.compile(r"[\w .:/=+\-@]{1,128}")
 _TAG_KEY_HINT = "1 to 128 letters, digits, spaces or _ . : / = + - @ characters (an AWS tag key)"
+# Describes in flight at once per account and region: a few hide the latency; more only
+# invite throttling.
+_MAX_DESCRIBE_CONCURRENCY = 16
 _MAX_DESCRIBE_REQUESTS_PER_REFRESH = 100_000
 # An IAM role name without a path: 1-64 letters, digits and + = , . @ _ - characters.
 _ROLE_NAME_PATTERN = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
@@ -283,7 +286,9 @@ class _Validator(KeyPathValidator):
         )
 
     def describe(self, value: object) -> DescribeSettings:
-        settings = self.mapping(value, "describe", ("enabled", "ttl", "max_requests_per_refresh"))
+        settings = self.mapping(
+            value, "describe", ("enabled", "ttl", "max_requests_per_refresh", "concurrency")
+        )
         defaults = DescribeSettings()
         enabled = settings.get("enabled", defaults.enabled)
         if not isinstance(enabled, bool):
@@ -300,6 +305,14 @@ class _Validator(KeyPathValidator):
                 defaults.max_requests_per_refresh,
                 minimum=1,
                 maximum=_MAX_DESCRIBE_REQUESTS_PER_REFRESH,
+            ),
+            concurrency=self.whole_number(
+                settings,
+                "concurrency",
+                "describe",
+                defaults.concurrency,
+                minimum=1,
+                maximum=_MAX_DESCRIBE_CONCURRENCY,
             ),
         )
 

@@ -106,12 +106,14 @@ class DescribeSettings:
     A job described after it ended is never described again; a running job is described
     again once its description is ``ttl_seconds`` old. ``max_requests_per_refresh`` caps the
     describes of one refresh of one account and region, so a first start over thousands of
-    jobs spreads them over several refreshes.
+    jobs spreads them over several refreshes. ``concurrency`` describes are in flight at
+    once, paced and retried by the refresh's guard like every request.
     """
 
     enabled: bool = True
     ttl_seconds: float = 300.0
     max_requests_per_refresh: int = 100
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)

@@ -395,6 +395,28 @@ class DiscoveredAccountsCollector(Collector):
         )
 
 
+class CacheTtlCollector(Collector):
+    """The configured ``cache.ttl``, so that rules can tell data too old from data merely cached.
+
+    Sample output::
+
+        # HELP sagemaker_tuning_exporter_cache_ttl_seconds How long a refresh's data is served ...
+        # TYPE sagemaker_tuning_exporter_cache_ttl_seconds gauge
+        sagemaker_tuning_exporter_cache_ttl_seconds 60.0
+    """
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self._ttl_seconds = ttl_seconds
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "sagemaker_tuning_exporter_cache_ttl_seconds",
+            "How long a refresh's data is served before a scrape starts the next refresh "
+            "(cache.ttl), in seconds.",
+            value=self._ttl_seconds,
+        )
+
+
 def _add_optional(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:
     if value is not None:
         family.add_metric(labels, value)

@@ -5,7 +5,9 @@ At 10,000 jobs the per-job families are about 140,000 samples, and prometheus_cl
 refresh to the next: finished jobs never change. So:
 
 * :class:`PerJobRenderer` keeps each account and region's rendered lines and renders them
-  again only when that target's published jobs or their descriptions changed;
+  again only when that target's published jobs or their descriptions changed, and does so
+  on the refresh, before the snapshot is served (:meth:`MetricsPage.prepare`): a scrape
+  finds them rendered;
 * the per-job lines are kept only gzip-compressed, one gzip member per batch of jobs and
   family (:class:`CompressedLines`): a gzip stream may be made of several members, so the
   response Prometheus asks for (gzip) is those members as they are, and a large body is
@@ -25,9 +27,9 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, exposition, openmetrics
 from prometheus_client.utils import floatToGoString
@@ -42,7 +44,7 @@ from exporter.metrics.families import (
     job_label_values,
     tag_label_values,
 )
-from exporter.model.jobs import JobDescription, RegionSnapshot, Target, TuningJob, tag_label_name
+from exporter.model.jobs import RegionSnapshot, Target, tag_label_name
 
 GZIP_LEVEL = 6
 # zlib's window bits for a gzip header and trailer around the deflate stream.
@@ -102,28 +104,81 @@ def _gauge_header(name: str, documentation: str) -> bytes:
     return f"# HELP {name} {documentation}\n# TYPE {name} gauge\n".encode()
 
 
-@dataclass(frozen=True)
-class _RenderedTarget:
-    """A target's lines and what they were rendered from, to tell when they are outdated."""
+# What a target's lines were rendered from: objects compared by identity, since the cache
+# keeps the previous objects when nothing changed.
+_Source = tuple[object, ...]
+_Entry = tuple[_Source, tuple[Any, ...]]
 
-    account: str
-    published: tuple[TuningJob, ...]
-    descriptions: Mapping[str, JobDescription]
-    chunks: tuple[tuple[CompressedLines, ...], ...]
 
-    def is_current(self, snapshot: RegionSnapshot) -> bool:
-        # Identity, not equality: the cache keeps the previous objects when nothing changed.
-        return (
-            self.account == snapshot.account
-            and self.published is snapshot.published
-            and self.descriptions is snapshot.descriptions
-        )
+class _LinesByTarget:
+    """Each target's rendered lines, with what they were rendered from.
+
+    Two per target: the lines the last page used, and the newest prepared ahead of any page
+    by :meth:`prepare` (on a refresh's worker, before its snapshot is served). A page takes
+    whichever is current for its snapshot, and renders the lines itself only when neither is.
+    ``source`` says what of a snapshot the lines depend on, ``render`` renders them.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[RegionSnapshot], _Source],
+        render: Callable[[RegionSnapshot], tuple[Any, ...]],
+    ) -> None:
+        self._source = source
+        self._render = render
+        self._lock = threading.Lock()
+        self._used: dict[Target, _Entry] = {}
+        self._prepared: dict[Target, _Entry] = {}
+
+    def prepare(self, snapshot: RegionSnapshot) -> None:
+        """Render ``snapshot``'s lines, unless current ones are kept, for the page that serves it."""
+        if self._current(snapshot) is not None:
+            return
+        entry = (self._source(snapshot), self._render(snapshot))
+        with self._lock:
+            self._prepared[snapshot.target] = entry
+
+    def lines_of(self, snapshots: Sequence[RegionSnapshot]) -> dict[Target, tuple[Any, ...]]:
+        """The lines of every snapshot, rendered here only where none were prepared."""
+        used = {}
+        for snapshot in snapshots:
+            entry = self._current(snapshot)
+            if entry is None:
+                entry = (self._source(snapshot), self._render(snapshot))
+            used[snapshot.target] = entry
+        with self._lock:
+            self._used = used
+            for target, entry in used.items():
+                if self._prepared.get(target) is entry:
+                    del self._prepared[target]
+        return {target: entry[1] for target, entry in used.items()}
+
+    def inherit(self, previous: _LinesByTarget, targets: Iterable[Target]) -> None:
+        """Start from ``previous``'s lines of ``targets``: rendered the same way, they still hold."""
+        with previous._lock:
+            used = {t: previous._used[t] for t in targets if t in previous._used}
+            prepared = {t: previous._prepared[t] for t in targets if t in previous._prepared}
+        with self._lock:
+            self._used.update(used)
+            self._prepared.update(prepared)
+
+    def _current(self, snapshot: RegionSnapshot) -> _Entry | None:
+        source = self._source(snapshot)
+        with self._lock:
+            candidates = (self._prepared.get(snapshot.target), self._used.get(snapshot.target))
+        for entry in candidates:
+            if entry is not None and all(
+                new is old for new, old in zip(source, entry[0], strict=True)
+            ):
+                return entry
+        return None
 
 
 class PerJobRenderer:
     """Renders the per-job families, reusing each account and region's lines until they change.
 
-    A target's lines are rendered again when its published jobs or their descriptions change.
+    A target's lines are rendered again when its published jobs or their descriptions change,
+    by :meth:`prepare` before its snapshot is served, or else by the page that serves it.
     The result is a sequence of gzip members: each family's header, then that family's lines
     of each target. Their concatenation is the gzip encoding of the per-job part.
 
@@ -138,34 +193,41 @@ class PerJobRenderer:
         self, families: Sequence[JobFamily] = JOB_FAMILIES, tag_keys: Sequence[str] = ()
     ) -> None:
         self._families = tuple(families)
+        self._tag_keys = tuple(tag_keys)
         self._headers = tuple(
             CompressedLines.of(_family_header(family)) for family in self._families
         )
         self._tags = TagLinesRenderer(tag_keys) if tag_keys else None
-        self._rendered: dict[Target, _RenderedTarget] = {}
+        self._lines = _LinesByTarget(
+            lambda snapshot: (snapshot.account, snapshot.published, snapshot.descriptions),
+            lambda snapshot: render_target(snapshot, self._families),
+        )
+
+    def renders_like(self, other: PerJobRenderer) -> bool:
+        """Whether ``other`` renders the same families and tags, so its lines serve here."""
+        return self._families == other._families and self._tag_keys == other._tag_keys
+
+    def inherit(self, previous: PerJobRenderer, targets: Iterable[Target]) -> None:
+        """Reuse ``previous``'s lines of ``targets``; it must render like this one."""
+        targets = tuple(targets)
+        self._lines.inherit(previous._lines, targets)
+        if self._tags is not None and previous._tags is not None:
+            self._tags.inherit(previous._tags, targets)
+
+    def prepare(self, snapshot: RegionSnapshot) -> None:
+        """Render ``snapshot``'s lines ahead of the page that serves it."""
+        self._lines.prepare(snapshot)
+        if self._tags is not None:
+            self._tags.prepare(snapshot)
 
     def render(self, snapshots: Sequence[RegionSnapshot]) -> tuple[CompressedLines, ...]:
         """The per-job families in text exposition format, as gzip members to send in order."""
-        rendered = {}
-        for snapshot in snapshots:
-            cached = self._rendered.get(snapshot.target)
-            if cached is not None and cached.is_current(snapshot):
-                rendered[snapshot.target] = cached
-                continue
-            # Let the outdated lines go before rendering their replacement.
-            self._rendered.pop(snapshot.target, None)
-            rendered[snapshot.target] = _RenderedTarget(
-                snapshot.account,
-                snapshot.published,
-                snapshot.descriptions,
-                render_target(snapshot, self._families),
-            )
-        self._rendered = rendered
+        rendered = self._lines.lines_of(snapshots)
         chunks: list[CompressedLines] = []
         for index, header in enumerate(self._headers):
             chunks.append(header)
             for snapshot in snapshots:
-                chunks.extend(rendered[snapshot.target].chunks[index])
+                chunks.extend(rendered[snapshot.target][index])
         if self._tags is not None:
             chunks.extend(self._tags.render(snapshots))
         return tuple(chunks)
@@ -190,25 +252,25 @@ class TagLinesRenderer:
         # prometheus_client writes labels sorted by name: the index of each, in that order.
         self._label_order = sorted(range(len(names)), key=lambda index: names[index])
         self._label_names = [names[index] for index in self._label_order]
-        # target -> ((account label, published jobs, tags by ARN) as rendered, their chunks)
-        self._rendered: dict[Target, tuple[tuple[object, ...], tuple[CompressedLines, ...]]] = {}
+        self._lines = _LinesByTarget(
+            lambda snapshot: (snapshot.account, snapshot.published, snapshot.tags.by_arn),
+            self._render_target,
+        )
+
+    def prepare(self, snapshot: RegionSnapshot) -> None:
+        """Render ``snapshot``'s tag lines ahead of the page that serves it."""
+        self._lines.prepare(snapshot)
+
+    def inherit(self, previous: TagLinesRenderer, targets: Iterable[Target]) -> None:
+        """Reuse ``previous``'s lines of ``targets``."""
+        self._lines.inherit(previous._lines, targets)
 
     def render(self, snapshots: Sequence[RegionSnapshot]) -> list[CompressedLines]:
         """The family's header and the lines of every target, as gzip members."""
-        rendered = {}
-        for snapshot in snapshots:
-            source = (snapshot.account, snapshot.published, snapshot.tags.by_arn)
-            cached = self._rendered.get(snapshot.target)
-            if cached is not None and all(
-                new is old for new, old in zip(source, cached[0], strict=True)
-            ):
-                rendered[snapshot.target] = cached
-            else:
-                rendered[snapshot.target] = (source, self._render_target(snapshot))
-        self._rendered = rendered
+        rendered = self._lines.lines_of(snapshots)
         chunks = [self._header]
         for snapshot in snapshots:
-            chunks.extend(rendered[snapshot.target][1])
+            chunks.extend(rendered[snapshot.target])
         return chunks
 
     def _render_target(self, snapshot: RegionSnapshot) -> tuple[CompressedLines, ...]:
@@ -375,6 +437,19 @@ class MetricsPage:
         self._lock = threading.Lock()
         self._rendered_from: tuple[list[RegionSnapshot], int] | None = None
         self._responses: dict[str, _Rendered] = {}
+
+    def prepare(self, snapshot: RegionSnapshot) -> None:
+        """Render ``snapshot``'s per-job lines before it is served; a refresh's worker calls this."""
+        self._per_job.prepare(snapshot)
+
+    def inherit(self, previous: MetricsPage, targets: Iterable[Target]) -> None:
+        """Reuse the lines ``previous`` rendered of ``targets``, if it renders the same families.
+
+        For a page that replaces another at a reload: its first scrape renders only what
+        changed, as the replaced page would have.
+        """
+        if self._per_job.renders_like(previous._per_job):
+            self._per_job.inherit(previous._per_job, targets)
 
     def render(self, accept: str | None, accept_gzip: bool) -> Response:
         """The response for a scrape with these Accept and (gzip or not) Accept-Encoding headers."""

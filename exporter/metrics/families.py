@@ -13,7 +13,7 @@ from exporter.model.jobs import JobDescription, RegionSnapshot, TuningJob
 from exporter.model.statuses import OBJECTIVE_STATUSES, TRAINING_JOB_STATUSES
 
 JOB_LABELS = ("account", "region", "job_name", "status", "strategy")
-STALENESS_NOTE = "Values may be up to cache.ttl old."
+STALENESS_NOTE = "Values may be up to cache.ttl plus a scrape interval and a refresh old."
 
 # The samples of one job in one family: (values of the family's extra labels, value). The
 # snapshot is passed too, for families drawn from what it holds beside the job (descriptions).

@@ -3,9 +3,13 @@
 Refreshes run on an :class:`~exporter.refresh.workers.ElasticWorkerPool` of daemon
 threads, at most one per target at a time (single flight), so a target that hangs holds
 only its own worker: it never delays another target's refresh nor the exporter's
-shutdown. A scrape waits for refreshes at most until its deadline and then serves the last
-snapshots. The lock guards only the bookkeeping, never an AWS call; what a refresh does is
-the :class:`TargetRefresher`'s (in production :class:`~exporter.refresh.pipeline.RefreshPipeline`).
+shutdown. A scrape starts the refreshes that are due and never waits for AWS: it serves
+the snapshots there are at once, and waits, until its deadline, only for the first refresh
+of a target that has no snapshot yet. A refresh may publish its news before it ends (the
+listing's, ahead of its describes), and every snapshot is handed to ``prepare`` (the
+rendering of its lines) before it is served, so no scrape renders it. The lock guards
+only the bookkeeping, never an AWS call nor a rendering; what a refresh does is the
+:class:`TargetRefresher`'s (in production :class:`~exporter.refresh.pipeline.RefreshPipeline`).
 
 A refresh in flight (queued or running) longer than ``refresh_timeout_seconds`` is
 overdue: its target reads up=0 at once, with its last good jobs, though the worker may
@@ -40,15 +44,29 @@ log = logging.getLogger(__name__)
 _OVERDUE_MARGIN_SECONDS = 0.05
 
 
+# Serve a snapshot of a refresh still running: its news so far.
+Publish = Callable[[RegionSnapshot], None]
+
+
+def _nothing_to_prepare(_snapshot: RegionSnapshot) -> None:
+    """The default ``prepare``: a snapshot needs nothing done before it is served."""
+
+
 class TargetRefresher(Protocol):
     """What the cache asks of a refresh: run one, and choose a target's published jobs."""
 
     def refresh(
-        self, target: Target, previous: RegionSnapshot | None, listing: Listing | None
+        self,
+        target: Target,
+        previous: RegionSnapshot | None,
+        listing: Listing | None,
+        publish: Publish,
     ) -> Refreshed:
         """Refresh ``target``: in full when ``listing`` is None, else the changes since it.
 
         ``previous`` is the target's last snapshot. A failure is a down snapshot, not a raise.
+        ``publish`` may be called with a snapshot to serve before the refresh ends (what the
+        listing found, before slower steps); the one returned replaces it.
         """
         ...
 
@@ -98,6 +116,15 @@ class SnapshotCache:
         self._started_at: dict[Target, float] = {}
         self._overdue: set[Target] = set()
         self._closed = False
+        self._prepare: Callable[[RegionSnapshot], None] = _nothing_to_prepare
+
+    def prepare_with(self, prepare: Callable[[RegionSnapshot], None]) -> None:
+        """Hand every snapshot to ``prepare`` before it is served; set before the cache serves.
+
+        ``prepare`` runs on the thread that made the snapshot (a refresh's worker), outside
+        the lock: it is where a snapshot's lines are rendered, so that no scrape renders them.
+        """
+        self._prepare = prepare
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -105,12 +132,28 @@ class SnapshotCache:
         return self._targets
 
     def refresh_stale(self, timeout: float | None) -> None:
-        """Start a refresh of every target older than the TTL, and wait for them up to ``timeout``."""
-        _wait_all(self._start_refreshes(force=False), timeout)
+        """Start a refresh of every target older than the TTL; wait only for first refreshes.
+
+        A target that has a snapshot is served it at once, while its refresh runs behind;
+        one that has none yet (its first refresh) is waited for up to ``timeout`` seconds,
+        or until its refresh is overdue.
+        """
+        _wait_all(self._start_refreshes(force=False, wait_for_all=False), timeout)
 
     def refresh_all(self, timeout: float | None) -> None:
-        """Refresh every target now, whatever its age, waiting up to ``timeout`` seconds."""
-        _wait_all(self._start_refreshes(force=True), timeout)
+        """Refresh every target now, whatever its age, waiting for all up to ``timeout`` seconds."""
+        _wait_all(self._start_refreshes(force=True, wait_for_all=True), timeout)
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` seconds until no refresh is in flight; True if none is.
+
+        For whoever must know that the refreshes a scrape started have ended (an orderly
+        stop, a test): the scrape itself does not wait for a target that has a snapshot.
+        """
+        with self._lock:
+            pending = [(done, None) for done in self._in_flight.values()]
+        _wait_all(pending, timeout)
+        return all(done.is_set() for done, _ in pending)
 
     def snapshots(self) -> list[RegionSnapshot]:
         """The latest snapshot of every target that has finished at least one refresh.
@@ -122,10 +165,14 @@ class SnapshotCache:
             return [self._snapshots[t] for t in self._targets if t in self._snapshots]
 
     def is_ready(self) -> bool:
-        """True once every target has finished its first refresh, successful or not."""
+        """True once every target has finished its first refresh, successful or not.
+
+        Finished means ended, or overdue; what a first refresh published before its end (its
+        listing, ahead of its describes) does not count.
+        """
         with self._lock:
             self._mark_overdue(self._monotonic())
-            return len(self._snapshots) == len(self._targets)
+            return all(t in self._refreshed_at or t in self._overdue for t in self._targets)
 
     def carry_over(self, previous: SnapshotCache, targets: Iterable[Target]) -> None:
         """Start from ``previous``'s state for those of ``targets`` this cache refreshes.
@@ -176,18 +223,10 @@ class SnapshotCache:
         snapshot = state.snapshot
         if snapshot is not None:
             snapshot = self._republished(snapshot)
+            self._prepare_lines(snapshot)
         with self._lock:
-            current = self._snapshots.get(target)
-            if (
-                snapshot is not None
-                and current is not None
-                and current.refresh_failures > snapshot.refresh_failures
-            ):
-                # This cache counted a failure of its own (a deadline it marked): a counter
-                # never goes back.
-                snapshot = replace(snapshot, refresh_failures=current.refresh_failures)
             if snapshot is not None:
-                self._snapshots[target] = snapshot
+                self._snapshots[target] = self._keeping_failures(target, snapshot)
             if state.listing is not None:
                 self._listings[target] = state.listing
             if state.refreshed_at is not None:
@@ -237,6 +276,17 @@ class SnapshotCache:
                 self._forget_in_flight(target)
             done.set()
 
+    def _keeping_failures(self, target: Target, snapshot: RegionSnapshot) -> RegionSnapshot:
+        """``snapshot``, with the failures this cache counted for ``target`` if it has more.
+
+        A deadline this cache marked while the refresh ran counted a failure the refresh
+        does not know of: a counter never goes back. The caller holds the lock.
+        """
+        current = self._snapshots.get(target)
+        if current is not None and current.refresh_failures > snapshot.refresh_failures:
+            return replace(snapshot, refresh_failures=current.refresh_failures)
+        return snapshot
+
     def _forget_in_flight(self, target: Target) -> None:
         """Record that ``target``'s refresh has ended; the caller holds the lock."""
         del self._in_flight[target]
@@ -245,11 +295,14 @@ class SnapshotCache:
             self._overdue.discard(target)
             self._workers.set_stuck(len(self._overdue))
 
-    def _start_refreshes(self, force: bool) -> list[tuple[threading.Event, float | None]]:
+    def _start_refreshes(
+        self, force: bool, wait_for_all: bool
+    ) -> list[tuple[threading.Event, float | None]]:
         """Queue the refreshes that are due; return the completion events to wait for.
 
-        Each comes with the seconds left until its refresh is overdue (None: no deadline),
-        beyond which waiting for it is pointless.
+        Those are of every target in flight when ``wait_for_all``, else only of the targets
+        that have no snapshot yet. Each comes with the seconds left until its refresh is
+        overdue (None: no deadline), beyond which waiting for it is pointless.
         """
         pending = []
         now = self._monotonic()
@@ -258,9 +311,10 @@ class SnapshotCache:
                 return []
             self._mark_overdue(now)
             for target in self._targets:
+                waits = wait_for_all or target not in self._snapshots
                 running = self._in_flight.get(target)
                 if running is not None:
-                    if target not in self._overdue:  # an overdue one is served as down
+                    if waits and target not in self._overdue:  # an overdue one is served as down
                         pending.append((running, self._time_left(target, now)))
                     continue
                 refreshed_at = self._refreshed_at.get(target)
@@ -271,7 +325,8 @@ class SnapshotCache:
                 ):
                     continue
                 done = self._in_flight[target] = threading.Event()
-                pending.append((done, self._refresh_timeout_seconds))
+                if waits:
+                    pending.append((done, self._refresh_timeout_seconds))
                 self._workers.submit(self._refresh_task(target), on_done=done.set)
         return pending
 
@@ -335,7 +390,9 @@ class SnapshotCache:
         ):
             previous_listing = None
         try:
-            refreshed = self._refresher.refresh(target, previous, previous_listing)
+            refreshed = self._refresher.refresh(
+                target, previous, previous_listing, lambda news: self._publish(target, news)
+            )
         except Exception as exc:  # a failing region must never take down the others
             error = f"{type(exc).__name__}: {exc}"
             log.warning(
@@ -346,6 +403,7 @@ class SnapshotCache:
             )
             duration = self._monotonic() - started
             refreshed = Refreshed(failed_snapshot(target, previous, duration, error))
+        self._prepare_lines(refreshed.snapshot)
         finished = self._monotonic()
         with self._lock:
             self._mark_overdue(finished)
@@ -357,18 +415,15 @@ class SnapshotCache:
                 # retired cache, whose deadline ran from its adoption, may not have.
                 self._refreshed_at[target] = finished
                 return
-            snapshot = refreshed.snapshot
-            current = self._snapshots.get(target)
-            if current is not None and current.refresh_failures > snapshot.refresh_failures:
-                # A failure this cache counted while the refresh ran (a deadline it marked):
-                # a counter never goes back.
-                snapshot = replace(snapshot, refresh_failures=current.refresh_failures)
+            snapshot = self._keeping_failures(target, refreshed.snapshot)
             if refreshed.listing is not None:
                 self._listings[target] = refreshed.listing
                 if refreshed.listing.full:
                     self._listed_fully_at[target] = started
             self._snapshots[target] = snapshot
-            self._refreshed_at[target] = finished
+            # The TTL counts from when the refresh started, as the age of what it read: with
+            # scrapes every cache.ttl, each starts the next refresh, not every other one.
+            self._refreshed_at[target] = started
         log.debug(
             "refreshed account=%s region=%s up=%s jobs=%d in %.3fs",
             snapshot.account,
@@ -377,6 +432,31 @@ class SnapshotCache:
             len(snapshot.jobs),
             snapshot.refresh_duration_seconds,
         )
+
+    def _prepare_lines(self, snapshot: RegionSnapshot) -> None:
+        """Hand ``snapshot`` to ``prepare``; a failure there leaves the scrape to render it."""
+        try:
+            self._prepare(snapshot)
+        except Exception as error:  # a refresh's result is never lost to its rendering
+            log.error(
+                "cannot prepare the lines of account=%s region=%s: %s: %s",
+                snapshot.account or "(default credentials)",
+                snapshot.target.region,
+                type(error).__name__,
+                error,
+            )
+
+    def _publish(self, target: Target, snapshot: RegionSnapshot) -> None:
+        """Serve ``snapshot`` of a refresh of ``target`` still running, unless it is overdue.
+
+        Its lines are prepared first, on the refresh's worker.
+        """
+        self._prepare_lines(snapshot)
+        with self._lock:
+            self._mark_overdue(self._monotonic())
+            if target in self._overdue:  # served as down, as the deadline decided
+                return
+            self._snapshots[target] = self._keeping_failures(target, snapshot)
 
 
 @dataclass(frozen=True)

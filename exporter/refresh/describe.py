@@ -9,7 +9,9 @@ job is costly at thousands of jobs, so:
 * a running job is described at most once per ``describe.ttl``;
 * a refresh sends at most ``describe.max_requests_per_refresh`` describes: running jobs
   first, then undescribed ended jobs, newest first, so a first start over thousands of jobs
-  spreads its requests over several refreshes.
+  spreads its requests over several refreshes;
+* up to ``describe.concurrency`` of them are in flight at once, each through the refresh's
+  guard: paced by ``aws.max_requests_per_second``, under one retry budget and deadline.
 
 A failed describe never fails the refresh: the job keeps its last description and the
 failure is counted by the request counter (``sagemaker_tuning_exporter_api_errors_total``).
@@ -25,7 +27,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -182,27 +186,28 @@ class JobDescriber:
             self._settings.max_requests_per_refresh,
         )
         fresh: dict[str, JobDescription] = {}
-        denials_in_a_row = 0
-        for job in due:
-            try:
-                answer = describe(job.name)
-            except CredentialError as error:  # through a RefreshGuard: not retried
-                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
-                if error.kind != "access_denied":
+        outcomes = _DescribeOutcomes(context)
+        concurrency = min(self._settings.concurrency, len(due))
+        if concurrency <= 1:
+            for job in due:
+                if not outcomes.take(job, partial(describe, job.name)):
                     break
-                denials_in_a_row += 1
-                if denials_in_a_row >= MAX_DENIALS_IN_A_ROW:
-                    break
-                continue
-            except ClientError as error:
-                # The guard passes on only what concerns this one job (validation, a job
-                # deleted meanwhile): throttling, 5xx and timeouts it retries, then raises.
-                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
-                continue
-            except Exception as error:  # attempts or deadline used up: the next would fail too
-                log.warning("cannot describe tuning job %s%s: %s", job.name, context, error)
-                break
-            denials_in_a_row = 0
+        else:
+            with ThreadPoolExecutor(concurrency, thread_name_prefix="describe") as pool:
+                waiting = iter(due)
+                in_flight: dict[Future[Mapping[str, Any]], TuningJob] = {}
+                while True:
+                    while outcomes.go_on and len(in_flight) < concurrency:
+                        next_job = next(waiting, None)
+                        if next_job is None:
+                            break
+                        in_flight[pool.submit(describe, next_job.name)] = next_job
+                    if not in_flight:
+                        break
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        outcomes.take(in_flight.pop(future), future.result)
+        for job, answer in outcomes.answers:
             try:
                 # Stamped with the refresh's time, not the answer's, so the running jobs of
                 # one refresh stay due together rather than splitting over two refreshes.
@@ -216,6 +221,44 @@ class JobDescriber:
             return previous
         kept = {name: description for name, description in previous.items() if name in names}
         return MappingProxyType({**kept, **fresh})
+
+
+class _DescribeOutcomes:
+    """The answers of one refresh's describes, and whether to send more, as they come in.
+
+    Throttling, server errors and timeouts (once the guard gave up), the deadline, and
+    expired credentials stop the describing: the next request would fail the same way.
+    Access denied or a missing job fail only their job, unless MAX_DENIALS_IN_A_ROW answers
+    in a row are denials. Describes already sent when one stops still count.
+    """
+
+    def __init__(self, context: str) -> None:
+        self._context = context
+        self._denials_in_a_row = 0
+        self.go_on = True
+        self.answers: list[tuple[TuningJob, Mapping[str, Any]]] = []
+
+    def take(self, job: TuningJob, answer: Callable[[], Mapping[str, Any]]) -> bool:
+        """Record ``job``'s describe, whose answer ``answer`` returns or raises; True to go on."""
+        try:
+            self.answers.append((job, answer()))
+            self._denials_in_a_row = 0
+        except CredentialError as error:  # through a RefreshGuard: not retried
+            self._warn(job, error)
+            self._denials_in_a_row += 1
+            if error.kind != "access_denied" or self._denials_in_a_row >= MAX_DENIALS_IN_A_ROW:
+                self.go_on = False
+        except ClientError as error:
+            # The guard passes on only what concerns this one job (validation, a job
+            # deleted meanwhile): throttling, 5xx and timeouts it retries, then raises.
+            self._warn(job, error)
+        except Exception as error:  # attempts or deadline used up: the next would fail too
+            self._warn(job, error)
+            self.go_on = False
+        return self.go_on
+
+    def _warn(self, job: TuningJob, error: Exception) -> None:
+        log.warning("cannot describe tuning job %s%s: %s", job.name, self._context, error)
 
 
 def _optional_float(value: object) -> float | None:

@@ -1,4 +1,4 @@
-"""One refresh of one target, read top to bottom: list -> select -> tags -> describe -> assemble.
+"""One refresh of one target, read top to bottom: list -> select -> publish -> tags -> describe -> assemble.
 
 Every AWS call of a refresh goes through one :class:`~exporter.aws.guard.RefreshGuard`,
 created when the refresh starts: the listing, the tag read and the describes share its
@@ -7,9 +7,13 @@ retry budget, its pace and its deadline (``cache.refresh_timeout``).
 * **list**: in full, or only the changes since the last listing (:mod:`exporter.refresh.listing`);
   a failure here fails the refresh, and the target reads up=0 with its last good jobs;
 * **select**: the jobs that get per-job series (:mod:`exporter.refresh.retention`);
+* **publish**: what the listing found is served at once, with the last tags and
+  descriptions, when tags or descriptions are read next: they take a request per job
+  described, and the listing's news does not wait for them;
 * **tags**: the allowlisted tags, when ``tags`` is set (:mod:`exporter.refresh.tags`);
 * **describe**: the descriptions due, when ``describe.enabled`` (:mod:`exporter.refresh.describe`);
-* **assemble**: the new :class:`~exporter.model.jobs.RegionSnapshot`.
+* **assemble**: the new :class:`~exporter.model.jobs.RegionSnapshot`, the published one
+  with the new tags and descriptions.
 
 Tags and descriptions are extras: their failures keep the last ones and never fail the refresh.
 """
@@ -36,6 +40,7 @@ from exporter.model.jobs import (
     TuningJob,
 )
 from exporter.model.listing import Listing
+from exporter.refresh.cache import Publish
 from exporter.refresh.describe import DescribeJob, JobDescriber
 from exporter.refresh.listing import list_changes, list_full
 from exporter.refresh.retention import PublishedJobs, select_published_jobs
@@ -73,9 +78,17 @@ class RefreshPipeline:
         self._monotonic = monotonic
 
     def refresh(
-        self, target: Target, previous: RegionSnapshot | None, listing: Listing | None
+        self,
+        target: Target,
+        previous: RegionSnapshot | None,
+        listing: Listing | None,
+        publish: Publish | None = None,
     ) -> Refreshed:
-        """Refresh ``target``: list in full when ``listing`` is None, else the changes since it."""
+        """Refresh ``target``: list in full when ``listing`` is None, else the changes since it.
+
+        With tags or describing on, the listing's snapshot goes to ``publish`` before they
+        are read; the snapshot returned is that one with them.
+        """
         started = self._monotonic()
         try:
             guard = self._clients.guard(target, self._config.cache.refresh_timeout_seconds)
@@ -91,12 +104,17 @@ class RefreshPipeline:
             )
             return Refreshed(failed_snapshot(target, previous, self._took(started), error))
         published = self.select_published(listed.jobs, self._clock())
-        tags = self._read_tags(target, guard)
-        descriptions = self._describe(target, guard, published.jobs, previous, listed)
         snapshot = successful_snapshot(
             target, previous, listed, published, duration=self._took(started), now=self._clock()
         )
-        if tags is not None:
+        if publish is not None and (self._tag_cache is not None or self._describer is not None):
+            publish(snapshot)
+        tags = self._read_tags(target, guard)
+        descriptions = self._describe(target, guard, snapshot.published, previous, listed)
+        # The published snapshot's objects stay where nothing changed: its rendered lines
+        # are reused.
+        snapshot = replace(snapshot, refresh_duration_seconds=self._took(started))
+        if tags is not None and tags != snapshot.tags:
             snapshot = replace(snapshot, tags=tags)
         if descriptions is not None:
             snapshot = replace(snapshot, descriptions=descriptions)
@@ -134,8 +152,7 @@ class RefreshPipeline:
         """The descriptions of the ``published`` jobs; None when describing is off.
 
         The listing's own descriptions (of active jobs deeper than its walk) are fresh, so
-        they are not asked for again. It runs before the snapshot is served, so a refresh
-        publishes one snapshot, and a scrape that waited for the refresh sees them.
+        they are not asked for again.
         """
         if self._describer is None:
             return None

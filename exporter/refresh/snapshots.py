@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from exporter.model.jobs import NO_DESCRIPTIONS, RegionSnapshot, Target, TuningJob
+from exporter.model.jobs import NO_DESCRIPTIONS, JobTags, RegionSnapshot, Target, TuningJob
 from exporter.model.listing import Listing
 from exporter.model.summaries import SummaryProblems
 from exporter.refresh.retention import PublishedJobs
@@ -34,8 +34,8 @@ def successful_snapshot(
 ) -> RegionSnapshot:
     """The snapshot of a refresh that listed ``listing``, ``published`` chosen from it.
 
-    Its counters carry on from ``previous``, and so do its descriptions until the describe
-    step replaces them. Unchanged jobs keep the previous tuple, so the exposition can tell
+    Its counters carry on from ``previous``, and so do its tags and descriptions until the
+    tag read and the describe step replace them. Unchanged jobs keep the previous tuple, so the exposition can tell
     nothing changed.
     """
     jobs = listing.jobs
@@ -62,6 +62,7 @@ def successful_snapshot(
         + (not listing.full),
         skipped_summaries=problems.skipped,
         invalid_fields=problems.invalid_fields,
+        tags=previous.tags if previous else JobTags(),
         descriptions=previous.descriptions if previous else NO_DESCRIPTIONS,
     )
 
