@@ -18,16 +18,19 @@ tests/sagemaker_server.py). The exporter's listing sends no filter, so both shou
 the same. Each variant runs as its own process:
 
 * ``exporter``: ``python -m exporter`` with its default settings;
-* ``naive``: the same listing code, but a full listing on every refresh and prometheus_client's
-  ``generate_latest`` on every scrape (its WSGI application), as an exporter without
-  incremental listing or a cached exposition would do.
+* ``naive``: the same listing code, but a full listing on every refresh, a scrape that
+  waits for the refresh it starts, and prometheus_client's ``generate_latest`` on every
+  scrape (its WSGI application), as an exporter without incremental listing or a cached
+  exposition would do.
 
-For each: the requests and wall time of the first (full) refresh; scrape latency p50/p99
-over ``--scrapes`` plain and gzip scrapes served from a warm cache; then ``--changes``
-running jobs per region change, picked from the jobs InProgress, oldest first (so the old
-running jobs are among them): each counts progress, and the two newest of them finish.
-Once the TTL has passed, one scrape triggers a steady-state refresh, whose requests and
-wall time are read from the exporter's own metrics; and the process's peak RSS. The
+For each: the requests and wall time of the first (full) refresh, read once it has ended,
+describes included; scrape latency p50/p99 over ``--scrapes`` plain and gzip scrapes
+served from a warm cache; then ``--changes`` running jobs per region change, picked from
+the jobs InProgress, oldest first (so the old running jobs are among them): each counts
+progress, and the two newest of them finish. Once the TTL has passed, one scrape starts a
+steady-state refresh; the exporter answers it from the cache it has, so the bench scrapes
+on until that refresh has ended (see harness.wait_refreshes_ended) and reads its requests
+and wall time from the exporter's own metrics; and the process's peak RSS. The
 steady-state target is the product's: at most 5 List requests per region.
 
 Requests are the exporter's own ``sagemaker_tuning_exporter_api_requests_total`` per
@@ -93,6 +96,7 @@ from harness import (
     seed_jobs,
     start_process,
     wait_ready,
+    wait_refreshes_ended,
     write_config,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -310,8 +314,17 @@ def run_variant(
         process = start_process(command)
         try:
             url = f"http://127.0.0.1:{port}"
+
+            def scrape() -> list[str]:
+                return [fetch(url, gzip_encoded=False).decode()]
+
             wait_ready(url, process)
+            # The full refresh started before it was ready: its TTL runs out no later than
+            # a TTL from now.
             refreshed_at = time.monotonic()
+            # Ready once every first refresh ended, describes included; the scrapes that
+            # wait for the refreshes to be seen ended start no other (the TTL runs on).
+            full_progress = wait_refreshes_ended(scrape, counts).progress
             text, first_scrape = timed_scrape(url, gzip_encoded=False)
             full_requests = api_requests(text, LIST_OPERATION)
             full_describes = api_requests(text, DESCRIBE_OPERATION)
@@ -330,7 +343,15 @@ def run_variant(
             described_before = describes_of(counts.described(), old_running)
             change_jobs(regions, args.changes)
             time.sleep(max(0.0, refreshed_at + args.ttl + 0.5 - time.monotonic()))
-            after, _ = timed_scrape(url, gzip_encoded=False)
+            timed_scrape(url, gzip_encoded=False)  # starts the steady-state refresh
+            steady = wait_refreshes_ended(scrape, counts, full_progress)
+            after = steady.texts[0]
+            if any(count > 1 for count in steady.progress.refreshes_since(full_progress).values()):
+                print(
+                    f"warning: {variant}'s steady-state figures cover more than one refresh; "
+                    "raise --ttl",
+                    file=sys.stderr,
+                )
             steady_requests = api_requests(after, LIST_OPERATION) - full_requests
             steady_describes = api_requests(after, DESCRIBE_OPERATION) - full_describes
             old_running_describes = describes_of(counts.described(), old_running) - described_before
@@ -377,6 +398,8 @@ def serve_naive(config_path: Path, port: int) -> int:
 
     config = load_config(config_path)
     exporter = Exporter(replace(config, cache=replace(config.cache, full_resync_seconds=0)))
+    # It renders every scrape with generate_latest: no lines are rendered on the refresh.
+    exporter.cache.prepare_with(lambda _snapshot: None)
     metrics_app = make_wsgi_app(exporter.registry)
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -384,7 +407,11 @@ def serve_naive(config_path: Path, port: int) -> int:
             ready = exporter.cache.is_ready()
             start_response("200 OK" if ready else "503 Service Unavailable", [])
             return [b""]
-        exporter.cache.refresh_stale(timeout=scrape_deadline(environ))
+        # A refresh on the scrape's path, as an exporter without a cache does its AWS calls:
+        # the scrape waits for the refresh it starts, until its deadline.
+        started, deadline = time.monotonic(), scrape_deadline(environ)
+        exporter.cache.refresh_stale(timeout=deadline)
+        exporter.cache.wait_idle(timeout=max(0.0, started + deadline - time.monotonic()))
         return metrics_app(environ, start_response)
 
     exporter.cache.refresh_all(timeout=None)

@@ -12,14 +12,15 @@ running jobs are the newest. ``--listing-semantics`` chooses how the server answ
 ListHyperParameterTuningJobs: ``moto`` (filtered, then paged) or ``aws`` (paged, then
 filtered, as AWS documents ListTrainingJobs). The exporter runs as its own process
 (``python -m exporter``) with ``cache.ttl`` of ``--ttl`` seconds, ``describe.ttl`` of
-``--describe-ttl`` seconds and ``describe.max_requests_per_refresh`` of ``--budget``. Each
-scrape once the cache TTL has passed triggers one refresh and waits for it; the requests
-of each refresh are read from the exporter's own
-``sagemaker_tuning_exporter_api_requests_total``. The first start lasts until every ended
-job is described; ``--steady-refreshes`` refreshes follow, in which only running jobs are
-described, once per describe TTL. The running jobs being the newest, the listing itself
-describes none (it reads them on its first page), and a steady-state refresh lists
-ceil(running/100) pages. Loopback only; placeholder credentials only.
+``--describe-ttl`` seconds and ``describe.max_requests_per_refresh`` of ``--budget``. A
+scrape once the cache TTL has passed starts a refresh and answers from the cache it has;
+the bench scrapes on until that refresh has ended (see harness.wait_refreshes_ended) and
+reads its requests from the exporter's own ``sagemaker_tuning_exporter_api_requests_total``.
+The first start lasts until every ended job is described; ``--steady-refreshes``
+refreshes follow, in which only running jobs are described, once per describe TTL. The
+running jobs being the newest, the listing itself describes none (it reads them on its
+first page), and a steady-state refresh lists ceil(running/100) pages. Loopback only;
+placeholder credentials only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark import fetch
 from harness import (
     PLACEHOLDER_ENVIRONMENT,
+    RequestCounts,
     add_listing_semantics_flag,
     exporter_command,
     free_port,
@@ -51,6 +53,7 @@ from harness import (
     seed_jobs,
     start_process,
     wait_ready,
+    wait_refreshes_ended,
 )
 
 from exporter.aws.operations import DESCRIBE_OPERATION, LIST_OPERATION
@@ -73,9 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.update(PLACEHOLDER_ENVIRONMENT)
-    with moto_server(listing_semantics=args.listing_semantics) as (endpoint_url, _):
+    with moto_server(listing_semantics=args.listing_semantics) as (endpoint_url, moto_counts):
         seed_jobs((REGION,), args.jobs, args.running)
-        refreshes = run_exporter(endpoint_url, args)
+        refreshes = run_exporter(endpoint_url, args, moto_counts)
     first_start, steady = split_first_start(refreshes, args.budget)
     steady_refreshes = sum(r["refreshes"] for r in steady)
     steady_describes = sum(r["describes"] for r in steady)
@@ -113,8 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run_exporter(endpoint_url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Start the exporter, refresh it until steady state, and return each refresh's requests."""
+def run_exporter(
+    endpoint_url: str, args: argparse.Namespace, moto_counts: RequestCounts
+) -> list[dict[str, Any]]:
+    """Start the exporter, refresh it until steady state, and return each refresh's requests.
+
+    ``moto_counts`` are the requests moto receives, which tell when a refresh has ended.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "config.yaml"
@@ -129,32 +137,42 @@ def run_exporter(endpoint_url: str, args: argparse.Namespace) -> list[dict[str, 
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url, process)
-            return measure_refreshes(url, args)
+            return measure_refreshes(url, args, moto_counts)
         finally:
             process.terminate()
             process.wait(timeout=30)
 
 
-def measure_refreshes(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One entry per scrape that refreshed: its requests, wall time, and when it ended.
+def measure_refreshes(
+    url: str, args: argparse.Namespace, moto_counts: RequestCounts
+) -> list[dict[str, Any]]:
+    """One entry per refresh the bench started: its requests, wall time, and when it ended.
 
-    An entry covers one refresh, unless the machine was so slow that a scrape found the
-    TTL passed again; ``refreshes`` says how many it covers.
+    Each entry runs from the end of one refresh to the end of the next, so it holds all of
+    a refresh's describes; it covers one refresh, unless the machine was so slow that a
+    scrape, as the bench waited, found the TTL passed again. ``refreshes`` says how many.
     """
+
+    def scrape() -> list[str]:
+        return [fetch(url, gzip_encoded=False).decode()]
+
     started = time.monotonic()
-    before = counts(fetch(url, gzip_encoded=False).decode())
-    # The start-up refresh happened before the first scrape; its requests are the first counts.
+    # The start-up refresh began before the exporter was ready; its requests are the first
+    # counts once it has ended.
+    ended = wait_refreshes_ended(scrape, moto_counts)
+    before = counts(ended.texts[0])
     entries = [refresh_entry(before, {"listings": 0.0, LIST_OPERATION: 0.0}, 0.0)]
     steady_left = args.steady_refreshes
     in_first_start = entries[0]["describes"] >= args.budget * entries[0]["refreshes"]
-    last_refresh = time.monotonic()
+    # The TTL runs from the start of a refresh, which is no later than this.
+    last_start = time.monotonic()
     while steady_left > 0:
-        time.sleep(max(0.0, last_refresh + args.ttl + 0.05 - time.monotonic()))
-        after = counts(fetch(url, gzip_encoded=False).decode())
-        last_refresh = time.monotonic()
-        if after["listings"] == before["listings"]:
-            continue  # the scrape came before the TTL had passed; no refresh
-        entries.append(refresh_entry(after, before, last_refresh - started))
+        time.sleep(max(0.0, last_start + args.ttl + 0.05 - time.monotonic()))
+        last_start = time.monotonic()
+        # Its first scrape starts the refresh now due; it waits for its end.
+        ended = wait_refreshes_ended(scrape, moto_counts, ended.progress)
+        after = counts(ended.texts[0])
+        entries.append(refresh_entry(after, before, ended.ended_by - started))
         before = after
         if in_first_start:
             in_first_start = entries[-1]["describes"] >= args.budget * entries[-1]["refreshes"]

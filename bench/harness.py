@@ -4,8 +4,10 @@ The server runs in the calling process, so the scripts seed jobs by editing moto
 backends; every request it receives is counted per (region, operation) at the wire,
 independently of what the exporter reports about itself, and each
 DescribeHyperParameterTuningJob by the job it names. It answers the listing under one of
-two semantics (``--listing-semantics``, see :func:`moto_server`). The rest are small helpers
-for the exporter processes the scripts start: a free port, readiness, and /proc figures.
+two semantics (``--listing-semantics``, see :func:`moto_server`), and can answer every request
+late, as a distant endpoint would (``aws_latency_seconds``). The rest are small helpers
+for the exporter processes the scripts start: a free port, readiness, the end of their
+refreshes (:func:`wait_refreshes_ended`), and /proc figures.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,20 +60,38 @@ _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 
 
 class RequestCounts:
-    """Requests moto received, per (region, operation), and the describes per (region, job
-    name); safe to read while it serves."""
+    """Requests moto received, per (region, operation), the describes per (region, job
+    name), and the requests it is answering now; safe to read while it serves."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._described: Counter[tuple[str, str]] = Counter()
+        self._in_progress = 0
 
     def add(self, region: str, operation: str, described_job: str | None = None) -> None:
-        """Count one request; ``described_job`` is the job a describe named."""
+        """Count one request, which is in progress until :meth:`answered`; ``described_job``
+        is the job a describe named."""
         with self._lock:
             self._counts[(region, operation)] += 1
+            self._in_progress += 1
             if described_job is not None:
                 self._described[(region, described_job)] += 1
+
+    def answered(self) -> None:
+        """One request counted by :meth:`add` has its answer."""
+        with self._lock:
+            self._in_progress -= 1
+
+    def received(self) -> int:
+        """The requests received so far, all regions and operations."""
+        with self._lock:
+            return sum(self._counts.values())
+
+    def in_progress(self) -> int:
+        """The requests received and not answered yet."""
+        with self._lock:
+            return self._in_progress
 
     def snapshot(self) -> dict[tuple[str, str], int]:
         """A copy of the counts so far."""
@@ -87,7 +108,7 @@ def _counting(
     app: Callable[..., Iterable[bytes]], counts: RequestCounts
 ) -> Callable[..., Iterable[bytes]]:
     """``app`` that first counts each request by its SigV4 region and X-Amz-Target operation,
-    and each describe by the job it names."""
+    and each describe by the job it names, and holds it in progress until ``app`` answers."""
     from exporter.aws.operations import DESCRIBE_OPERATION
 
     def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -107,14 +128,33 @@ def _counting(
             except (ValueError, KeyError, TypeError):
                 described_job = "unknown"
         counts.add(match.group(1) if match else "unknown", operation, described_job)
-        return app(environ, start_response)
+        try:
+            return app(environ, start_response)
+        finally:
+            counts.answered()
 
     return counted
 
 
+def _delaying(
+    app: Callable[..., Iterable[bytes]], seconds: float
+) -> Callable[..., Iterable[bytes]]:
+    """``app`` that answers each request ``seconds`` late, whatever its operation.
+
+    The server runs a thread per connection, so the delay is per request, as a round trip
+    to a distant endpoint is: concurrent requests wait side by side, not one after another.
+    """
+
+    def delayed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        time.sleep(seconds)
+        return app(environ, start_response)
+
+    return delayed
+
+
 @contextmanager
 def moto_server(
-    tagging: bool = False, listing_semantics: str = "moto"
+    tagging: bool = False, listing_semantics: str = "moto", aws_latency_seconds: float = 0.0
 ) -> Iterator[tuple[str, RequestCounts]]:
     """moto's server on 127.0.0.1; yields its URL and the counts of the requests it receives.
 
@@ -123,6 +163,8 @@ def moto_server(
     tagging API's endpoint is pointed at the server. With ``listing_semantics`` ``"aws"``,
     they go through it too, and ListHyperParameterTuningJobs pages, then filters, as AWS
     documents for ListTrainingJobs; ``"moto"`` leaves moto's answer, filtered, then paged.
+    With ``aws_latency_seconds``, every request (List, Describe, GetResources, STS, ...) is
+    answered that much later; it is counted when it arrives.
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
@@ -136,6 +178,9 @@ def moto_server(
         from tests.sagemaker_server import wire_middleware
 
         moto_app = wire_middleware(moto_app, listing_semantics=listing_semantics)
+    if aws_latency_seconds > 0:
+        moto_app = _delaying(moto_app, aws_latency_seconds)
+    # Counted on arrival, and in progress while it waits out the latency.
     app = _counting(moto_app, counts)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
@@ -267,22 +312,33 @@ def write_config(
     *,
     describe: bool = True,
     retention: str | None = None,
+    full_resync: float | None = None,
+    refresh_timeout: float | None = None,
+    describe_concurrency: int | None = None,
 ) -> None:
     """An exporter configuration for ``regions`` of the moto server at ``endpoint_url``.
 
     With ``tags_ttl``, it publishes the tags ``team`` and ``project``, read that often;
     without ``describe``, it describes no job; ``retention`` (a duration such as ``10m``)
-    sets ``per_job_metrics.retention``.
+    sets ``per_job_metrics.retention``; ``full_resync`` and ``refresh_timeout`` (seconds)
+    set ``cache.full_resync`` and ``cache.refresh_timeout``, and ``describe_concurrency``
+    ``describe.concurrency``, left to the exporter when None.
     """
     text = (
         f"regions: [{', '.join(regions)}]\n"
         f"aws:\n  endpoint_url: {endpoint_url}\n  max_attempts: 2\n"
         f"cache:\n  ttl: {ttl}\n"
     )
+    if full_resync is not None:
+        text += f"  full_resync: {full_resync}\n"
+    if refresh_timeout is not None:
+        text += f"  refresh_timeout: {refresh_timeout}\n"
     if tags_ttl is not None:  # continues the cache section
         text += f"  tags_ttl: {tags_ttl}\ntags: [team, project]\n"
     if not describe:
         text += "describe:\n  enabled: false\n"
+    elif describe_concurrency is not None:
+        text += f"describe:\n  concurrency: {describe_concurrency}\n"
     if retention is not None:
         text += f"per_job_metrics:\n  retention: {retention}\n"
     path.write_text(text)
@@ -336,6 +392,162 @@ def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 900.0)
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} was not ready within {timeout}s")
+
+
+# The exporter's own figures that move when a refresh of a target publishes, sends a request
+# or ends: every successful refresh adds a listing, every failed one a failure; a refresh
+# serves its listing before its describes, then its end, each with its duration so far.
+_LISTINGS = "sagemaker_tuning_exporter_listings_total"
+_FAILURES = "sagemaker_tuning_exporter_refresh_failures_total"
+_DURATION = "sagemaker_tuning_exporter_refresh_duration_seconds"
+_REQUESTS = "sagemaker_tuning_exporter_api_requests_total"
+_ERRORS = "sagemaker_tuning_exporter_api_errors_total"
+_PROGRESS_LINES = tuple(
+    f"{name}{{" for name in (_LISTINGS, _FAILURES, _DURATION, _REQUESTS, _ERRORS)
+)
+# How long the exporters and moto must stay quiet before their refreshes count as ended.
+SETTLE_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class RefreshProgress:
+    """How far the refreshes of one or more exporters have come, read from their bodies.
+
+    Keys start with the exporter's index among the bodies read. ``refreshes``: per
+    (index, account, region), the refreshes that listed (listings, full or incremental) or
+    failed; ``durations``: the target's refresh_duration_seconds; ``requests``: per
+    (index, series labels), the AWS requests and failed attempts the exporter counted.
+    """
+
+    refreshes: dict[tuple[int, str, str], float]
+    durations: dict[tuple[int, str, str], float]
+    requests: dict[tuple[int, str, tuple[tuple[str, str], ...]], float]
+
+    def refreshes_since(self, since: RefreshProgress | None) -> dict[tuple[int, str, str], float]:
+        """Per target, the refreshes that listed or failed since ``since`` (all, without it)."""
+        before = since.refreshes if since is not None else {}
+        return {target: count - before.get(target, 0.0) for target, count in self.refreshes.items()}
+
+
+def refresh_progress(texts: Sequence[str]) -> RefreshProgress:
+    """The :class:`RefreshProgress` of the exporters whose /metrics bodies are ``texts``.
+
+    Only the lines of the few families it reads are parsed: a body of 10,000 jobs per
+    region holds hundreds of thousands of others.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    refreshes: dict[tuple[int, str, str], float] = {}
+    durations: dict[tuple[int, str, str], float] = {}
+    requests: dict[tuple[int, str, tuple[tuple[str, str], ...]], float] = {}
+    for index, text in enumerate(texts):
+        lines = [line for line in text.splitlines() if line.startswith(_PROGRESS_LINES)]
+        for family in text_string_to_metric_families("\n".join(lines) + "\n"):
+            for sample in family.samples:
+                labels = sample.labels
+                if sample.name in (_LISTINGS, _FAILURES, _DURATION):
+                    target = (index, labels.get("account", ""), labels["region"])
+                    if sample.name == _DURATION:
+                        durations[target] = sample.value
+                    else:
+                        refreshes[target] = refreshes.get(target, 0.0) + sample.value
+                else:
+                    requests[(index, sample.name, tuple(sorted(labels.items())))] = sample.value
+    return RefreshProgress(refreshes, durations, requests)
+
+
+@dataclass(frozen=True)
+class RefreshesEnded:
+    """What :func:`wait_refreshes_ended` saw once the refreshes had ended.
+
+    ``progress`` and ``texts`` are of its last scrape, and ``moto_requests`` are moto's
+    counts (per region and operation) as that scrape began: the requests of the refreshes
+    that had ended, and none of one that scrape may have started. ``ended_by`` is the
+    time.monotonic() by which they had all ended: the end of the first of its two quiet
+    scrapes.
+    """
+
+    progress: RefreshProgress
+    texts: list[str]
+    moto_requests: dict[tuple[str, str], int]
+    ended_by: float
+
+
+@dataclass(frozen=True)
+class _Scraped:
+    """One scrape of :func:`wait_refreshes_ended`, with what moto did around it."""
+
+    progress: RefreshProgress
+    texts: list[str]
+    moto_requests: dict[tuple[str, str], int]
+    # No request in progress at moto as it began and as it ended, and none received meanwhile.
+    quiet: bool
+    ended_at: float
+
+
+def _scrape_watching_moto(scrape: Callable[[], Sequence[str]], counts: RequestCounts) -> _Scraped:
+    idle_before, requests = counts.in_progress() == 0, counts.snapshot()
+    texts = list(scrape())
+    # Read at once: a refresh this scrape started sends its first request soon after.
+    quiet = (
+        idle_before and counts.in_progress() == 0 and counts.received() == sum(requests.values())
+    )
+    ended_at = time.monotonic()
+    return _Scraped(refresh_progress(texts), texts, requests, quiet, ended_at)
+
+
+def wait_refreshes_ended(
+    scrape: Callable[[], Sequence[str]],
+    counts: RequestCounts,
+    since: RefreshProgress | None = None,
+    *,
+    timeout: float = 900.0,
+    settle: float = SETTLE_SECONDS,
+) -> RefreshesEnded:
+    """Scrape until the refreshes of the exporters ``scrape`` reads have ended.
+
+    ``scrape`` returns the /metrics body of each exporter (all of them share moto, whose
+    ``counts`` they are). With ``since``, every target must also have refreshed once more
+    than it shows; the scrapes start the refreshes that are due, as any scrape does.
+
+    No figure says that a refresh has ended: the exporter serves a refresh's listing
+    (listings_total, last_refresh_success_timestamp_seconds) before its describes, and
+    refresh_duration_seconds moves both then and at the end. So the end is read as quiet:
+    two scrapes at least ``settle`` seconds apart show the same figures for every target
+    (refreshes, durations, the exporter's own request and error counters), and moto
+    received no request from the start of the first to the end of the second and had none
+    in progress at their starts and ends. A refresh still running then would have sent a
+    request (counted at once by the exporter and by moto), be waiting for one (moto holds
+    it in progress), or have ended (its duration changes). What goes unseen is work between
+    two requests that lasts ``settle`` seconds (choosing the jobs to describe, rendering
+    lines), far longer than that takes at these sizes. Raises RuntimeError after
+    ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    previous: _Scraped | None = None
+    while True:
+        current = _scrape_watching_moto(scrape, counts)
+        if (
+            current.quiet
+            and previous is not None
+            and previous.progress == current.progress
+            and previous.moto_requests == current.moto_requests
+            and current.ended_at - previous.ended_at >= settle
+            and all(count >= 1 for count in current.progress.refreshes_since(since).values())
+            and (since is None or since.refreshes.keys() <= current.progress.refreshes.keys())
+        ):
+            return RefreshesEnded(
+                current.progress, current.texts, current.moto_requests, previous.ended_at
+            )
+        # A quiet scrape may be the first of a pair; one that saw moto busy is not.
+        previous = current if current.quiet else None
+        if current.ended_at > deadline:
+            raise RuntimeError(
+                f"the exporters' refreshes did not end within {timeout:g}s: refreshes since "
+                f"the wait began {current.progress.refreshes_since(since)}, moto answering "
+                f"{counts.in_progress()} requests"
+            )
+        time.sleep(settle)
 
 
 def process_status(pid: int) -> dict[str, str]:

@@ -37,8 +37,10 @@ floor(T/ttl) refreshes, of which at most 1 + floor(T/full_resync) full; each inc
 is allowed one page more than it needs (a page boundary), and each refresh at most 100
 describes (``describe.max_requests_per_refresh``'s default). ``listing_requests_exact``
 reads the exporter's own count of full and incremental listings per region at the end of
-the run (one more scrape, after the scrapers stopped) and requires the List requests
-moto received to be exactly full * ceil(N/100) + incremental * the steady-state pages.
+the run, once the scrapers stopped and the refreshes they started have ended (scraping
+until they have, see harness.wait_refreshes_ended), and requires the List requests moto
+had received by then to be exactly full * ceil(N/100) + incremental * the steady-state
+pages.
 
 The run is bounded: ``--duration`` (an hour at most), ``--scrapers`` (1,000 at most) and
 ``--max-scrapes`` in all. It prints a table, writes ``--json``, and exits 1 when a scrape
@@ -73,6 +75,7 @@ from harness import (
     REGIONS,
     ROOT,
     SEED_SPAN_SECONDS,
+    RequestCounts,
     add_listing_semantics_flag,
     exporter_command,
     free_port,
@@ -86,6 +89,7 @@ from harness import (
     start_process,
     status_kib,
     wait_ready,
+    wait_refreshes_ended,
     write_config,
 )
 
@@ -109,7 +113,8 @@ READ_CHUNK_BYTES = 1 << 20
 FULL_RESYNC_SECONDS = CacheSettings().full_resync_seconds
 # The page more a steady-state listing is allowed by the schedule, for a page boundary.
 PAGE_BOUNDARY_ALLOWANCE = 1
-# The scrape that reads the exporter's listing counts once the scrapers stopped.
+# The scrapes that read the exporter's listing counts once the scrapers stopped: the timeout of
+# each, and of the wait for the refreshes to end.
 FINAL_SCRAPE_TIMEOUT_SECONDS = 120.0
 # Hard limits that keep a mistyped flag from turning a benchmark into a flood.
 MAX_SCRAPERS = 1000
@@ -184,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as scratch:
             config = Path(scratch) / "config.yaml"
             write_config(config, endpoint_url, regions, args.ttl, describe=args.describe)
-            report = run_load(args, regions, config, counts.snapshot)
+            report = run_load(args, regions, config, counts)
     report["load_average_before"] = load_before
     report["load_average_after"] = load_average()
     report["command"] = " ".join(["python", "bench/load.py", *(argv or sys.argv[1:])])
@@ -255,9 +260,12 @@ def run_load(
     args: argparse.Namespace,
     regions: Sequence[str],
     config: Path,
-    request_counts: Callable[[], dict[tuple[str, str], int]],
+    request_counts: RequestCounts,
 ) -> dict[str, Any]:
-    """Start the exporter, scrape it for the duration, stop it, and return the report."""
+    """Start the exporter, scrape it for the duration, stop it, and return the report.
+
+    ``request_counts`` are moto's.
+    """
     port = free_port()
     started = time.monotonic()
     process = start_process(exporter_command(config, port))
@@ -279,11 +287,10 @@ def run_load(
         scrape_seconds = time.monotonic() - scrape_started
         stop_sampling.set()
         sampler.join()
-        # Read after the scrapers stopped; a refresh this scrape triggers is counted on both
-        # sides, as it finishes before the scrape answers.
-        listings = final_listing_counts(port)
+        # Read after the scrapers stopped, once the refreshes they started have ended: the
+        # listings the exporter counted and the requests moto had received then.
+        listings, counts = final_listing_counts(port, request_counts)
         elapsed = time.monotonic() - started
-        counts = request_counts()
         # Parsed in another process while the scrapers ran; the last may still be going.
         tally.parsed = [future.result() for future in tally.parses]
     finally:
@@ -308,39 +315,61 @@ def run_load(
     )
 
 
-def final_listing_counts(port: int) -> dict[str, dict[str, float]] | str:
-    """The exporter's successful listings per region and kind (full, incremental), from one
-    scrape in the text format; the failure, as text, when the scrape fails."""
+class _ScrapeFailedError(Exception):
+    """A scrape of :func:`final_listing_counts` answered other than 200."""
+
+
+def final_listing_counts(
+    port: int, request_counts: RequestCounts
+) -> tuple[dict[str, dict[str, float]] | str, dict[tuple[str, str], int]]:
+    """The exporter's successful listings per region and kind (full, incremental), and the
+    requests moto had received, once the refreshes have ended; scraped in the text format.
+
+    The listings are the failure, as text, when a scrape fails; the requests are then
+    moto's counts at that moment.
+    """
     from prometheus_client.parser import text_string_to_metric_families
 
     headers = {
         "Accept": TEXT_ACCEPT,
         "X-Prometheus-Scrape-Timeout-Seconds": f"{FINAL_SCRAPE_TIMEOUT_SECONDS:g}",
     }
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=FINAL_SCRAPE_TIMEOUT_SECONDS)
-    try:
-        connection.request("GET", "/metrics", headers=headers)
-        response = connection.getresponse()
-        body = response.read()
+
+    def scrape() -> list[str]:
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", port, timeout=FINAL_SCRAPE_TIMEOUT_SECONDS
+        )
+        try:
+            connection.request("GET", "/metrics", headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
         if response.status != 200:
-            return f"status_{response.status}"
+            raise _ScrapeFailedError(f"status_{response.status}")
+        return [body.decode()]
+
+    try:
+        ended = wait_refreshes_ended(scrape, request_counts, timeout=FINAL_SCRAPE_TIMEOUT_SECONDS)
+    except _ScrapeFailedError as failure:
+        return str(failure), request_counts.snapshot()
     except (OSError, http.client.HTTPException) as error:
-        return f"error_{type(error).__name__}"
-    finally:
-        connection.close()
+        return f"error_{type(error).__name__}", request_counts.snapshot()
+    except RuntimeError:
+        return "refreshes_not_ended", request_counts.snapshot()
     # Only the listing counter's lines: parsing all 44 MB here would take many seconds.
-    wanted = b"\n".join(
+    wanted = "\n".join(
         line
-        for line in body.splitlines()
-        if line.startswith(b"sagemaker_tuning_exporter_listings_total{")
+        for line in ended.texts[0].splitlines()
+        if line.startswith("sagemaker_tuning_exporter_listings_total{")
     )
     listings: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(wanted.decode() + "\n"):
+    for family in text_string_to_metric_families(wanted + "\n"):
         for sample in family.samples:
             region = listings.setdefault(sample.labels["region"], {})
             kind = sample.labels["kind"]
             region[kind] = region.get(kind, 0.0) + sample.value
-    return listings
+    return listings, ended.moto_requests
 
 
 def steady_listing_pages(jobs: int, running: int) -> int:

@@ -8,17 +8,20 @@ moto's SageMaker server runs in this process on 127.0.0.1 with ``--jobs`` jobs p
 (``--running`` of them InProgress, the newest), seeded as ``bench/benchmark.py`` seeds them.
 The exporter runs as its own process, with the default settings (describing on, no tags)
 but a ``cache.ttl`` long enough that the run sees one refresh, the full one of a first
-start, and a ``cache.refresh_timeout`` long enough that it completes on a busy machine. The script waits until /-/ready (every target refreshed), then scrapes /metrics
-``--scrapes`` times, one after the other, as Prometheus does: its Accept header and
-``Accept-Encoding: gzip``. Every body must decode whole and hold every job.
+start, and a ``cache.refresh_timeout`` long enough that it completes on a busy machine.
+The script waits until /-/ready (every target's first refresh ended, its describes
+included) and until no refresh is seen running (harness.wait_refreshes_ended, which
+scrapes as the measured scrapes do), then scrapes /metrics ``--scrapes`` times, one after
+the other, as Prometheus does: its Accept header and ``Accept-Encoding: gzip``. Every body
+must decode whole and hold every job.
 
-It reads the exporter's resident memory from /proc: VmRSS once ready (the jobs, before any
-rendering), then VmRSS and the peak (VmHWM) after the gzip scrapes, the figure the memory
-target is about. Last comes one plain scrape, with its VmHWM, to show what a scraper that
-does not ask for gzip costs. The environment passes to the exporter as it is, so
-``MALLOC_ARENA_MAX`` set on this command applies to it. It prints a table, writes
-``--json``, and exits 1 when a body was wrong or the gzip peak exceeded ``--max-peak-mib``.
-Loopback only; placeholder credentials.
+It reads the exporter's resident memory from /proc: VmRSS once ready (the jobs and the
+lines the refresh rendered for its listing, before any scrape), then VmRSS and the peak
+(VmHWM) after the gzip scrapes, the figure the memory target is about. Last comes one
+plain scrape, with its VmHWM, to show what a scraper that does not ask for gzip costs.
+The environment passes to the exporter as it is, so ``MALLOC_ARENA_MAX`` set on this
+command applies to it. It prints a table, writes ``--json``, and exits 1 when a body was
+wrong or the gzip peak exceeded ``--max-peak-mib``. Loopback only; placeholder credentials.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from harness import (
     start_process,
     status_kib,
     wait_ready,
+    wait_refreshes_ended,
     write_config,
 )
 
@@ -120,7 +124,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     regions = REGIONS[: args.regions]
     total_jobs = args.jobs * len(regions)
     with (
-        moto_server(listing_semantics=args.listing_semantics) as (url, _counts),
+        moto_server(listing_semantics=args.listing_semantics) as (url, counts),
         tempfile.TemporaryDirectory() as directory,
     ):
         seed_jobs(regions, args.jobs, args.running)
@@ -141,6 +145,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             wait_ready(exporter_url, process)
             refreshed_seconds = time.monotonic() - started
             ready = process_status(process.pid)
+            # Ready once the first refreshes ended, describes included; no other runs before
+            # the scrapes measured.
+            wait_refreshes_ended(lambda: [scrape(exporter_url, accept_gzip=True)[1]], counts)
             wire_sizes, decoded_sizes, latencies = [], [], []
             for _ in range(args.scrapes):
                 began = time.monotonic()

@@ -18,14 +18,18 @@ own process, all at once, as a StatefulSet's pods would, but here on one machine
 one moto server. Measured per shard count:
 
 * the targets each replica owns (its own gauge) and that together they own each target once;
-* the full refresh: the wall time from the replicas' start until every one is ready (each has
-  read the account list and refreshed every target it owns once), and its requests;
+* the full refresh: the wall time from the replicas' start until every one has read the
+  account list and refreshed every target it owns once, describes included, and its
+  requests. A replica is ready once every target it owns has been refreshed once, describes
+  included; the bench then scrapes until it sees no refresh running
+  (harness.wait_refreshes_ended), and the wall time runs to the scrape that saw that;
 * scrape p50 per replica over ``--scrapes`` warm scrapes, each as Prometheus sends it (gzip);
 * the steady-state refresh: once the TTL has passed, one scrape of every replica at once
-  triggers a refresh of every target; its wall time runs until the last target's
-  ``last_refresh_success_timestamp_seconds``, and its requests are the difference of the
-  counters. The TTL (150 s by default) must outlast a first start's refresh, which
-  describes every job, so that the warm scrapes and this refresh are measured apart;
+  starts a refresh of every target and answers at once from the cache; the bench scrapes
+  on until those refreshes have ended, which ends their wall time (to within the bench's
+  polling), and their requests are the difference of the counters. The TTL (150 s by
+  default) must outlast a first start's refresh, which describes every job, so that the
+  warm scrapes and this refresh are measured apart;
 * peak RSS per replica (VmHWM), the largest reported.
 
 Requests are the replicas' own ``sagemaker_tuning_exporter_api_requests_total`` per operation,
@@ -56,6 +60,7 @@ from harness import (
     PLACEHOLDER_ENVIRONMENT,
     REGIONS,
     ROOT,
+    RequestCounts,
     exporter_command,
     free_port,
     load_average,
@@ -65,6 +70,7 @@ from harness import (
     percentile,
     seed_jobs,
     wait_ready,
+    wait_refreshes_ended,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -78,7 +84,6 @@ PROMETHEUS_HEADERS = {
 OWNED_TARGETS = "sagemaker_tuning_exporter_owned_targets"
 REQUESTS = "sagemaker_tuning_exporter_api_requests"
 UP = "sagemaker_tuning_exporter_up"
-LAST_SUCCESS = "sagemaker_tuning_exporter_last_refresh_success_timestamp_seconds"
 
 
 @dataclass
@@ -198,7 +203,7 @@ def write_organization_config(
 
 
 def run_shards(
-    config: Path, shards: int, targets: int, args: argparse.Namespace, counts: Any
+    config: Path, shards: int, targets: int, args: argparse.Namespace, counts: RequestCounts
 ) -> ShardedResult:
     """Run ``shards`` replicas at once and measure them."""
     ports = [free_port() for _ in range(shards)]
@@ -212,12 +217,19 @@ def run_shards(
         )
         for index, port in enumerate(ports)
     ]
+
+    def scrape_every_replica() -> list[str]:
+        return [scrape(url)[0] for url in urls]
+
     try:
         for url, process in zip(urls, processes, strict=True):
             wait_ready(url, process, timeout=1800)
-        full_seconds = time.monotonic() - started
+        # The full refreshes started before the replicas were ready: their TTL runs out no
+        # later than a TTL from now.
         ready_at = time.monotonic()
-        full_texts = [scrape(url)[0] for url in urls]
+        full = wait_refreshes_ended(scrape_every_replica, counts, timeout=1800)
+        full_seconds = full.ended_by - started
+        full_texts = full.texts
         owned = [int(sum(values(text, OWNED_TARGETS))) for text in full_texts]
         owned_once = sum(owned) == targets and _targets_owned_once(full_texts, targets)
         full_requests = requests_by_operation(full_texts)
@@ -235,11 +247,18 @@ def run_shards(
             print("warning: the warm scrapes outlasted the TTL; raise --ttl", file=sys.stderr)
 
         time.sleep(max(0.0, ready_at + args.ttl + 0.5 - time.monotonic()))
-        steady_started = time.time()
+        steady_started = time.monotonic()
         scrape_all_at_once(urls)  # every target is stale: each replica refreshes all it owns
-        finished = wait_refreshed_since(urls, steady_started, timeout=max(600.0, args.ttl))
-        steady_seconds = finished - steady_started
-        steady_requests = requests_by_operation([scrape(url)[0] for url in urls])
+        steady = wait_refreshes_ended(
+            scrape_every_replica, counts, full.progress, timeout=max(600.0, args.ttl)
+        )
+        if any(count > 1 for count in steady.progress.refreshes_since(full.progress).values()):
+            print(
+                "warning: the steady-state figures cover more than one refresh; raise --ttl",
+                file=sys.stderr,
+            )
+        steady_seconds = steady.ended_by - steady_started
+        steady_requests = requests_by_operation(steady.texts)
         steady_delta = {
             operation: steady_requests.get(operation, 0.0) - full_requests.get(operation, 0.0)
             for operation in sorted(set(steady_requests) | set(full_requests))
@@ -291,23 +310,6 @@ def scrape(url: str) -> tuple[str, float, int]:
         encoded = response.headers.get("Content-Encoding") == "gzip"
     elapsed = time.perf_counter() - started
     return (gzip.decompress(body) if encoded else body).decode(), elapsed, len(body)
-
-
-def wait_refreshed_since(urls: Sequence[str], since: float, timeout: float) -> float:
-    """Poll until every target of every replica has refreshed since ``since`` (epoch
-    seconds); return the last of those refreshes' times.
-
-    A scrape waits for a refresh only up to its deadline, so the refresh's wall time is read
-    from the replicas' own ``sagemaker_tuning_exporter_last_refresh_success_timestamp_seconds``.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        stamps = [stamp for url in urls for stamp in values(scrape(url)[0], LAST_SUCCESS)]
-        if stamps and min(stamps) >= since:
-            return max(stamps)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the targets did not all refresh within {timeout:g}s")
-        time.sleep(1.0)
 
 
 def scrape_all_at_once(urls: Sequence[str]) -> list[tuple[str, float]]:
@@ -365,7 +367,7 @@ def _targets_owned_once(texts: Sequence[str], targets: int) -> bool:
     return len(seen) == targets and set(seen.values()) == {1}
 
 
-def _assume_role_requests(counts: Any) -> int:
+def _assume_role_requests(counts: RequestCounts) -> int:
     return sum(n for (_, operation), n in counts.snapshot().items() if operation == "AssumeRole")
 
 

@@ -1,7 +1,9 @@
-"""The benchmark script, run small: it completes and its figures hold together (no timings checked).
+"""The benchmark scripts, run small: they complete and their figures hold together.
 
-Each test runs under both listing semantics of the test server (``--listing-semantics moto``
-and ``aws``): the exporter's listing sends no filter, so the figures are the same.
+bench/benchmark.py's timings are not checked; bench/scrape_latency.py's are, with bounds far
+above what a scrape costs. Each test runs under both listing semantics of the test server
+(``--listing-semantics moto`` and ``aws``): the exporter's listing sends no filter, so the
+figures are the same.
 """
 
 from __future__ import annotations
@@ -125,3 +127,60 @@ def test_the_benchmark_with_tags_reports_one_get_resources_per_100_jobs_per_tags
     # The steady-state refresh comes within cache.tags_ttl (10 minutes): no tags are read.
     assert exporter["steady_refresh_tag_requests_per_region"] == 0
     assert "| GetResources requests per region, steady-state refresh |" in completed.stdout
+
+
+# bench/scrape_latency.py, run small: a slow AWS, a TTL of 2 s, a scrape every half second.
+LATENCY_TTL_SECONDS = 2.0
+LATENCY_INTERVAL_SECONDS = 0.5
+# Far above a scrape of 200 jobs served from the cache (milliseconds), far below a refresh
+# that waits 50 ms on each of its requests: its listing, and 100 describes 4 at a time.
+FAST_SCRAPE_SECONDS = 0.5
+# The listing of the refresh that sees the change (one page, 50 ms late) and a busy machine.
+FRESHNESS_SLACK_SECONDS = 1.0
+
+
+@pytest.mark.parametrize("listing_semantics", LISTING_SEMANTICS)
+def test_scrapes_never_wait_for_a_slow_aws_and_a_change_shows_within_a_ttl_and_two_scrapes(
+    tmp_path: Path, listing_semantics: str
+) -> None:
+    result_path = tmp_path / "latency.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "bench/scrape_latency.py",
+            *("--jobs", "200", "--regions", "1", "--aws-latency-ms", "50"),
+            *("--ttl", f"{LATENCY_TTL_SECONDS:g}", "--interval", f"{LATENCY_INTERVAL_SECONDS:g}"),
+            *("--duration", "10", "--listing-semantics", listing_semantics),
+            *("--json", str(result_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(result_path.read_text())
+    assert report["settings"]["listing_semantics"] == listing_semantics
+    assert report["failed"] is False
+    assert report["first_scrape"]["failure"] is None
+    client = report["client"]
+    # A scrape every half second for 10 s, a few skipped at most on a busy machine.
+    assert client["count"] >= 10
+    assert client["failed"] == 0
+    # Every scrape answers from the cache, while refreshes started by earlier scrapes list and
+    # describe 200 jobs, each request 50 ms late.
+    assert all(seconds < FAST_SCRAPE_SECONDS for _, seconds, _ in client["scrapes"])
+    requests = report["aws_requests_by_operation"]
+    assert requests["ListHyperParameterTuningJobs"] >= 3  # a full listing, then refreshes
+    assert requests["DescribeHyperParameterTuningJob"] >= 100
+    # The change shows once a refresh that began after it has listed: that refresh starts
+    # on the first scrape a TTL after the last one began, and the next scrape serves its
+    # listing, ahead of its describes.
+    seen_after = report["freshness"]["seen_after_seconds"]
+    assert seen_after is not None, report["freshness"]
+    assert (
+        seen_after <= LATENCY_TTL_SECONDS + 2 * LATENCY_INTERVAL_SECONDS + FRESHNESS_SLACK_SECONDS
+    )
+    assert "| client failed scrapes | 0 (none) |" in completed.stdout
