@@ -435,12 +435,19 @@ class MetricsPage:
         self._fresh_registry = CollectorRegistry() if fresh_registry is None else fresh_registry
         self._per_job = PerJobRenderer(families, tag_keys)
         self._lock = threading.Lock()
+        self._prepare_lock = threading.Lock()
         self._rendered_from: tuple[list[RegionSnapshot], int] | None = None
         self._responses: dict[str, _Rendered] = {}
 
     def prepare(self, snapshot: RegionSnapshot) -> None:
-        """Render ``snapshot``'s per-job lines before it is served; a refresh's worker calls this."""
-        self._per_job.prepare(snapshot)
+        """Render ``snapshot``'s per-job lines before it is served; a refresh's worker calls this.
+
+        One target at a time: rendering holds a target's labels as text while it compresses
+        them, and the interpreter runs one thread at a time anyway, so targets refreshed
+        together would only add up their text.
+        """
+        with self._prepare_lock:
+            self._per_job.prepare(snapshot)
 
     def inherit(self, previous: MetricsPage, targets: Iterable[Target]) -> None:
         """Reuse the lines ``previous`` rendered of ``targets``, if it renders the same families.
