@@ -5,7 +5,8 @@ chosen requests with throttling, 500s, AccessDenied, rejected tokens or a refuse
 AssumeRole, or hold them, before moto sees them, or rewrite the job summaries of the
 listing's answer as a malformed API might send them. It remembers the secrets it issues and
 receives (AssumeRole's keys and tokens, request signatures) so tests can check that no log
-line quotes one. Tests set job state by editing moto's in-process backends.
+line quotes one. Tests set job state by editing moto's in-process backends, and keep the
+training jobs of tuning jobs in the server's own store.
 
 ListHyperParameterTuningJobs is answered under one of two listing semantics
 (LISTING_SEMANTICS), chosen with ``SageMakerTestServer.use_listing_semantics``:
@@ -21,7 +22,21 @@ ListHyperParameterTuningJobs is answered under one of two listing semantics
   opaque, new on every call, and rejected with a ValidationException unless issued here.
   The summaries are serialized by moto's own serializer, so a job reads the same in both.
 
-Fault rules are matched first, in either mode; ``rewrite`` rewrites the page the mode gives.
+ListTrainingJobsForHyperParameterTuningJob, which moto does not implement (its tuning jobs
+launch no training jobs), is answered here in both modes from the server's own store of
+training jobs per tuning job (``SageMakerTestServer.add_training_job``, changed later with
+``update_training_job``). A tuning job's TrainingJobStatusCounters in moto are recomputed
+from its stored training jobs whenever one is added or changed (TRAINING_JOB_COUNTERS). The
+training jobs are sorted by SortBy/SortOrder (default Name, Ascending; ties broken by name;
+FinalObjectiveMetricValue leaves out those without an objective value); MaxResults is 1 to
+100, default 10. ``"moto"`` applies StatusEquals, then cuts the page (ceil(matching /
+MaxResults) pages); ``"aws"`` cuts the page from all of them, then applies StatusEquals
+(ceil(all / MaxResults) pages, some perhaps empty yet carrying a NextToken). Tokens are
+opaque and checked as above; a tuning job that does not exist is ResourceNotFound, as moto
+answers DescribeHyperParameterTuningJob. The answer is serialized by moto's serializer.
+
+Fault rules are matched first, in either mode and for every operation; ``empty_page`` and
+``rewrite`` answer a listing in its own shape, ``rewrite`` the page the mode gives.
 
 The Resource Groups Tagging API's GetResources is answered here, from the tags moto's
 SageMaker backend stores for tuning jobs (CreateHyperParameterTuningJob, AddTags): moto
@@ -33,6 +48,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import functools
 import io
 import json
 import operator
@@ -43,6 +60,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -52,11 +70,13 @@ from moto.core.serialize import get_serializer_class
 from moto.core.utils import get_service_model
 from moto.iam.models import get_account_id_from
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.sagemaker.exceptions import ResourceNotFound, ValidationError
 from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 
 from exporter.demo import create_moto_tuning_job
+from exporter.model.statuses import OBJECTIVE_STATUSES, TRAINING_JOB_STATUSES
 
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for keys it did not issue
 # DescribeHyperParameterTuningJob fields -> the attribute moto's job answers them from.
@@ -80,6 +100,25 @@ _LISTING_ORDERS: dict[str, Callable[[Any], tuple[Any, ...]]] = {
     ),
     "CreationTime": lambda job: (job.creation_time, job.hyper_parameter_tuning_job_name),
 }
+TRAINING_JOBS_OPERATION = "ListTrainingJobsForHyperParameterTuningJob"
+# The key of each listing's summaries, for faults that answer or rewrite a page.
+_SUMMARIES_KEYS = {
+    LISTING_OPERATION: "HyperParameterTuningJobSummaries",
+    TRAINING_JOBS_OPERATION: "TrainingJobSummaries",
+}
+# A training job's status -> the tuning job's TrainingJobStatusCounters key that counts it.
+# A summary cannot tell a retryable failure from a client error, so every Failed job counts
+# as NonRetryableError; a Stopping job has not stopped yet, so it still counts as InProgress.
+# (botocore's enum also has Deleting, which no counter has a place for: it is not stored.)
+TRAINING_JOB_COUNTERS = {
+    "InProgress": "InProgress",
+    "Stopping": "InProgress",
+    "Completed": "Completed",
+    "Failed": "NonRetryableError",
+    "Stopped": "Stopped",
+}
+# Every key of TrainingJobStatusCounters, as moto stores them on its tuning job.
+TRAINING_JOB_COUNTER_KEYS = TRAINING_JOB_STATUSES
 # Time bounds -> the job attribute they bound and the test it must pass; strict, as moto's.
 _LISTING_TIME_BOUNDS: dict[str, tuple[str, Callable[[datetime, datetime], bool]]] = {
     "CreationTimeAfter": ("creation_time", operator.gt),
@@ -102,16 +141,17 @@ FAULT_RESPONSES: dict[str, tuple[str, dict[str, str]]] = {
             "message": "User is not authorized to perform this action",
         },
     ),
-    # As AWS words it, naming the action, so the exporter can name the missing permission.
+    # As AWS words it, naming the action (the request's operation, filled in for {action}),
+    # so the exporter can name the missing permission.
     "access_denied_action": (
         "400 Bad Request",
         {
             "__type": "AccessDeniedException",
             "message": "User: arn:aws:sts::111111111111:assumed-role/reader/"
             "sagemaker-tuning-exporter is not authorized to perform: "
-            "sagemaker:ListHyperParameterTuningJobs on resource: "
+            "sagemaker:{action} on resource: "
             "arn:aws:sagemaker:eu-west-1:111111111111:hyper-parameter-tuning-job/* because no "
-            "identity-based policy allows the sagemaker:ListHyperParameterTuningJobs action",
+            "identity-based policy allows the sagemaker:{action} action",
         },
     ),
     "expired_token": (
@@ -155,10 +195,10 @@ class FaultRule:
     """Answer matching requests with ``kind``, ``times`` times.
 
     ``kind`` is a FAULT_RESPONSES or XML_FAULT_RESPONSES key, ``hang`` (hold the request
-    ``hang_seconds``, then answer it), ``empty_page`` (an empty page with a fresh NextToken),
-    or ``rewrite`` (moto's answer, each of its job summaries replaced by what
-    ``rewrite_summary`` returns for it: any JSON value, so a field can be dropped, nulled or
-    given another type).
+    ``hang_seconds``, then answer it), ``empty_page`` (an empty page of the listing's summaries
+    with a fresh NextToken), or ``rewrite`` (the listing's answer, each of its job or training
+    job summaries replaced by what ``rewrite_summary`` returns for it: any JSON value, so a
+    field can be dropped, nulled or given another type).
     """
 
     region: str
@@ -171,30 +211,71 @@ class FaultRule:
 
 
 @dataclass
+class _PageTokens:
+    """The NextTokens one listing issues: each encodes the next page's offset and a nonce, so
+    no two are alike; they are remembered, as only a token issued here is accepted."""
+
+    issued: set[str] = field(default_factory=set)
+    nonce: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def issue(self, offset: int) -> str:
+        """A new token for the page at ``offset``."""
+        with self.lock:
+            self.nonce += 1
+            payload = json.dumps({"offset": offset, "nonce": self.nonce})
+            token = base64.urlsafe_b64encode(payload.encode()).decode()
+            self.issued.add(token)
+        return token
+
+    def offset_of(self, token: str) -> int | None:
+        """The offset ``token`` stands for; None unless it was issued here."""
+        with self.lock:
+            if token not in self.issued:
+                return None
+        try:
+            return int(json.loads(base64.urlsafe_b64decode(token))["offset"])
+        except (binascii.Error, ValueError, KeyError, TypeError):
+            return None
+
+    def forget(self) -> None:
+        """Accept none of the tokens issued so far."""
+        with self.lock:
+            self.issued.clear()
+
+
+def _read_paging(
+    request: Mapping[str, Any], tokens: _PageTokens, enums: Mapping[str, tuple[str, ...]]
+) -> tuple[int, str | None]:
+    """The offset a listing request starts at, and why AWS would reject it (or None)."""
+    problem = _invalid_listing_request(request, enums)
+    if problem is not None or not request.get("NextToken"):
+        return 0, problem
+    offset = tokens.offset_of(request["NextToken"])
+    if offset is None:
+        return 0, "The pagination token is invalid."
+    return offset, None
+
+
+@dataclass
 class _PageThenFilterListing:
     """ListHyperParameterTuningJobs as AWS documents ListTrainingJobs: sort, page, then filter.
 
-    A WSGI app that answers from moto's backend of the request's account and region. Each
-    NextToken it issues encodes the next page's offset and a nonce, so no two are alike;
-    it remembers them, as only a token it issued is accepted.
+    A WSGI app that answers from moto's backend of the request's account and region, with
+    opaque NextTokens (_PageTokens).
     """
 
-    issued_tokens: set[str] = field(default_factory=set)
-    nonce: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens: _PageTokens = field(default_factory=_PageTokens)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         request: dict[str, Any] = json.loads(environ["wsgi.input"].read() or b"{}")
-        problem = _invalid_listing_request(request)
-        offset = 0
-        if problem is None and request.get("NextToken"):
-            token_offset = self._offset_of(request["NextToken"])
-            if token_offset is None:
-                problem = "The pagination token is invalid."
-            else:
-                offset = token_offset
+        offset, problem = _read_paging(
+            request,
+            self.tokens,
+            {"SortBy": tuple(_LISTING_ORDERS), "SortOrder": ("Ascending", "Descending")},
+        )
         if problem is not None:
             return _answer_json(
                 start_response,
@@ -209,44 +290,24 @@ class _PageThenFilterListing:
         )
         end = offset + request.get("MaxResults", 10)
         matching = [job for job in jobs[offset:end] if _listing_keeps(job, request)]
-        next_token = self._issue(end) if end < len(jobs) else None
-        return _answer_json(start_response, "200 OK", _serialized_listing(matching, next_token))
-
-    def _issue(self, offset: int) -> str:
-        with self.lock:
-            self.nonce += 1
-            payload = json.dumps({"offset": offset, "nonce": self.nonce})
-            token = base64.urlsafe_b64encode(payload.encode()).decode()
-            self.issued_tokens.add(token)
-        return token
-
-    def _offset_of(self, token: str) -> int | None:
-        """The offset ``token`` stands for; None unless it was issued here."""
-        with self.lock:
-            if token not in self.issued_tokens:
-                return None
-        try:
-            return int(json.loads(base64.urlsafe_b64decode(token))["offset"])
-        except (binascii.Error, ValueError, KeyError, TypeError):
-            return None
-
-    def forget_tokens(self) -> None:
-        with self.lock:
-            self.issued_tokens.clear()
+        next_token = self.tokens.issue(end) if end < len(jobs) else None
+        return _answer_serialized(
+            start_response, LISTING_OPERATION, _listing_page(matching, next_token)
+        )
 
 
-def _invalid_listing_request(request: Mapping[str, Any]) -> str | None:
-    """Why AWS would reject the listing request's paging and order, as its message says; or None."""
+def _invalid_listing_request(
+    request: Mapping[str, Any], enums: Mapping[str, tuple[str, ...]]
+) -> str | None:
+    """Why AWS would reject the listing request's paging, or a value of ``enums`` (request key
+    -> the values it allows), as AWS's message says; or None."""
     size = request.get("MaxResults", 10)
     if not isinstance(size, int) or not 1 <= size <= 100:
         return (
             f"1 validation error detected: Value '{size}' at 'maxResults' failed to satisfy "
             "constraint: Member must have value between 1 and 100"
         )
-    for key, allowed in (
-        ("SortBy", tuple(_LISTING_ORDERS)),
-        ("SortOrder", ("Ascending", "Descending")),
-    ):
+    for key, allowed in enums.items():
         value = request.get(key, allowed[0])
         if value not in allowed:
             return (
@@ -279,23 +340,172 @@ def _listing_keeps(job: Any, request: Mapping[str, Any]) -> bool:
     )
 
 
-def _serialized_listing(jobs: Iterable[Any], next_token: str | None) -> bytes:
-    """A ListHyperParameterTuningJobs answer of moto's ``jobs``, serialized as moto does its own."""
+def _listing_page(jobs: Iterable[Any], next_token: str | None) -> dict[str, Any]:
+    """A ListHyperParameterTuningJobs answer of moto's ``jobs``."""
+    return {
+        "HyperParameterTuningJobSummaries": [job.summary() for job in jobs],
+        "NextToken": next_token,
+    }
+
+
+def _serialized(operation: str, result: object) -> tuple[str, list[tuple[str, str]], bytes]:
+    """``result`` of a SageMaker ``operation``, an answer or moto's exception, serialized as
+    moto serializes its own: the WSGI status line, headers and body."""
     service = get_service_model("sagemaker")
     context = ActionContext(
         service,
-        service.operation_model(LISTING_OPERATION),
+        service.operation_model(operation),
         get_serializer_class(service.service_name, service.protocol),
         SageMakerResponse(),
     )
-    result = ActionResult(
-        {
-            "HyperParameterTuningJobSummaries": [job.summary() for job in jobs],
-            "NextToken": next_token,
+    status, headers, body = ActionResult(result).execute_result(context)
+    data = body.encode() if isinstance(body, str) else body
+    status_line = f"{int(status)} {HTTPStatus(int(status)).phrase}"
+    return status_line, [*headers.items(), ("Content-Length", str(len(data)))], data
+
+
+def _answer_serialized(
+    start_response: Callable[..., Any], operation: str, result: object
+) -> list[bytes]:
+    """Answer ``result`` of ``operation`` as moto would (see _serialized)."""
+    status, headers, data = _serialized(operation, result)
+    start_response(status, headers)
+    return [data]
+
+
+@dataclass(frozen=True)
+class StoredTrainingJob:
+    """A training job a tuning job launched, as the test server stores it (its times naive
+    UTC, as moto keeps its own); ``summary()`` is its HyperParameterTrainingJobSummary."""
+
+    account: str
+    region: str
+    tuning_job_name: str
+    name: str
+    status: str
+    created: datetime
+    started: datetime | None = None
+    ended: datetime | None = None
+    tuned_hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    objective_value: float | None = None
+    objective_metric: str | None = None
+    objective_type: str | None = None
+    objective_status: str | None = None
+    failure_reason: str | None = None
+    definition_name: str | None = None
+
+    @property
+    def arn(self) -> str:
+        """Its ARN, as SageMaker writes a training job's."""
+        return f"arn:aws:sagemaker:{self.region}:{self.account}:training-job/{self.name}"
+
+    def summary(self) -> dict[str, Any]:
+        """Its HyperParameterTrainingJobSummary; None marks a field left out."""
+        objective = None
+        if self.objective_value is not None:
+            objective = {
+                "Type": self.objective_type,
+                "MetricName": self.objective_metric,
+                "Value": self.objective_value,
+            }
+        return {
+            "TrainingJobDefinitionName": self.definition_name,
+            "TrainingJobName": self.name,
+            "TrainingJobArn": self.arn,
+            "TuningJobName": self.tuning_job_name,
+            "CreationTime": self.created,
+            "TrainingStartTime": self.started,
+            "TrainingEndTime": self.ended,
+            "TrainingJobStatus": self.status,
+            "TunedHyperParameters": dict(self.tuned_hyperparameters),
+            "FailureReason": self.failure_reason,
+            "FinalHyperParameterTuningJobObjectiveMetric": objective,
+            "ObjectiveStatus": self.objective_status,
         }
-    )
-    _, _, body = result.execute_result(context)
-    return body.encode() if isinstance(body, str) else body
+
+
+# SortBy -> the order it gives the training jobs it keeps; ties broken by name, as above.
+_TRAINING_JOB_ORDERS: dict[str, Callable[[StoredTrainingJob], tuple[Any, ...]]] = {
+    "Name": lambda job: (job.name,),
+    "CreationTime": lambda job: (job.created, job.name),
+    "Status": lambda job: (job.status, job.name),
+    "FinalObjectiveMetricValue": lambda job: (job.objective_value, job.name),
+}
+_TRAINING_JOB_ENUMS = {
+    "SortBy": tuple(_TRAINING_JOB_ORDERS),
+    "SortOrder": ("Ascending", "Descending"),
+    "StatusEquals": ("InProgress", "Completed", "Failed", "Stopping", "Stopped", "Deleting"),
+}
+
+
+@dataclass
+class _TrainingJobListing:
+    """ListTrainingJobsForHyperParameterTuningJob, answered from the training jobs stored here.
+
+    A WSGI app given the listing semantics with each request; the store is keyed by
+    (account, region) and training job name, as a training job's name is unique there.
+    """
+
+    jobs: dict[tuple[str, str], dict[str, StoredTrainingJob]] = field(default_factory=dict)
+    tokens: _PageTokens = field(default_factory=_PageTokens)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], *, semantics: str
+    ) -> Iterable[bytes]:
+        request: dict[str, Any] = json.loads(environ["wsgi.input"].read() or b"{}")
+        offset, problem = _read_paging(request, self.tokens, _TRAINING_JOB_ENUMS)
+        if problem is not None:
+            return _answer_serialized(
+                start_response, TRAINING_JOBS_OPERATION, ValidationError(problem)
+            )
+        account, region = _account_of(environ), _region_of(environ)
+        tuning_job_name = request.get("HyperParameterTuningJobName", "")
+        if tuning_job_name not in sagemaker_backends[account][region].hyper_parameter_tuning_jobs:
+            # As moto answers DescribeHyperParameterTuningJob, in this operation's error shape.
+            missing = ResourceNotFound(
+                f"Could not find hyper parameter tuning job '{tuning_job_name}'."
+            )
+            return _answer_serialized(start_response, TRAINING_JOBS_OPERATION, missing)
+        sort_by = request.get("SortBy", "Name")
+        jobs = sorted(
+            (
+                job
+                for job in self.of_tuning_job(account, region, tuning_job_name)
+                if sort_by != "FinalObjectiveMetricValue" or job.objective_value is not None
+            ),
+            key=_TRAINING_JOB_ORDERS[sort_by],
+            reverse=request.get("SortOrder") == "Descending",
+        )
+        status = request.get("StatusEquals")
+        end = offset + request.get("MaxResults", 10)
+        if semantics == "aws":
+            page = [job for job in jobs[offset:end] if status in (None, job.status)]
+        else:
+            jobs = [job for job in jobs if status in (None, job.status)]
+            page = jobs[offset:end]
+        answer = {
+            "TrainingJobSummaries": [job.summary() for job in page],
+            "NextToken": self.tokens.issue(end) if end < len(jobs) else None,
+        }
+        return _answer_serialized(start_response, TRAINING_JOBS_OPERATION, answer)
+
+    def of_tuning_job(
+        self, account: str, region: str, tuning_job_name: str
+    ) -> list[StoredTrainingJob]:
+        """The training jobs stored for a tuning job, in no particular order."""
+        with self.lock:
+            return [
+                job
+                for job in self.jobs.get((account, region), {}).values()
+                if job.tuning_job_name == tuning_job_name
+            ]
+
+    def forget(self) -> None:
+        """Forget every training job and every token issued."""
+        with self.lock:
+            self.jobs.clear()
+        self.tokens.forget()
 
 
 def _answer_json(
@@ -320,9 +530,10 @@ def _check_listing_semantics(mode: str) -> str:
 class _FaultInjector:
     app: Callable[..., Iterable[bytes]]
     rules: list[FaultRule] = field(default_factory=list)
-    # How ListHyperParameterTuningJobs is answered, one of LISTING_SEMANTICS.
+    # How both listings (tuning jobs, training jobs) are answered, one of LISTING_SEMANTICS.
     listing_semantics: str = "moto"
     aws_listing: _PageThenFilterListing = field(default_factory=_PageThenFilterListing)
+    training_jobs: _TrainingJobListing = field(default_factory=_TrainingJobListing)
     received: Counter[tuple[str, str]] = field(default_factory=Counter)
     bodies: list[tuple[str, str, str]] = field(default_factory=list)
     credential_lifetime_seconds: float | None = None
@@ -347,11 +558,7 @@ class _FaultInjector:
             self.bodies.append((region, operation, text))
             rule = self._take_rule(region, operation, text)
             lifetime = self.credential_lifetime_seconds
-            answer = (
-                self.aws_listing
-                if operation == LISTING_OPERATION and self.listing_semantics == "aws"
-                else self.app
-            )
+            answer = self._answerer(operation)
         if rule is not None and rule.kind == "hang":
             time.sleep(rule.hang_seconds)
         elif rule is not None and rule.kind == "rewrite":
@@ -360,7 +567,7 @@ class _FaultInjector:
         elif rule is not None and rule.kind == "empty_page":
             # An empty page that still carries a new NextToken, as some List APIs answer.
             page = {
-                "HyperParameterTuningJobSummaries": [],
+                _SUMMARIES_KEYS.get(operation, _SUMMARIES_KEYS[LISTING_OPERATION]): [],
                 "NextToken": f"empty-{len(self.bodies)}",
             }
             return _answer_json(start_response, "200 OK", page)
@@ -372,7 +579,8 @@ class _FaultInjector:
             return [xml.encode()]
         elif rule is not None:
             status, payload = FAULT_RESPONSES[rule.kind]
-            return _answer_json(start_response, status, payload)
+            message = payload["message"].replace("{action}", operation)
+            return _answer_json(start_response, status, {**payload, "message": message})
         if operation == "AssumeRole":
             return self._assume_role(environ, start_response, lifetime)
         if operation == "GetResources":
@@ -384,6 +592,14 @@ class _FaultInjector:
             )
             return _answer_json(start_response, "200 OK", resources)
         return answer(environ, start_response)
+
+    def _answerer(self, operation: str) -> Callable[..., Iterable[bytes]]:
+        """The WSGI app that answers ``operation`` under the listing semantics now set."""
+        if operation == LISTING_OPERATION and self.listing_semantics == "aws":
+            return self.aws_listing
+        if operation == TRAINING_JOBS_OPERATION:
+            return functools.partial(self.training_jobs, semantics=self.listing_semantics)
+        return self.app
 
     def _assume_role(
         self,
@@ -434,7 +650,8 @@ def _with_rewritten_summaries(
     start_response: Callable[..., Any],
     rewrite_summary: Callable[[dict[str, Any]], Any],
 ) -> Iterable[bytes]:
-    """``app``'s listing page, each job summary replaced by ``rewrite_summary`` of it."""
+    """``app``'s listing page, each job (or training job) summary replaced by
+    ``rewrite_summary`` of it."""
     captured: list[Any] = []
 
     def capture(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
@@ -442,10 +659,9 @@ def _with_rewritten_summaries(
 
     page = json.loads(b"".join(app(environ, capture)))
     status, headers = captured
-    if "HyperParameterTuningJobSummaries" in page:
-        page["HyperParameterTuningJobSummaries"] = [
-            rewrite_summary(summary) for summary in page["HyperParameterTuningJobSummaries"]
-        ]
+    for key in _SUMMARIES_KEYS.values():
+        if key in page:
+            page[key] = [rewrite_summary(summary) for summary in page[key]]
     rewritten = json.dumps(page).encode()
     headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
     start_response(status, [*headers, ("Content-Length", str(len(rewritten)))])
@@ -457,6 +673,13 @@ def for_job(name: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[dic
     return lambda summary: (
         change(summary) if summary.get("HyperParameterTuningJobName") == name else summary
     )
+
+
+def for_training_job(
+    name: str, change: Callable[[dict[str, Any]], Any]
+) -> Callable[[dict[str, Any]], Any]:
+    """A ``rewrite_summary`` that applies ``change`` to the summary of training job ``name``."""
+    return lambda summary: change(summary) if summary.get("TrainingJobName") == name else summary
 
 
 def _tuning_job_resources(
@@ -513,7 +736,8 @@ def wire_middleware(
     app: Callable[..., Iterable[bytes]], listing_semantics: str = "moto"
 ) -> Callable[..., Iterable[bytes]]:
     """``app`` behind this module's middleware, without faults: GetResources pages as on AWS,
-    and ListHyperParameterTuningJobs answers under ``listing_semantics``."""
+    and ListHyperParameterTuningJobs answers under ``listing_semantics``, as does
+    ListTrainingJobsForHyperParameterTuningJob (no training jobs: nothing can store one)."""
     return _FaultInjector(app, listing_semantics=_check_listing_semantics(listing_semantics))
 
 
@@ -535,8 +759,8 @@ class SageMakerTestServer:
         self._thread.join()
 
     def reset(self) -> None:
-        """Forget jobs, faults, counts and issued tokens from earlier tests; keep the listing
-        semantics, which the ``sagemaker`` fixture sets."""
+        """Forget jobs, training jobs, faults, counts and issued tokens from earlier tests; keep
+        the listing semantics, which the ``sagemaker`` fixture sets."""
         for account, region in self._touched:
             sagemaker_backends[account][region].hyper_parameter_tuning_jobs.clear()
         self._touched.clear()
@@ -547,17 +771,20 @@ class SageMakerTestServer:
             self._injector.credential_lifetime_seconds = None
             self._injector.tagging_arns_upper_case = False
             self._injector.secrets.clear()
-        self._injector.aws_listing.forget_tokens()
+        self._injector.aws_listing.tokens.forget()
+        self._injector.training_jobs.forget()
 
     @property
     def listing_semantics(self) -> str:
-        """How ListHyperParameterTuningJobs is answered now: one of LISTING_SEMANTICS."""
+        """How ListHyperParameterTuningJobs and ListTrainingJobsForHyperParameterTuningJob are
+        answered now: one of LISTING_SEMANTICS."""
         with self._injector.lock:
             return self._injector.listing_semantics
 
     def use_listing_semantics(self, mode: str) -> None:
-        """Answer ListHyperParameterTuningJobs as ``mode`` reads it, one of LISTING_SEMANTICS:
-        ``"moto"`` filters, then pages; ``"aws"`` pages, then filters."""
+        """Answer ListHyperParameterTuningJobs and ListTrainingJobsForHyperParameterTuningJob as
+        ``mode`` reads them, one of LISTING_SEMANTICS: ``"moto"`` filters, then pages; ``"aws"``
+        pages, then filters."""
         _check_listing_semantics(mode)
         with self._injector.lock:
             self._injector.listing_semantics = mode
@@ -680,8 +907,142 @@ class SageMakerTestServer:
             setattr(job, DESCRIBED_ATTRIBUTES[key], None if value is None else dict(value))
 
     def delete_job(self, region: str, name: str, account: str = DEFAULT_ACCOUNT) -> None:
-        """Remove a tuning job from moto's backend, as a finished deletion does."""
+        """Remove a tuning job from moto's backend, as a finished deletion does, and the training
+        jobs stored for it."""
         del sagemaker_backends[account][region].hyper_parameter_tuning_jobs[name]
+        listing = self._injector.training_jobs
+        with listing.lock:
+            stored = listing.jobs.get((account, region), {})
+            for job in [job for job in stored.values() if job.tuning_job_name == name]:
+                del stored[job.name]
+
+    def add_training_job(
+        self,
+        region: str,
+        tuning_job_name: str,
+        name: str,
+        *,
+        status: str,
+        account: str = DEFAULT_ACCOUNT,
+        created: datetime | str | None = None,
+        started: datetime | str | None = None,
+        ended: datetime | str | None = None,
+        tuned_hyperparameters: Mapping[str, str] | None = None,
+        objective_value: float | None = None,
+        objective_metric: str | None = None,
+        objective_type: str | None = None,
+        objective_status: str | None = None,
+        failure_reason: str | None = None,
+        definition_name: str | None = None,
+    ) -> StoredTrainingJob:
+        """Store a training job of tuning job ``tuning_job_name`` (made with add_job), for
+        ListTrainingJobsForHyperParameterTuningJob; returns it as stored.
+
+        ``status`` is a key of TRAINING_JOB_COUNTERS; the tuning job's
+        TrainingJobStatusCounters are then recomputed from its stored training jobs, replacing
+        whatever add_job set. Times are datetimes (naive ones UTC) or ISO-8601 text, as
+        :func:`at` reads it; ``created`` defaults to now. ``objective_metric`` and
+        ``objective_type`` default to the tuning job's objective and apply only with an
+        ``objective_value``; a None leaves any other field out of the summary.
+        """
+        job = StoredTrainingJob(
+            account=account,
+            region=region,
+            tuning_job_name=tuning_job_name,
+            name=name,
+            status=status,
+            created=_utc(created) or datetime.now(tz=UTC).replace(tzinfo=None),
+            started=_utc(started),
+            ended=_utc(ended),
+            tuned_hyperparameters=dict(tuned_hyperparameters or {}),
+            objective_value=objective_value,
+            objective_metric=objective_metric,
+            objective_type=objective_type,
+            objective_status=objective_status,
+            failure_reason=failure_reason,
+            definition_name=definition_name,
+        )
+        return self._store_training_job(job, new=True)
+
+    def update_training_job(
+        self, region: str, name: str, *, account: str = DEFAULT_ACCOUNT, **changes: Any
+    ) -> StoredTrainingJob:
+        """Change a stored training job, as its life goes on (it starts, finishes, fails);
+        returns it as stored.
+
+        ``changes`` are add_training_job's keywords, read the same way, except those naming
+        the job (``tuning_job_name``, ``name``, ``account``, ``region``). The tuning job's
+        TrainingJobStatusCounters are recomputed.
+        """
+        refused = {"tuning_job_name", "name", "account", "region"} & set(changes)
+        if refused:
+            raise ValueError(f"a training job keeps its {sorted(refused)}")
+        for key in ("created", "started", "ended"):
+            if key in changes:
+                changes[key] = _utc(changes[key])
+        if "tuned_hyperparameters" in changes:
+            changes["tuned_hyperparameters"] = dict(changes["tuned_hyperparameters"] or {})
+        with self._injector.training_jobs.lock:
+            job = self._injector.training_jobs.jobs.get((account, region), {}).get(name)
+        if job is None:
+            raise KeyError(f"no training job {name!r} in {account}/{region}")
+        return self._store_training_job(dataclasses.replace(job, **changes), new=False)
+
+    def _store_training_job(self, job: StoredTrainingJob, *, new: bool) -> StoredTrainingJob:
+        """Check ``job``, fill in its objective from its tuning job's, store it, and recount
+        the tuning job's TrainingJobStatusCounters from its training jobs."""
+        if job.status not in TRAINING_JOB_COUNTERS:
+            raise ValueError(
+                f"training job status {job.status!r} is not one of {list(TRAINING_JOB_COUNTERS)}"
+            )
+        if job.objective_status not in (None, *OBJECTIVE_STATUSES):
+            raise ValueError(
+                f"objective status {job.objective_status!r} is not one of {OBJECTIVE_STATUSES}"
+            )
+        tuning_jobs = sagemaker_backends[job.account][job.region].hyper_parameter_tuning_jobs
+        if job.tuning_job_name not in tuning_jobs:
+            raise KeyError(f"no tuning job {job.tuning_job_name!r} in {job.account}/{job.region}")
+        tuning_job = tuning_jobs[job.tuning_job_name]
+        if job.objective_value is None:
+            job = dataclasses.replace(job, objective_metric=None, objective_type=None)
+        else:
+            objective = tuning_job.hyper_parameter_tuning_job_config.get(
+                "HyperParameterTuningJobObjective", {}
+            )
+            job = dataclasses.replace(
+                job,
+                objective_metric=job.objective_metric or objective.get("MetricName"),
+                objective_type=job.objective_type or objective.get("Type"),
+            )
+        listing = self._injector.training_jobs
+        with listing.lock:
+            stored = listing.jobs.setdefault((job.account, job.region), {})
+            if new and job.name in stored:
+                raise ValueError(
+                    f"training job {job.name!r} already exists in {job.account}/{job.region}"
+                )
+            stored[job.name] = job
+            statuses = Counter(
+                TRAINING_JOB_COUNTERS[other.status]
+                for other in stored.values()
+                if other.tuning_job_name == job.tuning_job_name
+            )
+            # moto answers both Describe and List from this dict; a new one, replaced whole.
+            tuning_job.training_job_status_counters = {
+                key: statuses[key] for key in TRAINING_JOB_COUNTER_KEYS
+            }
+        return job
+
+
+def _utc(moment: datetime | str | None) -> datetime | None:
+    """``moment`` as moto keeps times, naive UTC: naive datetimes and text are taken as UTC."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 def at(text: str) -> datetime:
