@@ -35,8 +35,8 @@ def successful_snapshot(
     """The snapshot of a refresh that listed ``listing``, ``published`` chosen from it.
 
     Its counters carry on from ``previous``, and so do its tags and descriptions until the
-    tag read and the describe step replace them. Unchanged jobs keep the previous tuple, so the exposition can tell
-    nothing changed.
+    tag read and the describe step replace them. Unchanged jobs keep the previous tuple, so
+    the exposition can tell nothing changed.
     """
     jobs = listing.jobs
     published_jobs = published.jobs
