@@ -3,6 +3,7 @@ isolated and bounded, and credential failures recover without a restart."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -392,6 +393,7 @@ def test_scrapes_answer_at_once_while_a_refresh_hangs_and_show_it_down_at_its_de
     # Every scrape starts a refresh of every target not refreshing already.
     exporter = _with_a_region_about_to_hang(sagemaker, make_config, run_exporter, ttl_seconds=0)
     sagemaker.add_job(HEALTHY, "added")
+    gc.collect()  # no full collection, which stops every thread, among the timed scrapes
 
     during, first_took = _scrape(exporter, timeout_seconds=10)
     took = [first_took]
