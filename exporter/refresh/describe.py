@@ -24,10 +24,12 @@ missing, and the refresh describes no more.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from functools import partial
 from types import MappingProxyType
@@ -193,20 +195,7 @@ class JobDescriber:
                 if not outcomes.take(job, partial(describe, job.name)):
                     break
         else:
-            with ThreadPoolExecutor(concurrency, thread_name_prefix="describe") as pool:
-                waiting = iter(due)
-                in_flight: dict[Future[Mapping[str, Any]], TuningJob] = {}
-                while True:
-                    while outcomes.go_on and len(in_flight) < concurrency:
-                        next_job = next(waiting, None)
-                        if next_job is None:
-                            break
-                        in_flight[pool.submit(describe, next_job.name)] = next_job
-                    if not in_flight:
-                        break
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        outcomes.take(in_flight.pop(future), future.result)
+            _describe_concurrently(due, describe, outcomes, concurrency)
         for job, answer in outcomes.answers:
             try:
                 # Stamped with the refresh's time, not the answer's, so the running jobs of
@@ -221,6 +210,64 @@ class JobDescriber:
             return previous
         kept = {name: description for name, description in previous.items() if name in names}
         return MappingProxyType({**kept, **fresh})
+
+
+def _describe_concurrently(
+    due: Sequence[TuningJob], describe: DescribeJob, outcomes: _DescribeOutcomes, concurrency: int
+) -> None:
+    """Describe ``due`` on up to ``concurrency`` threads; the answers are taken here as they
+    come, and a thread gets its next job only once ``outcomes`` has taken its last answer
+    and says go on.
+
+    The threads are daemons, as the refresh's own worker is: one stuck in a socket read
+    never holds up the exporter's exit.
+    """
+    answers: queue.SimpleQueue[
+        tuple[queue.SimpleQueue[TuningJob | None], TuningJob, Callable[[], Mapping[str, Any]]]
+    ] = queue.SimpleQueue()
+
+    def work(inbox: queue.SimpleQueue[TuningJob | None]) -> None:
+        while (job := inbox.get()) is not None:
+            try:
+                answer = describe(job.name)
+            except Exception as error:  # taken, and judged, by outcomes.take
+                answers.put((inbox, job, partial(_raise, error)))
+            else:
+                answers.put((inbox, job, partial(_return, answer)))
+
+    waiting = iter(due)
+    in_flight = 0
+    for job in itertools.islice(waiting, concurrency):
+        inbox: queue.SimpleQueue[TuningJob | None] = queue.SimpleQueue()
+        try:
+            threading.Thread(target=work, args=(inbox,), name="describe", daemon=True).start()
+        except RuntimeError as error:  # no thread to be had: this one is described here
+            log.error("cannot start a describe thread: %s", error)
+            if not outcomes.take(job, partial(describe, job.name)):
+                break
+            continue
+        inbox.put(job)
+        in_flight += 1
+    if in_flight == 0:  # not one thread to be had: the rest are described here too
+        for job in waiting:
+            if not outcomes.go_on or not outcomes.take(job, partial(describe, job.name)):
+                break
+    while in_flight:
+        inbox, job, answer = answers.get()
+        in_flight -= 1
+        outcomes.take(job, answer)
+        following = next(waiting, None) if outcomes.go_on else None
+        inbox.put(following)  # None ends the thread
+        if following is not None:
+            in_flight += 1
+
+
+def _raise(error: Exception) -> Mapping[str, Any]:
+    raise error
+
+
+def _return(answer: Mapping[str, Any]) -> Mapping[str, Any]:
+    return answer
 
 
 class _DescribeOutcomes:
