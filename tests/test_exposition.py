@@ -22,7 +22,8 @@ from exporter.aws.counting import RequestCounter
 from exporter.aws.operations import LIST_OPERATION
 from exporter.metrics import exposition as exporter_exposition
 from exporter.metrics.collectors import ExporterHealthCollector, JobCountCollector, PerJobCollector
-from exporter.metrics.exposition import CompressedLines, MetricsPage
+from exporter.metrics.deflate import DeflatedText
+from exporter.metrics.exposition import MetricsPage
 from exporter.metrics.families import JOB_FAMILIES, JobFamily, job_families
 from exporter.metrics.process import exporter_process_collectors
 from exporter.model.jobs import JobDescription, RegionSnapshot, Target, TuningJob
@@ -136,7 +137,7 @@ class Page:
             self.full.register(collector)
         for collector in (counts, health):
             summary.register(collector)
-        fresh_registry = CollectorRegistry()
+        self.fresh = fresh_registry = CollectorRegistry()
         self.whole = CollectorRegistry()
         kept: list[Collector] = [PerJobCollector(lambda: self.snapshots, families), counts, health]
         for kept_collector in kept:
@@ -188,22 +189,36 @@ def test_the_body_equals_what_prometheus_client_renders_for_each_format(accept: 
     assert page.body(accept, accept_gzip=True) == encoder(page.full)
 
 
-def test_an_unchanged_cache_serves_the_same_bytes_objects() -> None:
+def test_an_unchanged_cache_serves_the_same_compressed_bytes_objects() -> None:
     page = Page([snapshot(EU, ODD_JOBS)])
 
     first = page.page.render(PROMETHEUS_ACCEPT, True)
     second = page.page.render(PROMETHEUS_ACCEPT, True)
 
-    # The kept members, joined, then the fresh part (here only the OpenMetrics end marker).
-    assert len(second.chunks) == len(first.chunks) == 2
-    assert second.chunks[0] is first.chunks[0]
-    plain_first = page.page.render(PROMETHEUS_ACCEPT, False)
-    plain_second = page.page.render(PROMETHEUS_ACCEPT, False)
-    assert len(plain_second.chunks) == len(plain_first.chunks) > 2
-    assert all(
-        new is old
-        for new, old in zip(plain_second.chunks[:-1], plain_first.chunks[:-1], strict=True)
-    )
+    # The gzip header, the kept pieces joined, the fresh part that ends the stream (here
+    # only the OpenMetrics end marker), and the trailer.
+    first_chunks, second_chunks = list(first.chunks), list(second.chunks)
+    assert len(second_chunks) == len(first_chunks) == 4
+    assert second_chunks[1] is first_chunks[1]
+    assert len(first_chunks[1]) > 1000
+
+
+def test_a_plain_body_is_decompressed_as_it_is_written_and_keeps_no_text() -> None:
+    page = Page([snapshot(EU, tuple(job(f"job-{n}") for n in range(3000)))])
+    rendered_pieces = 0
+
+    response = page.page.render(None, accept_gzip=False)
+    chunks = iter(response.chunks)
+    first = next(chunks)
+
+    assert not isinstance(response.chunks, tuple | list)
+    assert 0 < len(first) < response.length // 3
+    assert len(first) + sum(len(chunk) for chunk in chunks) == response.length
+    # Only the compressed pieces are kept: no text of the body stays behind.
+    for kept in page.page._responses.values():
+        rendered_pieces += len(kept.pieces)
+        assert all(isinstance(piece, DeflatedText) for piece in kept.pieces)
+    assert rendered_pieces > 3
 
 
 def gzip_members(body: bytes) -> list[bytes]:
@@ -231,36 +246,26 @@ def test_the_gzip_body_decompresses_to_the_plain_body_with_the_fresh_part_last(
     plain = b"".join(page.page.render(accept, accept_gzip=False).chunks)
 
     assert gzip.decompress(compressed) == plain == encoder(page.whole)
-    members = gzip_members(compressed)
-    assert len(members) >= 2
-    assert b"".join(members) == plain
-    assert b"rendered on every scrape" in members[-1]
-    assert b"rendered on every scrape" not in b"".join(members[:-1])
+    assert gzip_members(compressed) == [plain]
+    assert plain.removesuffix(b"# EOF\n").endswith(encoder(page.fresh).removesuffix(b"# EOF\n"))
 
 
-def test_the_per_job_part_is_kept_as_gzip_members_of_batches(
+def test_the_per_job_part_is_kept_as_deflate_pieces_of_batches_sent_as_one_member(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(exporter_exposition, "RENDER_BATCH_JOBS", 3)
     page = Page([snapshot(EU, tuple(job(f"job-{n}") for n in range(10)))])
 
-    members = gzip_members(b"".join(page.page.render(None, accept_gzip=True).chunks))
+    body = b"".join(page.page.render(None, accept_gzip=True).chunks)
+    (kept,) = page.page._responses.values()
+    texts = [piece.text() for piece in kept.pieces]
 
     # Per family: its header, then 4 batches of 3, 3, 3 and 1 jobs; then the summary part.
-    assert len(members) == len(JOB_FAMILIES) * 5 + 1
-    assert members[0].startswith(b"# HELP sagemaker_tuning_job_training_jobs ")
-    assert members[1].count(b"sagemaker_tuning_job_training_jobs{") == 3 * 2
-    assert b"".join(members) == exposition.generate_latest(page.full)
-
-
-def test_compressed_lines_hold_their_text_and_its_length() -> None:
-    text = b"".join(f"line {n}\n".encode() for n in range(10_000))
-
-    lines = CompressedLines.of(text)
-
-    assert lines.text() == gzip.decompress(lines.member) == text
-    assert lines.length == len(text)
-    assert len(lines.member) < len(text) // 3
+    assert len(texts) == len(JOB_FAMILIES) * 5 + 1
+    assert texts[0].startswith(b"# HELP sagemaker_tuning_job_training_jobs ")
+    assert texts[1].count(b"sagemaker_tuning_job_training_jobs{") == 3 * 2
+    assert b"".join(texts) == exposition.generate_latest(page.full)
+    assert gzip_members(body) == [exposition.generate_latest(page.full)]
 
 
 @pytest.mark.parametrize("accept_gzip", [True, False])
@@ -277,7 +282,8 @@ def test_the_fresh_part_is_rendered_on_every_scrape_while_the_rest_is_kept(
         joined = b"".join(response.chunks)
         return (gzip.decompress(joined) if accept_gzip else joined).decode()
 
-    assert all(new is old for new, old in zip(second.chunks[:-1], first.chunks[:-1], strict=True))
+    if accept_gzip:  # the kept pieces, joined, are sent again as they are
+        assert list(second.chunks)[1] is list(first.chunks)[1]
     assert "fresh_collections_total 1.0\n" in body(first)
     assert "fresh_collections_total 2.0\n" in body(second)
     assert counting.collections == 2
@@ -341,7 +347,7 @@ def counted_renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def counting_render_target(
         changed: RegionSnapshot, families: Sequence[JobFamily]
-    ) -> tuple[tuple[CompressedLines, ...], ...]:
+    ) -> tuple[tuple[DeflatedText, ...], ...]:
         rendered.append(changed.target.region)
         return render_target(changed, families)
 
@@ -488,7 +494,7 @@ def test_a_target_whose_descriptions_changed_is_rendered_again(
 
     def counting_render_target(
         changed: RegionSnapshot, families: Sequence[JobFamily]
-    ) -> tuple[tuple[CompressedLines, ...], ...]:
+    ) -> tuple[tuple[DeflatedText, ...], ...]:
         rendered.append(changed.target.region)
         return render_target(changed, families)
 

@@ -33,6 +33,7 @@ from exporter.metrics.collectors import (
     PerJobCollector,
     TagReadCollector,
 )
+from exporter.metrics.deflate import DeflatedText
 from exporter.metrics.exposition import MetricsPage
 from exporter.model.jobs import JobTags, RegionSnapshot, Target, TuningJob, tag_label_name
 from exporter.refresh.tags import TagCache, read_job_tags
@@ -591,7 +592,7 @@ def test_new_tags_render_the_tags_lines_again_and_leave_the_per_job_lines(
 
     def counting_render_target(
         changed: RegionSnapshot,
-    ) -> tuple[tuple[exporter_exposition.CompressedLines, ...], ...]:
+    ) -> tuple[tuple[DeflatedText, ...], ...]:
         rendered.append(changed.target.region)
         return render_target(changed)
 

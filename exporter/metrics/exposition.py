@@ -8,25 +8,25 @@ refresh to the next: finished jobs never change. So:
   again only when that target's published jobs or their descriptions changed, and does so
   on the refresh, before the snapshot is served (:meth:`MetricsPage.prepare`): a scrape
   finds them rendered;
-* the per-job lines are kept only gzip-compressed, one gzip member per batch of jobs and
-  family (:class:`CompressedLines`): a gzip stream may be made of several members, so the
-  response Prometheus asks for (gzip) is those members as they are, and a large body is
-  never held as text;
+* the per-job lines are kept only compressed, one piece of raw deflate per batch of jobs
+  and family (:class:`~exporter.metrics.deflate.DeflatedText`). The pieces join into one
+  deflate stream, so the response Prometheus asks for (gzip) is those pieces as they are
+  inside one gzip member, and a large body is never held as text;
 * :class:`MetricsPage` keeps the response per content type, and serves it again until a
   refresh replaces a snapshot or an AWS request is counted. Only the exporter's process
-  metrics are rendered on every scrape, and follow as one more small gzip member.
+  metrics are rendered on every scrape, and end the member.
 
 The small families (job counts, the exporter's health) go through prometheus_client's own
 encoders, which also choose between the text format and OpenMetrics from the Accept header.
 The per-job lines are the same in both formats; a test holds the result byte for byte to
 what prometheus_client renders from the same collectors. A scrape without gzip gets the
-same bytes decompressed, kept until the next change.
+same pieces decompressed one at a time as they are written.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, exposition, openmetrics
 from prometheus_client.utils import floatToGoString
 
+from exporter.metrics.deflate import DeflatedText, JoinedText, gzip_member, texts_of
 from exporter.metrics.families import (
     JOB_FAMILIES,
     JOB_LABELS,
@@ -46,9 +47,6 @@ from exporter.metrics.families import (
 )
 from exporter.model.jobs import RegionSnapshot, Target, tag_label_name
 
-GZIP_LEVEL = 6
-# zlib's window bits for a gzip header and trailer around the deflate stream.
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
 _OPENMETRICS_END = b"# EOF\n"
 RENDER_BATCH_JOBS = 1000
 _FAST_ENCODERS = (exposition.generate_latest, openmetrics.exposition.generate_latest)
@@ -79,24 +77,6 @@ def _escape_label_value(value: str) -> str:
 
 def _family_header(family: JobFamily) -> bytes:
     return _gauge_header(family.name, job_family_help(family))
-
-
-@dataclass(frozen=True)
-class CompressedLines:
-    """Exposition text kept as one gzip member, and the length of the text it holds."""
-
-    member: bytes
-    length: int
-
-    @classmethod
-    def of(cls, text: bytes) -> CompressedLines:
-        """``text`` compressed into one whole gzip member."""
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_WBITS)
-        return cls(compressor.compress(text) + compressor.flush(), len(text))
-
-    def text(self) -> bytes:
-        """The text again."""
-        return zlib.decompress(self.member, _GZIP_WBITS)
 
 
 def _gauge_header(name: str, documentation: str) -> bytes:
@@ -179,8 +159,8 @@ class PerJobRenderer:
 
     A target's lines are rendered again when its published jobs or their descriptions change,
     by :meth:`prepare` before its snapshot is served, or else by the page that serves it.
-    The result is a sequence of gzip members: each family's header, then that family's lines
-    of each target. Their concatenation is the gzip encoding of the per-job part.
+    The result is a sequence of deflate pieces: each family's header, then that family's
+    lines of each target. Joined, they are the deflate stream of the per-job part.
 
     Sample output (one job, first family)::
 
@@ -194,9 +174,7 @@ class PerJobRenderer:
     ) -> None:
         self._families = tuple(families)
         self._tag_keys = tuple(tag_keys)
-        self._headers = tuple(
-            CompressedLines.of(_family_header(family)) for family in self._families
-        )
+        self._headers = tuple(DeflatedText.of(_family_header(family)) for family in self._families)
         self._tags = TagLinesRenderer(tag_keys) if tag_keys else None
         self._lines = _LinesByTarget(
             lambda snapshot: (snapshot.account, snapshot.published, snapshot.descriptions),
@@ -220,10 +198,10 @@ class PerJobRenderer:
         if self._tags is not None:
             self._tags.prepare(snapshot)
 
-    def render(self, snapshots: Sequence[RegionSnapshot]) -> tuple[CompressedLines, ...]:
-        """The per-job families in text exposition format, as gzip members to send in order."""
+    def render(self, snapshots: Sequence[RegionSnapshot]) -> tuple[DeflatedText, ...]:
+        """The per-job families in text exposition format, as deflate pieces in order."""
         rendered = self._lines.lines_of(snapshots)
-        chunks: list[CompressedLines] = []
+        chunks: list[DeflatedText] = []
         for index, header in enumerate(self._headers):
             chunks.append(header)
             for snapshot in snapshots:
@@ -247,7 +225,7 @@ class TagLinesRenderer:
 
     def __init__(self, tag_keys: Sequence[str]) -> None:
         self._tag_keys = tuple(tag_keys)
-        self._header = CompressedLines.of(_gauge_header(TAGS_FAMILY, TAGS_HELP))
+        self._header = DeflatedText.of(_gauge_header(TAGS_FAMILY, TAGS_HELP))
         names = [*JOB_LABELS, *(tag_label_name(key) for key in self._tag_keys)]
         # prometheus_client writes labels sorted by name: the index of each, in that order.
         self._label_order = sorted(range(len(names)), key=lambda index: names[index])
@@ -265,15 +243,15 @@ class TagLinesRenderer:
         """Reuse ``previous``'s lines of ``targets``."""
         self._lines.inherit(previous._lines, targets)
 
-    def render(self, snapshots: Sequence[RegionSnapshot]) -> list[CompressedLines]:
-        """The family's header and the lines of every target, as gzip members."""
+    def render(self, snapshots: Sequence[RegionSnapshot]) -> list[DeflatedText]:
+        """The family's header and the lines of every target, as deflate pieces."""
         rendered = self._lines.lines_of(snapshots)
         chunks = [self._header]
         for snapshot in snapshots:
             chunks.extend(rendered[snapshot.target])
         return chunks
 
-    def _render_target(self, snapshot: RegionSnapshot) -> tuple[CompressedLines, ...]:
+    def _render_target(self, snapshot: RegionSnapshot) -> tuple[DeflatedText, ...]:
         chunks = []
         jobs = snapshot.published
         for start in range(0, len(jobs), RENDER_BATCH_JOBS):
@@ -288,7 +266,7 @@ class TagLinesRenderer:
                     for name, index in zip(self._label_names, self._label_order, strict=True)
                 )
                 lines.append(f"{TAGS_FAMILY}{{{label_text}}} 1.0\n")
-            chunks.append(CompressedLines.of("".join(lines).encode()))
+            chunks.append(DeflatedText.of("".join(lines).encode()))
         return tuple(chunks)
 
 
@@ -319,10 +297,10 @@ def _label_layout(family: JobFamily) -> tuple[tuple[tuple[int, ...], ...], tuple
 
 def render_target(
     snapshot: RegionSnapshot, families: Sequence[JobFamily] = JOB_FAMILIES
-) -> tuple[tuple[CompressedLines, ...], ...]:
-    """The sample lines of a target's published jobs: for each of ``families``, gzip members.
+) -> tuple[tuple[DeflatedText, ...], ...]:
+    """The sample lines of a target's published jobs: for each of ``families``, deflate pieces.
 
-    Each member holds the lines of up to RENDER_BATCH_JOBS jobs, so rendering never holds more
+    Each piece holds the lines of up to RENDER_BATCH_JOBS jobs, so rendering never holds more
     than one batch as text on top of what is already compressed. A batch's text (tens to
     hundreds of kilobytes) is far larger than deflate's 32 KiB window, so compressing the
     batches apart costs next to nothing in size.
@@ -358,27 +336,24 @@ def render_target(
                             pieces.append(run_texts[position + 1])
                         label_text = ",".join(piece for piece in pieces if piece)
                     lines.append(f"{family.name}{{{label_text}}} {_go_float(value)}\n")
-            chunks.append(CompressedLines.of("".join(lines).encode()))
+            chunks.append(DeflatedText.of("".join(lines).encode()))
         rendered.append(tuple(chunks))
     return tuple(rendered)
 
 
 @dataclass(frozen=True)
 class Response:
-    """A rendered /metrics response: the body is the concatenation of ``chunks``.
+    """A rendered /metrics response: the body is ``chunks`` written in order, ``length`` bytes.
 
-    A gzip body is several gzip members one after the other, which gzip readers (Python's,
-    Go's, Prometheus') decode as one stream.
+    A gzip body is one gzip member, whatever the reader. A plain body's chunks are
+    decompressed one at a time as they are written (``chunks`` is then an iterator, to
+    read once), so a plain scrape holds no more of the text than a batch.
     """
 
-    chunks: tuple[bytes, ...]
+    chunks: Iterable[bytes]
+    length: int
     content_type: str
     gzipped: bool
-
-    @property
-    def length(self) -> int:
-        """The body's length in bytes."""
-        return sum(len(chunk) for chunk in self.chunks)
 
 
 class Versioned(Protocol):
@@ -392,13 +367,12 @@ class Versioned(Protocol):
 class _Rendered:
     """What a content type's response keeps between scrapes: all but the fresh part.
 
-    ``gzipped`` is the members joined: a few megabytes at most, sent with one write where
-    hundreds of members would take a write each.
+    ``joined`` is the pieces' deflate streams joined: a few megabytes at most, sent with one
+    write where hundreds of pieces would take a write each.
     """
 
-    members: tuple[CompressedLines, ...]
-    gzipped: bytes
-    plain: tuple[bytes, ...] | None = None  # the members decompressed, once a scrape asked
+    pieces: tuple[DeflatedText, ...]
+    joined: JoinedText
 
 
 class MetricsPage:
@@ -412,9 +386,9 @@ class MetricsPage:
     format (the exporter's process metrics, see :mod:`exporter.metrics.process`); it is in
     neither of the other two.
 
-    What is kept is gzip members (:class:`CompressedLines`); a gzip response is them as they
-    are plus a member for the fresh part. A plain response decompresses them on the first
-    such scrape after a change and keeps the text until the next one.
+    What is kept is deflate pieces (:class:`~exporter.metrics.deflate.DeflatedText`) and
+    their join; a gzip response is one member of the join and the fresh part. A plain
+    response decompresses the pieces one at a time as it is written, and keeps no text.
     """
 
     def __init__(
@@ -470,20 +444,15 @@ class MetricsPage:
             rendered = self._responses.get(content_type)
             if rendered is None:
                 rendered = self._render(encoder, content_type, snapshots)
-            if not accept_gzip and rendered.plain is None:
-                rendered = _Rendered(
-                    rendered.members,
-                    rendered.gzipped,
-                    tuple(lines.text() for lines in rendered.members),
-                )
-            self._responses[content_type] = rendered
+                self._responses[content_type] = rendered
         # Outside the lock: the fresh part is small, and concurrent scrapes render their own.
         fresh = encoder(self._fresh_registry)
+        length = rendered.joined.length + len(fresh)
         if accept_gzip:
-            tail = (CompressedLines.of(fresh).member,) if fresh else ()
-            return Response((rendered.gzipped, *tail), content_type, True)
-        plain = rendered.plain or ()  # decompressed above
-        return Response((*plain, *((fresh,) if fresh else ())), content_type, False)
+            member = gzip_member(rendered.joined, fresh)
+            return Response(member, sum(map(len, member)), content_type, True)
+        plain = itertools.chain(texts_of(rendered.pieces), (fresh,) if fresh else ())
+        return Response(plain, length, content_type, False)
 
     def _is_rendered_from(self, snapshots: list[RegionSnapshot], version: int) -> bool:
         if self._rendered_from is None:
@@ -502,7 +471,7 @@ class MetricsPage:
         snapshots: list[RegionSnapshot],
     ) -> _Rendered:
         if _renders_cached_lines(encoder):
-            per_job: Iterable[CompressedLines] = self._per_job.render(snapshots)
+            per_job: Iterable[DeflatedText] = self._per_job.render(snapshots)
             rest = encoder(self._summary_registry)
         else:
             per_job = ()
@@ -512,5 +481,5 @@ class MetricsPage:
         openmetrics = content_type.startswith("application/openmetrics-text")
         if openmetrics:
             rest = rest.removesuffix(_OPENMETRICS_END)
-        members = (*per_job, CompressedLines.of(rest))
-        return _Rendered(members, b"".join(lines.member for lines in members))
+        pieces = (*per_job, DeflatedText.of(rest))
+        return _Rendered(pieces, JoinedText.of(pieces))
