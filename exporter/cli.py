@@ -22,6 +22,7 @@ from exporter.config.settings import ExporterConfig
 from exporter.demo import DEMO_OVERRIDDEN_KEYS
 from exporter.logs import LOG_LEVELS, configure_logging
 from exporter.model.sharding import Shard, ordinal_from_hostname
+from exporter.web.front_door import raise_open_file_limit
 from exporter.web.reload import ReloadingWebConfig
 from exporter.web.routes import create_live_app
 from exporter.web.server import (
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="max_connections",
         type=_positive_int,
         default=DEFAULT_MAX_CONNECTIONS,
-        help="connections served at once, each on its own thread; more are answered 503 "
+        help="requests served at once, each on its own thread; more are answered 503. "
+        "Connections still sending their request wait apart and do not count "
         f"(default: {DEFAULT_MAX_CONNECTIONS})",
     )
     parser.add_argument(
@@ -250,6 +252,7 @@ def _serve(
     live = LiveExporter(
         config, load, source, shard=shard, exporter_metrics=not args.disable_exporter_metrics
     )
+    raise_open_file_limit()
     try:
         server = ExporterServer(
             listen_address,

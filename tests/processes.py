@@ -60,3 +60,17 @@ def wait_for(
             return bool(response.status == 200)
 
     return eventually(answers_200, timeout=timeout, interval=0.1, ignoring=(OSError,))
+
+
+def still_open(sock: socket.socket) -> bool:
+    """Whether the server has neither closed nor answered the connection."""
+    sock.setblocking(False)
+    try:
+        sock.recv(1)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)
+    return False

@@ -184,3 +184,30 @@ def test_scrapes_never_wait_for_a_slow_aws_and_a_change_shows_within_a_ttl_and_t
         seen_after <= LATENCY_TTL_SECONDS + 2 * LATENCY_INTERVAL_SECONDS + FRESHNESS_SLACK_SECONDS
     )
     assert "| client failed scrapes | 0 (none) |" in completed.stdout
+
+
+def test_the_idle_connection_bench_serves_every_scrape_past_the_connection_limit(
+    tmp_path: Path,
+) -> None:
+    result_path = tmp_path / "idle.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "bench/idle_connections.py",
+            *("--idle", "300", "--scrapes", "3", "--jobs", "50", "--within", "10"),
+            *("--json", str(result_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = json.loads(result_path.read_text())
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    # 300 idle connections are past the default --web.max-connections of 256.
+    assert report["statuses"] == {"200": 3}
+    assert report["whole_bodies"] == 3
+    assert report["idle_still_open_after"] == 300
+    assert "every scrape served whole in time" in completed.stdout

@@ -194,66 +194,97 @@ def test_a_large_response_to_a_slow_reader_is_sent_whole_past_the_read_timeout(
     assert body == LARGE_BODY
 
 
-def test_connections_past_the_limit_are_refused_with_503_until_one_ends(
+class Gate:
+    """A WSGI app whose requests wait until the gate opens, to hold requests in service."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self._entered = threading.Semaphore(0)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        self._entered.release()
+        self.opened.wait(HELD_FOREVER_SECONDS)
+        return hello(environ, start_response)
+
+    def wait_entered(self, count: int) -> None:
+        """Wait until ``count`` more requests are in service."""
+        for _ in range(count):
+            assert self._entered.acquire(timeout=HELD_FOREVER_SECONDS), "no request came in"
+
+
+def send_request(server: ExporterServer) -> socket.socket:
+    """A connection that has sent a whole request; its answer is still to be read."""
+    sock = connect(server)
+    sock.sendall(REQUEST)
+    return sock
+
+
+def test_requests_past_the_limit_are_answered_503_until_one_ends(
     serve: Callable[..., ExporterServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    server = serve(max_connections=2, request_read_timeout_seconds=HELD_FOREVER_SECONDS)
-    first, second = connect(server), connect(server)
+    gate = Gate()
+    server = serve(gate, max_connections=2, request_read_timeout_seconds=HELD_FOREVER_SECONDS)
+    held = [send_request(server), send_request(server)]
     try:
-        with connect(server) as excess:
-            excess.sendall(REQUEST)
+        gate.wait_entered(2)
+        with send_request(server) as excess:
             refused = read_until_closed(excess)
 
         assert refused.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
-        assert refused.endswith(b"Too many connections: try again later\n")
-        assert "refused 1 connection(s), the last from 127.0.0.1: 2 are open" in caplog.text
-    finally:
-        first.close()
-    try:
-        # The closed connection frees its slot; the next scrape is served.
+        assert refused.endswith(b"Too many requests in progress: try again later\n")
+        assert "refused 1 request(s), the last from 127.0.0.1: 2 are being served" in caplog.text
+        gate.opened.set()
+        # The held requests are answered, and end, freeing their slots for the next.
+        assert all(read_until_closed(sock).endswith(b"hello\n") for sock in held)
         wait_until(
             lambda: plain_get(server) == 200,
             timeout=15,
             interval=0.05,
-            message="a scrape to be served once a connection has closed",
+            message="a scrape to be served once the held requests have ended",
         )
     finally:
-        second.close()
+        gate.opened.set()
+        for sock in held:
+            sock.close()
 
 
-def test_a_scrape_within_the_limit_is_served_while_other_connections_idle(
+def test_idle_connections_hold_no_slot_of_the_limit(
     serve: Callable[..., ExporterServer],
 ) -> None:
-    server = serve(max_connections=3, request_read_timeout_seconds=HELD_FOREVER_SECONDS)
-
-    with connect(server), connect(server):
+    server = serve(max_connections=1, request_read_timeout_seconds=HELD_FOREVER_SECONDS)
+    idle = [connect(server) for _ in range(5)]
+    try:
+        idle[0].sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a head
         assert plain_get(server) == 200
+        assert plain_get(server) == 200
+        assert server.front_door.waiting == 5
+    finally:
+        for sock in idle:
+            sock.close()
 
 
-def test_refused_connections_start_no_threads_and_log_once(
+def test_refused_requests_start_no_threads_and_log_once(
     serve: Callable[..., ExporterServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    server = serve(max_connections=2, request_read_timeout_seconds=HELD_FOREVER_SECONDS)
-    held = [connect(server), connect(server)]
+    gate = Gate()
+    server = serve(gate, max_connections=2, request_read_timeout_seconds=HELD_FOREVER_SECONDS)
+    held = [send_request(server), send_request(server)]
     try:
-        # Both are accepted (in order, before any later one) once a slot is known to be gone.
-        with connect(server) as probe:
-            probe.sendall(REQUEST)
-            assert read_until_closed(probe).startswith(b"HTTP/1.0 503")
+        gate.wait_entered(2)
         threads_before = threading.active_count()
-        excess = [connect(server) for _ in range(30)]
+        excess = [send_request(server) for _ in range(30)]
         try:
-            # Idle, they would each hold a thread until the 30 s read timeout.
             assert all(read_until_closed(sock).startswith(b"HTTP/1.0 503") for sock in excess)
-            assert threading.active_count() <= threads_before + 2
-            # The first refusal is logged; the next 30 wait for the interval to be summed up.
+            assert threading.active_count() <= threads_before
+            # The first refusal is logged; the next 29 wait for the interval to be summed up.
             assert caplog.text.count("refused") == 1
         finally:
             for sock in excess:
                 sock.close()
     finally:
+        gate.opened.set()
         for sock in held:
             sock.close()
 
@@ -266,68 +297,52 @@ def test_tls_and_basic_auth_work_within_the_limits_and_idle_tls_connections_are_
     web_config.write_text(
         tls_config(tls_material) + f"basic_auth_users:\n  prometheus: {PASSWORD_HASH}\n"
     )
+    gate = Gate()
+    gate.opened.set()
     server = serve(
-        hello,
-        ReloadingWebConfig(web_config),
-        max_connections=2,
-        request_read_timeout_seconds=5.0,
+        gate, ReloadingWebConfig(web_config), max_connections=1, request_read_timeout_seconds=2.0
     )
     context = tls_material.client_context()
+    authorized = basic("prometheus", PASSWORD)
 
-    def get(headers: dict[str, str]) -> int:
+    def get(headers: dict[str, str]) -> tuple[int, bytes]:
         connection = http.client.HTTPSConnection(
             "127.0.0.1", server.port, timeout=10, context=context
         )
         try:
             connection.request("GET", "/metrics", headers=headers)
             response = connection.getresponse()
-            response.read()
-            return response.status
+            return response.status, response.read()
         finally:
             connection.close()
 
-    def hold() -> ssl.SSLSocket:
-        """A connection idle after its handshake; the handshake shows it holds a slot."""
-
-        def handshake() -> ssl.SSLSocket | None:
-            raw = connect(server)
-            try:
-                return context.wrap_socket(raw, server_hostname="127.0.0.1")
-            except (ssl.SSLError, ConnectionError):
-                # Refused: an earlier connection's thread has not freed its slot yet.
-                raw.close()
-                return None
-
-        return wait_until(
-            handshake,
-            timeout=HELD_FOREVER_SECONDS,
-            interval=0.05,
-            message="a TLS connection to hold a slot",
-        )
-
-    assert get({}) == 401
-    assert get(basic("prometheus", PASSWORD)) == 200
-    held = [hold(), hold()]
+    assert get({})[0] == 401
+    assert get(authorized)[0] == 200
+    # Connections idle after their handshake hold no slot, and lose the connection later.
+    idle = [context.wrap_socket(connect(server), server_hostname="127.0.0.1") for _ in range(3)]
     try:
-        # Past the limit a TLS client is closed before its handshake: no 503 can reach it.
-        with pytest.raises((ssl.SSLError, ConnectionError)), connect(server) as raw:
-            context.wrap_socket(raw, server_hostname="127.0.0.1")
-        # Clients that finish the handshake and then send nothing lose the connection.
         started = time.monotonic()
-        for idle in held:
+        assert get(authorized)[0] == 200
+        for sock in idle:
             # A reset or a TLS EOF without close_notify is as closed as a clean close.
             with contextlib.suppress(ConnectionResetError, ssl.SSLEOFError):
-                assert idle.recv(65536) == b""
+                assert sock.recv(65536) == b""
         assert time.monotonic() - started < HELD_FOREVER_SECONDS - 5
     finally:
-        for idle in held:
-            idle.close()
-    wait_until(
-        lambda: get(basic("prometheus", PASSWORD)) == 200,
-        timeout=15,
-        interval=0.05,
-        message="a scrape to be served once the idle TLS connections are closed",
-    )
+        for sock in idle:
+            sock.close()
+    # Past the limit, a TLS client is answered 503 over TLS.
+    gate.opened.clear()
+    holder = threading.Thread(target=get, args=(authorized,), daemon=True)
+    holder.start()
+    try:
+        gate.wait_entered(3)  # the two authorized GETs above, and the one held now
+        status, body = get(authorized)
+        assert (status, body) == (503, b"Too many requests in progress: try again later\n")
+    finally:
+        gate.opened.set()
+        holder.join(HELD_FOREVER_SECONDS)
+    assert get(authorized)[0] == 200
 
 
 def test_the_exporter_serves_scrapes_with_limits_in_place(
@@ -367,42 +382,41 @@ def test_the_max_connections_flag_refuses_past_its_limit(
     process = start_exporter("--config.file", str(config), "--web.max-connections", "1", port=port)
     try:
         assert wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=60)
-        refused = answer_past_a_held_connection(port)
+        with hold_a_request(port):
+
+            def answer_while_held() -> bytes | None:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as excess:
+                    excess.sendall(REQUEST)
+                    answer = read_until_closed(excess)
+                # Served: the held request had not reached its worker yet.
+                return None if answer.startswith(b"HTTP/1.0 200") else answer
+
+            refused = wait_until(
+                answer_while_held,
+                timeout=HELD_FOREVER_SECONDS,
+                interval=0.05,
+                message="an answer other than 200 while a request holds the only slot",
+            )
         assert refused.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
         assert wait_for(f"http://127.0.0.1:{port}/metrics", timeout=30)
     finally:
         stderr = stop_with_sigterm(process)
-    assert "refused 1 connection(s), the last from 127.0.0.1: 1 are open" in stderr
+    assert "refused 1 request(s), the last from 127.0.0.1: 1 are being served" in stderr
     assert "Traceback" not in stderr
 
 
-def answer_past_a_held_connection(port: int) -> bytes:
-    """What a request gets while an idle connection holds the only slot.
+@contextlib.contextmanager
+def hold_a_request(port: int) -> Iterator[socket.socket]:
+    """A request in service until the block ends: a head too long to wait for, left unfinished.
 
-    The idle connection is tried again until it holds the slot, which an earlier client's
-    thread may not have freed yet: refused, it would have been answered at once.
+    Past 64 KiB without its end, a head goes to a worker, which reads the rest until the
+    read timeout (10 s): a slot held, with no end of the head ever sent.
     """
-
-    def answer_while_held() -> bytes | None:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=30) as held,
-            socket.create_connection(("127.0.0.1", port), timeout=30) as excess,
-        ):
-            excess.sendall(REQUEST)
-            answer = read_until_closed(excess)
-            held.setblocking(False)
-            try:
-                held.recv(1)
-            except BlockingIOError:  # nothing sent to it, not closed: it held the slot
-                return answer
-        return None
-
-    return wait_until(
-        answer_while_held,
-        timeout=HELD_FOREVER_SECONDS,
-        interval=0.05,
-        message="an answer to a request while an idle connection holds the slot",
-    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as held:
+        held.sendall(
+            b"GET /metrics HTTP/1.1\r\nX-First: " + b"a" * 60_000 + b"\r\nX-Second: " + b"b" * 8000
+        )
+        yield held
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "many"])
@@ -416,3 +430,37 @@ def test_a_max_connections_flag_below_one_exits_2_naming_the_flag(
 
     assert exited.value.code == 2
     assert "--web.max-connections: expected a whole number of 1 or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", b"414"),
+        (b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
+        (
+            b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: a\r\n" % n for n in range(101)) + b"\r\n",
+            b"431",
+        ),
+        (b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"404"),
+    ],
+    ids=["request-line-too-long", "header-line-too-long", "too-many-headers", "unknown-path"],
+)
+def test_requests_past_the_parsers_limits_are_answered_as_before(
+    serve: Callable[..., ExporterServer], request_bytes: bytes, status: bytes
+) -> None:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["PATH_INFO"] != "/":
+            start_response("404 Not Found", [("Content-Length", "0")])
+            return []
+        return hello(environ, start_response)
+
+    server = serve(app, request_read_timeout_seconds=HELD_FOREVER_SECONDS)
+
+    with connect(server) as client:
+        started = time.monotonic()
+        client.sendall(request_bytes)
+        answer = read_until_closed(client)
+
+    assert answer.split(b" ", 2)[1] == status
+    # Answered at once: a head past the front door's buffer is not held until the timeout.
+    assert time.monotonic() - started < HELD_FOREVER_SECONDS / 3

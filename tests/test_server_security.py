@@ -17,7 +17,7 @@ import bcrypt
 import pytest
 
 from exporter.config.settings import ExporterConfig
-from exporter.web import server as web_server
+from exporter.web import front_door
 from exporter.web.reload import ReloadingWebConfig
 from tests.conftest import RunningExporter
 from tests.polling import wait_until
@@ -181,7 +181,7 @@ def test_a_silent_client_does_not_block_a_concurrent_scrape_and_is_dropped_after
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(web_server, "TLS_HANDSHAKE_TIMEOUT_SECONDS", 3.0)
+    monkeypatch.setattr(front_door, "TLS_HANDSHAKE_TIMEOUT_SECONDS", 3.0)
     exporter = serve(tls_config(tls_material))
     context = tls_material.client_context()
     assert get(exporter, context=context)[0] == 200  # the cache is warm: scrapes are quick now
