@@ -91,6 +91,9 @@ class RefreshPipeline:
         """
         started = self._monotonic()
         try:
+            # The client first: building one is local work (a second or more on a busy
+            # machine, the first time), which the refresh's deadline is not for.
+            self._clients.get(target)
             guard = self._clients.guard(target, self._config.cache.refresh_timeout_seconds)
             listed = self._list(target, listing, guard)
         except Exception as exc:  # a failing region must never take down the others
