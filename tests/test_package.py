@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import ROOT
 
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+DIST_INFO = f"{PROJECT['name'].replace('-', '_')}-{PROJECT['version']}.dist-info"
 # The files a user of the sdist needs besides the package: what it is, what changed, and
 # the example configurations the README starts from.
 SDIST_DOCUMENTS = ("README.md", "CHANGELOG.md", "config.example.yaml", "web-config.example.yaml")
@@ -97,9 +98,8 @@ def test_wheel_metadata_carries_the_readme_as_markdown_and_the_console_script(
     distributions: Distributions,
 ) -> None:
     with zipfile.ZipFile(distributions.wheel) as wheel:
-        dist_info = f"{PROJECT['name'].replace('-', '_')}-{PROJECT['version']}.dist-info"
-        metadata = email.parser.Parser().parsestr(wheel.read(f"{dist_info}/METADATA").decode())
-        entry_points = wheel.read(f"{dist_info}/entry_points.txt").decode()
+        metadata = email.parser.Parser().parsestr(wheel.read(f"{DIST_INFO}/METADATA").decode())
+        entry_points = wheel.read(f"{DIST_INFO}/entry_points.txt").decode()
         names = wheel.namelist()
 
     assert metadata["Version"] == PROJECT["version"]
@@ -124,6 +124,28 @@ def test_sdist_carries_the_readme_changelog_and_example_configs_but_not_the_test
     assert "pyproject.toml" in names
     assert "exporter/cli.py" in names
     assert not [name for name in names if name.startswith("tests/")]
+
+
+def test_sdist_and_wheel_carry_the_repositorys_apache_2_0_license(
+    distributions: Distributions,
+) -> None:
+    license_text = (ROOT / "LICENSE").read_text()
+    with tarfile.open(distributions.sdist) as sdist:
+        top, *_ = sdist.getnames()
+        member = sdist.extractfile(f"{top}/LICENSE")
+        assert member is not None, "the sdist's LICENSE is not a regular file"
+        sdist_license = member.read().decode()
+    with zipfile.ZipFile(distributions.wheel) as wheel:
+        # PEP 639: the files of License-File go to .dist-info/licenses/.
+        wheel_license = wheel.read(f"{DIST_INFO}/licenses/LICENSE").decode()
+        metadata = email.parser.Parser().parsestr(wheel.read(f"{DIST_INFO}/METADATA").decode())
+
+    assert license_text.lstrip().startswith("Apache License")
+    assert "Version 2.0, January 2004" in license_text
+    assert sdist_license == license_text
+    assert wheel_license == license_text
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert metadata.get_all("License-File") == ["LICENSE"]
 
 
 def test_wheel_installed_in_a_fresh_virtualenv_reports_the_pyproject_version(
