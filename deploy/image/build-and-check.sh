@@ -19,12 +19,12 @@
 #
 # Needs root, debootstrap, buildah and iproute2 (.ci/run installs them). Run from anywhere:
 #   deploy/image/build-and-check.sh        (make image-check)
-# Environment: DEBIAN_MIRROR overrides the mirror (default: the one apt uses here);
-# KEEP_IMAGES=1 keeps the images afterwards; BASE_IMAGE=<image> builds on that image instead
-# of making one (a base kept by KEEP_IMAGES=1, to check a change to the Dockerfile quickly).
+# Environment: DEBIAN_MIRROR is the Debian mirror to debootstrap from (default: the one apt's
+# lists name for bookworm's main component; with neither, the script stops before it makes
+# anything: run apt-get update first, or set DEBIAN_MIRROR); KEEP_IMAGES=1 keeps the images
+# afterwards; BASE_IMAGE=<image> builds on that image instead of making one (a base kept by
+# KEEP_IMAGES=1, to check a change to the Dockerfile quickly).
 set -euo pipefail
-
-cd "$(dirname "$0")/../.."
 
 readonly SUITE=bookworm
 readonly BASE_PACKAGES=python3,python3-pip,python3-venv,python-is-python3,passwd
@@ -69,7 +69,6 @@ cleanup() {
     fi
     exit "$status"
 }
-trap cleanup EXIT
 
 stop_exporter() {
     if [[ -n "$running_pid" ]]; then
@@ -88,18 +87,22 @@ require_tools() {
     done
 }
 
-# The Debian mirror apt uses on this machine for $SUITE's main component.
+# The Debian mirror to debootstrap $SUITE from: DEBIAN_MIRROR, or else the one apt's lists
+# name for $SUITE's main component. No mirror is assumed: the machine's apt configuration
+# says which one it may reach.
 debian_mirror() {
     if [[ -n "${DEBIAN_MIRROR:-}" ]]; then
         echo "$DEBIAN_MIRROR"
         return
     fi
     local mirror
+    # Without apt's lists (no apt-get update yet), or without apt, nothing matches.
     # shellcheck disable=SC2016 # $(REPO_URI) is apt's field, not the shell's.
     mirror="$(apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' \
-        "Release: $SUITE" 'Label: Debian' 'Component: main' 2>/dev/null | head -n 1)"
-    # Without apt's lists (no apt-get update yet) nothing matches: Debian's own redirector.
-    echo "${mirror:-http://deb.debian.org/debian/}"
+        "Release: $SUITE" 'Label: Debian' 'Component: main' 2>/dev/null | head -n 1)" || true
+    [[ -n "$mirror" ]] || fail "no Debian mirror: apt's lists name none for $SUITE main" \
+        "(are they empty?); run apt-get update, or set DEBIAN_MIRROR to a Debian mirror's URL"
+    echo "$mirror"
 }
 
 # pip's configuration here (its files and PIP_* variables) as key=value lines.
@@ -122,8 +125,7 @@ copy_into_base() {
 }
 
 make_base_image() {
-    local container rootfs mirror
-    mirror="$(debian_mirror)"
+    local mirror="$1" container rootfs
     container="$(buildah from scratch)"
     containers+=("$container")
     rootfs="$(buildah mount "$container")"
@@ -264,14 +266,21 @@ print(sum(line.startswith("sagemaker_tuning_jobs{") for line in body.splitlines(
 }
 
 main() {
+    cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+    trap cleanup EXIT
     require_tools
+    local mirror=""
+    if [[ -z "$GIVEN_BASE_IMAGE" ]]; then
+        # Before anything is made: without a mirror there is nothing to check.
+        mirror="$(debian_mirror)"
+    fi
     WORK_DIR="$(mktemp -d)"
     ip netns add "$NETNS"
     ip netns exec "$NETNS" ip link set lo up
 
     local started=$SECONDS
     if [[ -z "$GIVEN_BASE_IMAGE" ]]; then
-        make_base_image
+        make_base_image "$mirror"
     fi
     log "base image $BASE_IMAGE: $(buildah images --format '{{.Size}}' "$BASE_IMAGE"), $((SECONDS - started)) s"
 
@@ -299,4 +308,8 @@ main() {
     log "image check passed"
 }
 
-main "$@"
+# Sourced rather than run, the script defines its functions only (tests/test_deploy_image.py
+# calls debian_mirror so).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi
