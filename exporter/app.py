@@ -21,6 +21,7 @@ from exporter.aws.operations import (
     LIST_ACCOUNTS_OPERATION,
     LIST_OPERATION,
     TAGGING_OPERATION,
+    TRAINING_JOBS_OPERATION,
 )
 from exporter.aws.organizations import AccountListError, OrganizationAccounts
 from exporter.config.reading import ConfigError
@@ -294,7 +295,7 @@ class Exporter:
             )
         if reload_status is not None:
             summary_collectors.append(ConfigReloadCollector(reload_status))
-        families = job_families(config.describe.enabled)
+        families = job_families(config.describe.enabled, config.training_jobs)
         page_collectors = [
             PerJobCollector(self.cache.snapshots, families),
             *tag_families,
@@ -346,6 +347,8 @@ def _declare_operations(
         requests.declare(region, LIST_OPERATION)
         if config.describe.enabled:
             requests.declare(region, DESCRIBE_OPERATION)
+        if config.training_jobs.enabled:
+            requests.declare(region, TRAINING_JOBS_OPERATION)
         if config.tags:  # no allowlist, no tagging call at all
             requests.declare(region, TAGGING_OPERATION)
     return regions

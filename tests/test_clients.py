@@ -148,5 +148,6 @@ def test_clients_know_only_the_operations_the_exporter_calls(
     assert set(sagemaker_client.meta.service_model.operation_names) == {
         "ListHyperParameterTuningJobs",
         "DescribeHyperParameterTuningJob",
+        "ListTrainingJobsForHyperParameterTuningJob",
     }
     assert set(tagging_client.meta.service_model.operation_names) == {"GetResources"}

@@ -21,6 +21,7 @@ from exporter.config.settings import (
     OrganizationsDiscovery,
     PerJobMetricsSettings,
     ServiceEndpoints,
+    TrainingJobsSettings,
 )
 from tests.conftest import ROOT
 
@@ -132,7 +133,7 @@ EXPECTED_ERRORS = {
     ),
     "unknown_top_level_key": (
         "2: region: unknown key; expected one of regions, aws, accounts, cache, filters, "
-        "per_job_metrics, tags, describe, discovery"
+        "per_job_metrics, tags, describe, training_jobs, discovery"
     ),
     "tag_key_not_allowed": (
         "4: tags[1]: expected 1 to 128 letters, digits, spaces or _ . : / = + - @ characters "
@@ -163,6 +164,23 @@ EXPECTED_ERRORS = {
     "describe_not_a_mapping": "2: describe: expected a mapping, got a list",
     "too_many_describes_in_flight": (
         "4: describe.concurrency: expected a whole number from 1 to 16, got 17"
+    ),
+    "training_jobs_enabled_not_boolean": (
+        "3: training_jobs.enabled: expected true or false, got 'yes'"
+    ),
+    "leaderboard_too_long": (
+        "4: training_jobs.leaderboard: expected a whole number from 0 to 100, got 101"
+    ),
+    "zero_training_job_requests_per_refresh": (
+        "4: training_jobs.max_requests_per_refresh: expected a whole number from 1 to 100000, got 0"
+    ),
+    "bad_training_jobs_ttl": (
+        "4: training_jobs.ttl: expected a number of seconds or a duration such as 90s, 5m, 1h, "
+        "7d, got 'sometimes'"
+    ),
+    "unknown_training_jobs_key": (
+        "4: training_jobs.top: unknown key; expected one of enabled, ttl, "
+        "max_requests_per_refresh, leaderboard"
     ),
     "discovery_missing_role_name": (
         "3: discovery.organizations: missing required key 'role_name' "
@@ -274,6 +292,11 @@ def test_should_parse_every_key_of_a_full_config() -> None:
           ttl: 10m
           max_requests_per_refresh: 25
           concurrency: 2
+        training_jobs:
+          enabled: true
+          ttl: 15m
+          max_requests_per_refresh: 40
+          leaderboard: 5
         """
     )
 
@@ -309,6 +332,9 @@ def test_should_parse_every_key_of_a_full_config() -> None:
         describe=DescribeSettings(
             enabled=False, ttl_seconds=600, max_requests_per_refresh=25, concurrency=2
         ),
+        training_jobs=TrainingJobsSettings(
+            enabled=True, ttl_seconds=900, max_requests_per_refresh=40, leaderboard=5
+        ),
     )
     assert [account.account_id for account in config.accounts] == ["111111111111", "222222222222"]
 
@@ -326,6 +352,9 @@ def test_should_default_everything_but_regions() -> None:
     assert config.aws.max_requests_per_second is None
     assert config.describe == DescribeSettings(
         enabled=True, ttl_seconds=300, max_requests_per_refresh=100, concurrency=4
+    )
+    assert config.training_jobs == TrainingJobsSettings(
+        enabled=False, ttl_seconds=300, max_requests_per_refresh=100, leaderboard=0
     )
 
 

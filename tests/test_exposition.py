@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from exporter.aws.counting import RequestCounter
 from exporter.aws.operations import LIST_OPERATION
+from exporter.config.settings import TrainingJobsSettings
 from exporter.metrics import exposition as exporter_exposition
 from exporter.metrics.collectors import ExporterHealthCollector, JobCountCollector, PerJobCollector
 from exporter.metrics.deflate import DeflatedText
@@ -27,6 +28,7 @@ from exporter.metrics.exposition import MetricsPage
 from exporter.metrics.families import JOB_FAMILIES, JobFamily, job_families
 from exporter.metrics.process import exporter_process_collectors
 from exporter.model.jobs import JobDescription, RegionSnapshot, Target, TuningJob
+from exporter.model.training import Tally, TrainingJobsRecord, Trial
 from tests.factories import tuning_job
 
 EU = Target(region="eu-west-1")
@@ -512,3 +514,61 @@ def test_a_target_whose_descriptions_changed_is_rendered_again(
         b'sagemaker_tuning_job_consumed_runtime_seconds{account="111111111111",job_name="a"' in body
     )
     assert body == exposition.generate_latest(page.full)
+
+
+def with_training_jobs(snapshot: RegionSnapshot) -> RegionSnapshot:
+    """``snapshot`` with a read tally for its first two jobs: odd reasons, types and names."""
+    trials = (
+        Trial(
+            'top"one\\with\nodd-名前', 0.98765, (("learning-rate", "0.1"), ("learning_rate", "x"))
+        ),
+        Trial("second", 0.5, (("depth", 'quoted "6"'), ("ünï", "n\\l"))),
+        Trial("third", -1e-9, ()),
+    )
+    tally = Tally(
+        failed_by_reason=MappingProxyType({"CapacityError": 2, "Other": 1}),
+        seconds_by_definition=MappingProxyType({"": 3600.0, "gpu": 12.5}),
+        best_highest=trials,
+        objective_type="Maximize",
+    )
+    first, second = snapshot.published[0].name, snapshot.published[1].name
+    return replace(
+        snapshot,
+        descriptions=MappingProxyType(
+            {
+                first: JobDescription(
+                    "Completed",
+                    1.0,
+                    instances=MappingProxyType(
+                        {"": ("ml.m5.xlarge", 2), "gpu": ("ml.p3.2xlarge", 1)}
+                    ),
+                )
+            }
+        ),
+        training_jobs=MappingProxyType(
+            {
+                first: TrainingJobsRecord(tally=tally, read_at=1.0),
+                second: TrainingJobsRecord(tally=tally, read_at=None),  # not read whole yet
+            }
+        ),
+    )
+
+
+@pytest.mark.parametrize("accept", [*ACCEPT_HEADERS, *RENAMING_ACCEPT_HEADERS])
+def test_the_training_job_families_equal_what_prometheus_client_renders(accept: str | None) -> None:
+    families = job_families(True, TrainingJobsSettings(enabled=True, leaderboard=3))
+    page = Page([with_training_jobs(snapshot(EU, ODD_JOBS))], families)
+    encoder, _ = exposition.choose_encoder(accept or "")
+
+    body = page.body(accept, accept_gzip=True)
+
+    assert body == encoder(page.full)
+    if accept in RENAMING_ACCEPT_HEADERS:
+        return  # every name is rewritten; the equality above is the check
+    text = body.decode()
+    assert 'hp_learning_rate="0.1"' in text and 'hp_learning_rate="x"' not in text
+    assert any(
+        'instance_type="ml.m5.xlarge"' in line and line.endswith(" 7200.0")
+        for line in text.splitlines()
+    )
+    assert text.count("sagemaker_tuning_job_top_training_job_info{") == 3

@@ -2,6 +2,7 @@
 
 LIST_OPERATION = "ListHyperParameterTuningJobs"
 DESCRIBE_OPERATION = "DescribeHyperParameterTuningJob"
+TRAINING_JOBS_OPERATION = "ListTrainingJobsForHyperParameterTuningJob"
 TAGGING_OPERATION = "GetResources"
 LIST_ACCOUNTS_OPERATION = "ListAccounts"
 ASSUME_ROLE_OPERATION = "AssumeRole"

@@ -9,7 +9,7 @@ requests and responses are what the full model makes of them.
 
 >>> loader = CalledOperationsLoader()
 >>> sorted(loader.load_service_model("sagemaker", "service-2")["operations"])
-['DescribeHyperParameterTuningJob', 'ListHyperParameterTuningJobs']
+['DescribeHyperParameterTuningJob', 'ListHyperParameterTuningJobs', 'ListTrainingJobsForHyperParameterTuningJob']
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from exporter.aws.operations import (
     DESCRIBE_OPERATION,
     LIST_OPERATION,
     TAGGING_OPERATION,
+    TRAINING_JOBS_OPERATION,
 )
 
 # The operations each service's clients are built with, by botocore's service name.
 CALLED_OPERATIONS: dict[str, frozenset[str]] = {
-    "sagemaker": frozenset({LIST_OPERATION, DESCRIBE_OPERATION}),
+    "sagemaker": frozenset({LIST_OPERATION, DESCRIBE_OPERATION, TRAINING_JOBS_OPERATION}),
     "resourcegroupstaggingapi": frozenset({TAGGING_OPERATION}),
     "sts": frozenset({ASSUME_ROLE_OPERATION}),
 }

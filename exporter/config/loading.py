@@ -38,6 +38,7 @@ from exporter.config.settings import (
     OrganizationsDiscovery,
     PerJobMetricsSettings,
     ServiceEndpoints,
+    TrainingJobsSettings,
 )
 from exporter.model.jobs import tag_label_name
 from exporter.model.statuses import TUNING_JOB_STATUSES
@@ -59,6 +60,9 @@ _TAG_KEY_HINT = "1 to 128 letters, digits, spaces or _ . : / = + - @ characters 
 # invite throttling.
 _MAX_DESCRIBE_CONCURRENCY = 16
 _MAX_DESCRIBE_REQUESTS_PER_REFRESH = 100_000
+_MAX_TRAINING_JOB_REQUESTS_PER_REFRESH = 100_000
+# Training jobs per tuning job on the leaderboard: series per job grow with it.
+_MAX_LEADERBOARD = 100
 # An IAM role name without a path: 1-64 letters, digits and + = , . @ _ - characters.
 _ROLE_NAME_PATTERN = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 _ACCOUNT_ID_PATTERN = re.compile(r"\d{12}", re.ASCII)
@@ -94,6 +98,7 @@ class _Validator(KeyPathValidator):
                 "per_job_metrics",
                 "tags",
                 "describe",
+                "training_jobs",
                 "discovery",
             ),
         )
@@ -108,6 +113,7 @@ class _Validator(KeyPathValidator):
             per_job_metrics=self.per_job_metrics(_or_default(top.get("per_job_metrics"), {})),
             tags=self.tags(_or_default(top.get("tags"), [])),
             describe=self.describe(_or_default(top.get("describe"), {})),
+            training_jobs=self.training_jobs(_or_default(top.get("training_jobs"), {})),
             discovery=self.discovery(_or_default(top.get("discovery"), {})),
         )
 
@@ -290,13 +296,8 @@ class _Validator(KeyPathValidator):
             value, "describe", ("enabled", "ttl", "max_requests_per_refresh", "concurrency")
         )
         defaults = DescribeSettings()
-        enabled = settings.get("enabled", defaults.enabled)
-        if not isinstance(enabled, bool):
-            raise self.fail(
-                "describe.enabled", f"expected true or false, got {describe_value(enabled)}"
-            )
         return DescribeSettings(
-            enabled=enabled,
+            enabled=self.boolean(settings, "enabled", "describe", defaults.enabled),
             ttl_seconds=self.duration(settings, "ttl", "describe", defaults.ttl_seconds),
             max_requests_per_refresh=self.whole_number(
                 settings,
@@ -313,6 +314,32 @@ class _Validator(KeyPathValidator):
                 defaults.concurrency,
                 minimum=1,
                 maximum=_MAX_DESCRIBE_CONCURRENCY,
+            ),
+        )
+
+    def training_jobs(self, value: object) -> TrainingJobsSettings:
+        settings = self.mapping(
+            value, "training_jobs", ("enabled", "ttl", "max_requests_per_refresh", "leaderboard")
+        )
+        defaults = TrainingJobsSettings()
+        return TrainingJobsSettings(
+            enabled=self.boolean(settings, "enabled", "training_jobs", defaults.enabled),
+            ttl_seconds=self.duration(settings, "ttl", "training_jobs", defaults.ttl_seconds),
+            max_requests_per_refresh=self.whole_number(
+                settings,
+                "max_requests_per_refresh",
+                "training_jobs",
+                defaults.max_requests_per_refresh,
+                minimum=1,
+                maximum=_MAX_TRAINING_JOB_REQUESTS_PER_REFRESH,
+            ),
+            leaderboard=self.whole_number(
+                settings,
+                "leaderboard",
+                "training_jobs",
+                defaults.leaderboard,
+                minimum=0,
+                maximum=_MAX_LEADERBOARD,
             ),
         )
 
@@ -386,6 +413,13 @@ class _Validator(KeyPathValidator):
                 raise self.fail(item_path, f"account {item} is listed twice")
             account_ids.append(item)
         return tuple(account_ids)
+
+    def boolean(self, parent: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+        """``parent[key]`` as true or false, ``default`` when absent."""
+        value = parent.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{path}.{key}", f"expected true or false, got {describe_value(value)}")
+        return value
 
     def duration(self, parent: Mapping[str, Any], key: str, path: str, default: float) -> float:
         """The duration at ``parent[key]`` in seconds, ``default`` when the key is absent."""

@@ -117,6 +117,24 @@ class DescribeSettings:
 
 
 @dataclass(frozen=True)
+class TrainingJobsSettings:
+    """Whether and how the published jobs' training jobs are read (ListTrainingJobsForHyperParameterTuningJob).
+
+    A tuning job's training jobs give its failures by reason, its instance time and, with
+    ``leaderboard`` N > 0, its N best training jobs. An ended tuning job's are read once
+    after it ended; a running one's again once its last read is ``ttl_seconds`` old, newest
+    first and only as deep as a training job can still change.
+    ``max_requests_per_refresh`` caps the requests of one refresh of one account and region,
+    so a first start over thousands of ended jobs spreads over several refreshes.
+    """
+
+    enabled: bool = False
+    ttl_seconds: float = 300.0
+    max_requests_per_refresh: int = 100
+    leaderboard: int = 0
+
+
+@dataclass(frozen=True)
 class CreatedAfter:
     """Either a fixed instant or a window reaching back from the time of each refresh."""
 
@@ -200,4 +218,5 @@ class ExporterConfig:
     per_job_metrics: PerJobMetricsSettings = field(default_factory=PerJobMetricsSettings)
     tags: tuple[str, ...] = ()
     describe: DescribeSettings = field(default_factory=DescribeSettings)
+    training_jobs: TrainingJobsSettings = field(default_factory=TrainingJobsSettings)
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)

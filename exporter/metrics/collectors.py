@@ -68,6 +68,10 @@ class PerJobCollector(Collector):
                     labels = job_label_values(snapshot, job)
                     for extra_values, value in family.samples(snapshot, job):
                         gauge.add_metric([*labels, *extra_values], value)
+                    if family.labelled is not None:
+                        for pairs, value in family.labelled(snapshot, job):
+                            named = {**dict(zip(JOB_LABELS, labels, strict=True)), **dict(pairs)}
+                            gauge.add_sample(family.name, named, value)
             yield gauge
 
 

@@ -157,8 +157,9 @@ class _LinesByTarget:
 class PerJobRenderer:
     """Renders the per-job families, reusing each account and region's lines until they change.
 
-    A target's lines are rendered again when its published jobs or their descriptions change,
-    by :meth:`prepare` before its snapshot is served, or else by the page that serves it.
+    A target's lines are rendered again when its published jobs, their descriptions or
+    their training-job records change, by :meth:`prepare` before its snapshot is served, or
+    else by the page that serves it.
     The result is a sequence of deflate pieces: each family's header, then that family's
     lines of each target. Joined, they are the deflate stream of the per-job part.
 
@@ -177,7 +178,12 @@ class PerJobRenderer:
         self._headers = tuple(DeflatedText.of(_family_header(family)) for family in self._families)
         self._tags = TagLinesRenderer(tag_keys) if tag_keys else None
         self._lines = _LinesByTarget(
-            lambda snapshot: (snapshot.account, snapshot.published, snapshot.descriptions),
+            lambda snapshot: (
+                snapshot.account,
+                snapshot.published,
+                snapshot.descriptions,
+                snapshot.training_jobs,
+            ),
             lambda snapshot: render_target(snapshot, self._families),
         )
 
@@ -321,6 +327,10 @@ def render_target(
         for start in range(0, len(labelled), RENDER_BATCH_JOBS):
             lines = []
             for job, parts, job_text in labelled[start : start + RENDER_BATCH_JOBS]:
+                if family.labelled is not None:
+                    samples = family.labelled(snapshot, job)
+                    lines.extend(_labelled_lines(family.name, samples, parts))
+                    continue
                 run_texts: list[str] | None = None
                 for extra_values, value in family.samples(snapshot, job):
                     if not extra_values:
@@ -339,6 +349,24 @@ def render_target(
             chunks.append(DeflatedText.of("".join(lines).encode()))
         rendered.append(tuple(chunks))
     return tuple(rendered)
+
+
+def _labelled_lines(
+    name: str,
+    samples: Iterable[tuple[tuple[tuple[str, str], ...], float]],
+    parts: Sequence[str],
+) -> list[str]:
+    """The lines of a family whose extra labels vary by sample, labels sorted by name.
+
+    ``parts`` are the job's labels as text, in the order of their sorted names.
+    """
+    lines = []
+    for pairs, value in samples:
+        named = [*zip(_SORTED_JOB_LABELS, parts, strict=True)]
+        named.extend((label, f'{label}="{_escape_label_value(text)}"') for label, text in pairs)
+        label_text = ",".join(text for _, text in sorted(named))
+        lines.append(f"{name}{{{label_text}}} {_go_float(value)}\n")
+    return lines
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from exporter.config.settings import TrainingJobsSettings
 from exporter.model.jobs import JobDescription, RegionSnapshot, TuningJob
 from exporter.model.statuses import OBJECTIVE_STATUSES, TRAINING_JOB_STATUSES
+from exporter.model.training import (
+    FAILURE_REASONS,
+    OTHER_REASON,
+    UNKNOWN_INSTANCE_TYPE,
+    Tally,
+    Trial,
+    hyperparameter_label_name,
+)
 
 JOB_LABELS = ("account", "region", "job_name", "status", "strategy")
 STALENESS_NOTE = "Values may be up to cache.ttl plus a scrape interval and a refresh old."
@@ -18,16 +27,30 @@ STALENESS_NOTE = "Values may be up to cache.ttl plus a scrape interval and a ref
 # The samples of one job in one family: (values of the family's extra labels, value). The
 # snapshot is passed too, for families drawn from what it holds beside the job (descriptions).
 JobSamples = Callable[[RegionSnapshot, TuningJob], Iterable[tuple[tuple[str, ...], float]]]
+# The samples of a family whose extra labels differ from sample to sample: ((name, value)
+# pairs of the extra labels, value).
+LabelledSamples = Callable[
+    [RegionSnapshot, TuningJob], Iterable[tuple[tuple[tuple[str, str], ...], float]]
+]
+
+
+def _no_samples(_: RegionSnapshot, __: TuningJob) -> list[tuple[tuple[str, ...], float]]:
+    return []
 
 
 @dataclass(frozen=True)
 class JobFamily:
-    """A per-job gauge family: its name, help text, samples per job, and extra labels in order."""
+    """A per-job gauge family: its name, help text, samples per job, and extra labels in order.
+
+    A family whose extra labels vary by sample (a leaderboard's hyperparameters) gives
+    ``labelled`` samples instead, and no ``extra_labels``.
+    """
 
     name: str
     documentation: str
-    samples: JobSamples
+    samples: JobSamples = _no_samples
     extra_labels: tuple[str, ...] = ()
+    labelled: LabelledSamples | None = None
 
 
 def _counts_of(field: Callable[[TuningJob], Mapping[str, int]], keys: Sequence[str]) -> JobSamples:
@@ -150,9 +173,136 @@ DESCRIBE_FAMILIES = (
 )
 
 
-def job_families(describe_enabled: bool) -> tuple[JobFamily, ...]:
-    """The per-job families to publish: the listing's, and the description's when enabled."""
-    return (*JOB_FAMILIES, *DESCRIBE_FAMILIES) if describe_enabled else JOB_FAMILIES
+def _tally(snapshot: RegionSnapshot, job: TuningJob) -> Tally | None:
+    """The job's training-job tally, once a read of them has completed."""
+    record = snapshot.training_jobs.get(job.name)
+    return None if record is None or record.read_at is None else record.tally
+
+
+def _failed_by_reason(
+    snapshot: RegionSnapshot, job: TuningJob
+) -> list[tuple[tuple[str, ...], float]]:
+    tally = _tally(snapshot, job)
+    if tally is None:
+        return []
+    counts = tally.failed_by_reason
+    return [((reason,), counts[reason]) for reason in _REASONS if counts.get(reason)]
+
+
+def instance_seconds_by_type(snapshot: RegionSnapshot, job: TuningJob) -> dict[str, float]:
+    """The job's training instance time by instance type: each definition's seconds times its count.
+
+    The types and counts come from the job's description (its training-job definitions);
+    without one, or for a definition it does not name, the type is UNKNOWN_INSTANCE_TYPE
+    and the count 1. A tuning job with one definition whose training jobs name it anyway
+    gets that definition's type.
+    """
+    tally = _tally(snapshot, job)
+    if tally is None:
+        return {}
+    description = snapshot.descriptions.get(job.name)
+    instances = description.instances if description is not None else {}
+    only = next(iter(instances.values())) if len(instances) == 1 else None
+    by_type: dict[str, float] = {}
+    for definition, seconds in tally.seconds_by_definition.items():
+        instance_type, count = instances.get(definition) or only or (UNKNOWN_INSTANCE_TYPE, 1)
+        by_type[instance_type] = by_type.get(instance_type, 0.0) + seconds * count
+    return by_type
+
+
+def _instance_seconds(
+    snapshot: RegionSnapshot, job: TuningJob
+) -> list[tuple[tuple[str, ...], float]]:
+    return [
+        ((kind,), seconds)
+        for kind, seconds in sorted(instance_seconds_by_type(snapshot, job).items())
+    ]
+
+
+def leaderboard(snapshot: RegionSnapshot, job: TuningJob) -> tuple[Trial, ...]:
+    """The job's best training jobs, best first, ranked as its objective says."""
+    tally = _tally(snapshot, job)
+    if tally is None:
+        return ()
+    description = snapshot.descriptions.get(job.name)
+    objective_type = None
+    if description is not None:
+        objective_type = description.tuning_objective_type or description.objective_type
+    return tally.leaderboard(objective_type)
+
+
+def _top_values(snapshot: RegionSnapshot, job: TuningJob) -> list[tuple[tuple[str, ...], float]]:
+    return [((trial.name,), trial.objective_value) for trial in leaderboard(snapshot, job)]
+
+
+def _top_info(
+    snapshot: RegionSnapshot, job: TuningJob
+) -> list[tuple[tuple[tuple[str, str], ...], float]]:
+    samples = []
+    for trial in leaderboard(snapshot, job):
+        labels = {"training_job_name": trial.name}
+        for name, value in trial.hyperparameters:
+            # Two names that sanitise alike: the first, in name order, keeps the label.
+            labels.setdefault(hyperparameter_label_name(name), value)
+        samples.append((tuple(labels.items()), 1.0))
+    return samples
+
+
+_REASONS = (*FAILURE_REASONS, OTHER_REASON)
+_READ_NOTE = "Read from ListTrainingJobsForHyperParameterTuningJob once per training_jobs.ttl."
+
+# Families from the training jobs; published only when training_jobs.enabled.
+TRAINING_JOB_FAMILIES = (
+    JobFamily(
+        "sagemaker_tuning_job_failed_training_jobs",
+        "Training jobs of the tuning job in status Failed, by the leading word of their "
+        "FailureReason: AlgorithmError, ClientError, CapacityError, InternalServerError, "
+        f"ResourceLimitExceeded, or Other. {_READ_NOTE}",
+        _failed_by_reason,
+        ("reason",),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_training_instance_seconds",
+        "Instance time of the tuning job's training jobs from their start to their end, times "
+        "their instance count, by instance type (unknown where SageMaker chose the type or the "
+        "job is not described). On-demand billing counts this time; managed spot training "
+        f"bills less. {_READ_NOTE}",
+        _instance_seconds,
+        ("instance_type",),
+    ),
+)
+# With training_jobs.leaderboard N > 0: the N best training jobs of each tuning job.
+LEADERBOARD_FAMILIES = (
+    JobFamily(
+        "sagemaker_tuning_job_top_training_job_objective_value",
+        "Final objective metric value of one of the tuning job's best training jobs "
+        "(FinalHyperParameterTuningJobObjectiveMetric), ranked as the tuning job's objective "
+        f"type says. {_READ_NOTE}",
+        _top_values,
+        ("training_job_name",),
+    ),
+    JobFamily(
+        "sagemaker_tuning_job_top_training_job_info",
+        "One of the tuning job's best training jobs, its TunedHyperParameters as hp_<name> "
+        f"labels; always 1. {_READ_NOTE}",
+        labelled=_top_info,
+    ),
+)
+
+
+def job_families(
+    describe_enabled: bool, training_jobs: TrainingJobsSettings | None = None
+) -> tuple[JobFamily, ...]:
+    """The per-job families to publish: the listing's, the description's and the training jobs'
+    when enabled."""
+    families = [*JOB_FAMILIES]
+    if describe_enabled:
+        families.extend(DESCRIBE_FAMILIES)
+    if training_jobs is not None and training_jobs.enabled:
+        families.extend(TRAINING_JOB_FAMILIES)
+        if training_jobs.leaderboard > 0:
+            families.extend(LEADERBOARD_FAMILIES)
+    return tuple(families)
 
 
 def job_family_help(family: JobFamily) -> str:

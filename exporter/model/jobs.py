@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from exporter.model.training import NO_TRAINING_JOBS, TrainingJobsRecord
+
 
 @dataclass(frozen=True)
 class TuningJob:
@@ -45,6 +47,7 @@ class Target:
 
 
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
+_NO_INSTANCES: Mapping[str, tuple[str, int]] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class JobDescription:
     consumed_runtime_seconds: float | None = None
     training_jobs_objective_not_improving: int | None = None
     convergence_detected_time: float | None = None
+    # Instance type and count of each training-job definition, by DefinitionName ("" for a
+    # single TrainingJobDefinition); UNKNOWN_INSTANCE_TYPE where SageMaker chooses the type.
+    instances: Mapping[str, tuple[str, int]] = field(default_factory=lambda: _NO_INSTANCES)
+    # The tuning job's own objective type (HyperParameterTuningJobObjective.Type).
+    tuning_objective_type: str | None = None
 
 
 # A snapshot's descriptions before its first describe: one shared, read-only mapping.
@@ -102,6 +110,8 @@ class RegionSnapshot:
     ``tags`` are the jobs' allowlisted tags as last read, kept when a read fails.
     ``descriptions`` holds what DescribeHyperParameterTuningJob said of published jobs, by
     job name (see :mod:`exporter.refresh.describe`); a job not described yet has none.
+    ``training_jobs`` holds what the published jobs' training jobs add up to, by job name
+    (see :mod:`exporter.refresh.training_jobs`); a job whose were not read yet has none.
     """
 
     target: Target
@@ -121,6 +131,9 @@ class RegionSnapshot:
     invalid_fields: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     tags: JobTags = field(default_factory=JobTags)
     descriptions: Mapping[str, JobDescription] = field(default_factory=lambda: NO_DESCRIPTIONS)
+    training_jobs: Mapping[str, TrainingJobsRecord] = field(
+        default_factory=lambda: NO_TRAINING_JOBS
+    )
 
 
 def account_from_arn(arn: str) -> str:

@@ -41,6 +41,7 @@ from exporter.aws.errors import CredentialError
 from exporter.config.settings import DescribeSettings
 from exporter.model.jobs import JobDescription, TuningJob, ended_at
 from exporter.model.statuses import RUNNING_STATUSES, UNDESCRIBED_STATUSES
+from exporter.model.training import UNKNOWN_INSTANCE_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,57 @@ def parse_description(response: Mapping[str, Any], described_at: float) -> JobDe
         convergence_detected_time=_optional_epoch_seconds(
             completion.get("ConvergenceDetectedTime")
         ),
+        instances=MappingProxyType(definition_instances(response)),
+        tuning_objective_type=_tuning_objective_type(response),
     )
+
+
+def definition_instances(response: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
+    """Instance type and count of each training-job definition of a description, by name.
+
+    A single TrainingJobDefinition is under ``""``, each of TrainingJobDefinitions under its
+    DefinitionName. Where SageMaker chooses the type among several
+    (HyperParameterTuningResourceConfig.InstanceConfigs), the type is UNKNOWN_INSTANCE_TYPE
+    and the count 1: which one a training job got only DescribeTrainingJob tells.
+
+    >>> definition_instances({"TrainingJobDefinition": {"ResourceConfig":
+    ...     {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2}}})
+    {'': ('ml.m5.xlarge', 2)}
+    """
+    definitions: list[tuple[str, Any]] = []
+    single = response.get("TrainingJobDefinition")
+    if isinstance(single, Mapping):
+        definitions.append(("", single))
+    several = response.get("TrainingJobDefinitions")
+    if isinstance(several, list):
+        definitions.extend(
+            (str(definition.get("DefinitionName", "")), definition)
+            for definition in several
+            if isinstance(definition, Mapping)
+        )
+    instances = {}
+    for name, definition in definitions:
+        resources = definition.get("ResourceConfig") or definition.get(
+            "HyperParameterTuningResourceConfig"
+        )
+        if not isinstance(resources, Mapping):
+            continue
+        instance_type = resources.get("InstanceType")
+        count = _optional_int(resources.get("InstanceCount"))
+        if isinstance(instance_type, str) and instance_type:
+            instances[name] = (instance_type, count if count is not None and count > 0 else 1)
+        elif resources.get("InstanceConfigs"):
+            instances[name] = (UNKNOWN_INSTANCE_TYPE, 1)
+    return instances
+
+
+def _tuning_objective_type(response: Mapping[str, Any]) -> str | None:
+    config = response.get("HyperParameterTuningJobConfig")
+    objective = (
+        config.get("HyperParameterTuningJobObjective") if isinstance(config, Mapping) else None
+    )
+    kind = objective.get("Type") if isinstance(objective, Mapping) else None
+    return kind if isinstance(kind, str) else None
 
 
 def summary_from_description(response: Mapping[str, Any]) -> dict[str, Any]:

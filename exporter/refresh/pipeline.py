@@ -1,21 +1,25 @@
-"""One refresh of one target, read top to bottom: list -> select -> publish -> tags -> describe -> assemble.
+"""One refresh of one target, read top to bottom: list -> select -> publish -> tags -> describe -> training jobs -> assemble.
 
 Every AWS call of a refresh goes through one :class:`~exporter.aws.guard.RefreshGuard`,
 created when the refresh starts: the listing, the tag read and the describes share its
-retry budget, its pace and its deadline (``cache.refresh_timeout``).
+retry budget, its pace and its deadline (``cache.refresh_timeout``), and so do the reads of
+training jobs.
 
 * **list**: in full, or only the changes since the last listing (:mod:`exporter.refresh.listing`);
   a failure here fails the refresh, and the target reads up=0 with its last good jobs;
 * **select**: the jobs that get per-job series (:mod:`exporter.refresh.retention`);
-* **publish**: what the listing found is served at once, with the last tags and
-  descriptions, when tags or descriptions are read next: they take a request per job
-  described, and the listing's news does not wait for them;
+* **publish**: what the listing found is served at once, with the last tags, descriptions
+  and training-job figures, when any of them is read next: they take requests per job,
+  and the listing's news does not wait for them;
 * **tags**: the allowlisted tags, when ``tags`` is set (:mod:`exporter.refresh.tags`);
 * **describe**: the descriptions due, when ``describe.enabled`` (:mod:`exporter.refresh.describe`);
+* **training jobs**: the training jobs due, when ``training_jobs.enabled``
+  (:mod:`exporter.refresh.training_jobs`);
 * **assemble**: the new :class:`~exporter.model.jobs.RegionSnapshot`, the published one
-  with the new tags and descriptions.
+  with the new tags, descriptions and training-job records.
 
-Tags and descriptions are extras: their failures keep the last ones and never fail the refresh.
+Tags, descriptions and training jobs are extras: their failures keep the last ones and
+never fail the refresh.
 """
 
 from __future__ import annotations
@@ -40,12 +44,14 @@ from exporter.model.jobs import (
     TuningJob,
 )
 from exporter.model.listing import Listing
+from exporter.model.training import TrainingJobsRecord
 from exporter.refresh.cache import Publish
 from exporter.refresh.describe import DescribeJob, JobDescriber
 from exporter.refresh.listing import list_changes, list_full
 from exporter.refresh.retention import PublishedJobs, select_published_jobs
 from exporter.refresh.snapshots import Refreshed, failed_snapshot, successful_snapshot
 from exporter.refresh.tags import TagCache
+from exporter.refresh.training_jobs import TrainingJobReader, page_request
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,9 @@ class RefreshPipeline:
         self._clients = clients
         self._tag_cache = tag_cache
         self._describer = JobDescriber(config.describe, clock) if config.describe.enabled else None
+        self._training_jobs = (
+            TrainingJobReader(config.training_jobs, clock) if config.training_jobs.enabled else None
+        )
         self._clock = clock
         self._monotonic = monotonic
 
@@ -110,10 +119,12 @@ class RefreshPipeline:
         snapshot = successful_snapshot(
             target, previous, listed, published, duration=self._took(started), now=self._clock()
         )
-        if publish is not None and (self._tag_cache is not None or self._describer is not None):
+        extras = (self._tag_cache, self._describer, self._training_jobs)
+        if publish is not None and any(extra is not None for extra in extras):
             publish(snapshot)
         tags = self._read_tags(target, guard)
         descriptions = self._describe(target, guard, snapshot.published, previous, listed)
+        training_jobs = self._read_training_jobs(target, guard, snapshot)
         # The published snapshot's objects stay where nothing changed: its rendered lines
         # are reused.
         snapshot = replace(snapshot, refresh_duration_seconds=self._took(started))
@@ -121,6 +132,8 @@ class RefreshPipeline:
             snapshot = replace(snapshot, tags=tags)
         if descriptions is not None:
             snapshot = replace(snapshot, descriptions=descriptions)
+        if training_jobs is not None and training_jobs is not snapshot.training_jobs:
+            snapshot = replace(snapshot, training_jobs=training_jobs)
         # The snapshot may hold the previous, equal tuple: keep only one of the two.
         return Refreshed(snapshot, replace(listed, jobs=snapshot.jobs))
 
@@ -180,6 +193,41 @@ class RefreshPipeline:
                 error,
             )
             return known
+
+    def _read_training_jobs(
+        self, target: Target, guard: RefreshGuard, snapshot: RegionSnapshot
+    ) -> Mapping[str, TrainingJobsRecord] | None:
+        """The training-job records of the published jobs; None when reading is off. It never raises."""
+        if self._training_jobs is None:
+            return None
+        client = self._clients.get(target)
+        margin = DESCRIBE_DEADLINE_MARGIN * self._config.cache.refresh_timeout_seconds
+
+        def list_page(tuning_job_name: str, next_token: str | None) -> Mapping[str, Any]:
+            if guard.seconds_left() < margin:
+                raise RefreshDeadlineError("reading training jobs stopped near the deadline")
+            return guard.call(
+                client.list_training_jobs_for_hyper_parameter_tuning_job,
+                **page_request(tuning_job_name, next_token),
+            )
+
+        try:
+            return self._training_jobs.refresh(
+                snapshot.published,
+                snapshot.training_jobs,
+                list_page,
+                context=f" (account={_account_of(target)} region={target.region})",
+            )
+        except Exception as error:  # an extra: it must never fail the listing
+            log.warning(
+                "reading training jobs failed for account=%s region=%s, keeping the last "
+                "figures: %s: %s",
+                _account_of(target),
+                target.region,
+                type(error).__name__,
+                error,
+            )
+            return snapshot.training_jobs
 
     def _describe_call(self, target: Target, guard: RefreshGuard) -> DescribeJob:
         """DescribeHyperParameterTuningJob for ``target``, through the refresh's guard.

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from exporter.model.jobs import NO_DESCRIPTIONS, JobTags, RegionSnapshot, Target, TuningJob
 from exporter.model.listing import Listing
 from exporter.model.summaries import SummaryProblems
+from exporter.model.training import NO_TRAINING_JOBS
 from exporter.refresh.retention import PublishedJobs
 
 
@@ -34,8 +35,8 @@ def successful_snapshot(
 ) -> RegionSnapshot:
     """The snapshot of a refresh that listed ``listing``, ``published`` chosen from it.
 
-    Its counters carry on from ``previous``, and so do its tags and descriptions until the
-    tag read and the describe step replace them. Unchanged jobs keep the previous tuple, so
+    Its counters carry on from ``previous``, and so do its tags, descriptions and training-job
+    records until the tag read, the describe step and the training-job read replace them. Unchanged jobs keep the previous tuple, so
     the exposition can tell nothing changed.
     """
     jobs = listing.jobs
@@ -64,6 +65,7 @@ def successful_snapshot(
         invalid_fields=problems.invalid_fields,
         tags=previous.tags if previous else JobTags(),
         descriptions=previous.descriptions if previous else NO_DESCRIPTIONS,
+        training_jobs=previous.training_jobs if previous else NO_TRAINING_JOBS,
     )
 
 
