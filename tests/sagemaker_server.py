@@ -6,7 +6,9 @@ AssumeRole, or hold them, before moto sees them, or rewrite the job summaries of
 listing's answer as a malformed API might send them. It remembers the secrets it issues and
 receives (AssumeRole's keys and tokens, request signatures) so tests can check that no log
 line quotes one. Tests set job state by editing moto's in-process backends, and keep the
-training jobs of tuning jobs in the server's own store.
+training jobs of tuning jobs in the server's own store. A tuning job's training-job
+definitions, where DescribeHyperParameterTuningJob tells its training jobs' instance types,
+are given with ``SageMakerTestServer.add_job``'s ``definitions``.
 
 ListHyperParameterTuningJobs is answered under one of two listing semantics
 (LISTING_SEMANTICS), chosen with ``SageMakerTestServer.use_listing_semantics``:
@@ -76,6 +78,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 
 from exporter.demo import create_moto_tuning_job
+from exporter.demo_training_jobs import InstanceResources, definition_names
 from exporter.model.statuses import OBJECTIVE_STATUSES, TRAINING_JOB_STATUSES
 
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for keys it did not issue
@@ -846,12 +849,32 @@ class SageMakerTestServer:
         ended: datetime | None = None,
         tags: Mapping[str, str] | None = None,
         described: Mapping[str, Any] | None = None,
+        definitions: Mapping[str, InstanceResources] | None = None,
     ) -> Any:
         """Create a tuning job in moto's backend and set its state; returns moto's job object.
 
-        ``described`` sets what DescribeHyperParameterTuningJob answers beyond the listing:
-        its ``BestTrainingJob``, ``ConsumedResources`` and ``TuningJobCompletionDetails``
-        (see :meth:`describe_as`).
+        Its objective is to maximize ``accuracy``. ``described`` sets what
+        DescribeHyperParameterTuningJob answers beyond the listing: its ``BestTrainingJob``,
+        ``ConsumedResources`` and ``TuningJobCompletionDetails`` (see :meth:`describe_as`).
+
+        ``definitions`` give the training-job definitions DescribeHyperParameterTuningJob
+        answers (without them, neither field), each a botocore
+        HyperParameterTrainingJobDefinition with a placeholder image, role, output path and
+        stopping condition. Keys are definition names, values the instances its training
+        jobs run on: an ``(instance type, count)`` is a ResourceConfig with a 10 GB volume;
+        an ``InstanceChoice((type, count), ...)`` (exporter.demo_training_jobs) is a
+        HyperParameterTuningResourceConfig whose InstanceConfigs SageMaker chooses among.
+
+        - ``{"": ("ml.m5.xlarge", 2)}``: one TrainingJobDefinition, no DefinitionName;
+        - ``{"def-a": ("ml.p3.2xlarge", 1), "def-b": ("ml.m5.large", 3)}``:
+          TrainingJobDefinitions, one per name in this order, each with its DefinitionName
+          (and the tuning job's objective as its TuningObjective);
+        - ``{"": InstanceChoice(("ml.m5.large", 1), ("ml.c5.xlarge", 1))}``: one
+          TrainingJobDefinition letting SageMaker choose the type (named ones may too).
+
+        ``""`` names the only definition; beside other names it is a ValueError. Once a
+        tuning job has definitions, a training job's ``definition_name`` must be one of
+        their DefinitionNames (see :meth:`add_training_job`).
         """
         backend = sagemaker_backends[account][region]
         self._touched.add((account, region))
@@ -864,6 +887,7 @@ class SageMakerTestServer:
                 if limits is not None
                 else {"MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 4}
             ),
+            definitions=definitions,
         )
         job.hyper_parameter_tuning_job_status = status
         if training is not None:
@@ -944,6 +968,8 @@ class SageMakerTestServer:
         :func:`at` reads it; ``created`` defaults to now. ``objective_metric`` and
         ``objective_type`` default to the tuning job's objective and apply only with an
         ``objective_value``; a None leaves any other field out of the summary.
+        ``definition_name`` (TrainingJobDefinitionName) must name one of the tuning job's
+        definitions if add_job gave it any (a ValueError otherwise); without them, any name.
         """
         job = StoredTrainingJob(
             account=account,
@@ -1003,6 +1029,18 @@ class SageMakerTestServer:
         if job.tuning_job_name not in tuning_jobs:
             raise KeyError(f"no tuning job {job.tuning_job_name!r} in {job.account}/{job.region}")
         tuning_job = tuning_jobs[job.tuning_job_name]
+        has_definitions = (
+            tuning_job.training_job_definition is not None
+            or tuning_job.training_job_definitions is not None
+        )
+        names = definition_names(
+            tuning_job.training_job_definition, tuning_job.training_job_definitions
+        )
+        if has_definitions and job.definition_name not in (None, *names):
+            raise ValueError(
+                f"training job definition {job.definition_name!r} is not one of tuning job "
+                f"{job.tuning_job_name!r}'s: {sorted(names)}"
+            )
         if job.objective_value is None:
             job = dataclasses.replace(job, objective_metric=None, objective_type=None)
         else:

@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.validate import validate_parameters
 
+from exporter.demo_training_jobs import InstanceChoice
 from tests.sagemaker_server import (
     LISTING_OPERATION,
     LISTING_SEMANTICS,
@@ -692,3 +695,156 @@ def test_a_training_job_is_refused_without_its_tuning_job_twice_or_with_an_unkno
         moto_semantics.add_training_job(REGION, TUNING_JOB, "train-x", status="Deleting")
     with pytest.raises(ValueError, match="keeps its"):
         moto_semantics.update_training_job(REGION, "train-000", tuning_job_name="other")
+
+
+# Training-job definitions: what DescribeHyperParameterTuningJob tells of instance types.
+
+BOTOCORE_DEFINITION = (
+    botocore.session.get_session()
+    .get_service_model("sagemaker")
+    .shape_for("HyperParameterTrainingJobDefinition")
+)
+
+
+def _described_definitions(
+    client: SageMakerClient,
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
+    """TUNING_JOB's TrainingJobDefinition and TrainingJobDefinitions as boto3 reads them,
+    each checked against botocore's HyperParameterTrainingJobDefinition shape."""
+    described = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=TUNING_JOB)
+    single = described.get("TrainingJobDefinition")
+    several = described.get("TrainingJobDefinitions")
+    for definition in [*([single] if single else []), *(several or [])]:
+        # Its required members (AlgorithmSpecification, RoleArn, OutputDataConfig,
+        # StoppingCondition) present, each member of its type, or ParamValidationError.
+        validate_parameters(definition, BOTOCORE_DEFINITION)
+    return (
+        None if single is None else dict(single),
+        None if several is None else [dict(definition) for definition in several],
+    )
+
+
+def test_a_tuning_job_without_definitions_is_described_without_either_field(
+    moto_semantics: SageMakerTestServer,
+) -> None:
+    moto_semantics.add_job(REGION, TUNING_JOB)
+
+    assert _described_definitions(_client(moto_semantics)) == (None, None)
+
+
+def test_one_unnamed_definition_is_described_as_the_training_job_definition(
+    moto_semantics: SageMakerTestServer,
+) -> None:
+    moto_semantics.add_job(REGION, TUNING_JOB, definitions={"": ("ml.m5.xlarge", 2)})
+
+    single, several = _described_definitions(_client(moto_semantics))
+
+    assert several is None
+    assert single is not None
+    assert single["ResourceConfig"] == {
+        "InstanceType": "ml.m5.xlarge",
+        "InstanceCount": 2,
+        "VolumeSizeInGB": 10,
+    }
+    assert "DefinitionName" not in single
+    assert "HyperParameterTuningResourceConfig" not in single
+
+
+def test_named_definitions_are_described_in_order_with_their_names_and_the_objective(
+    moto_semantics: SageMakerTestServer,
+) -> None:
+    moto_semantics.add_job(
+        REGION,
+        TUNING_JOB,
+        definitions={"def-b": ("ml.p3.2xlarge", 1), "def-a": ("ml.m5.large", 3)},
+    )
+
+    single, several = _described_definitions(_client(moto_semantics))
+
+    assert single is None
+    assert several is not None
+    assert [
+        (definition["DefinitionName"], definition["ResourceConfig"]) for definition in several
+    ] == [
+        ("def-b", {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10}),
+        ("def-a", {"InstanceType": "ml.m5.large", "InstanceCount": 3, "VolumeSizeInGB": 10}),
+    ]
+    assert [definition["TuningObjective"] for definition in several] == [
+        {"Type": "Maximize", "MetricName": "accuracy"}
+    ] * 2
+
+
+def test_an_instance_choice_is_described_as_instance_configs_sagemaker_chooses_among(
+    moto_semantics: SageMakerTestServer,
+) -> None:
+    moto_semantics.add_job(
+        REGION,
+        TUNING_JOB,
+        definitions={
+            "cpu": ("ml.c5.xlarge", 1),
+            "any": InstanceChoice(("ml.m5.large", 1), ("ml.c5.xlarge", 2)),
+        },
+    )
+
+    _, several = _described_definitions(_client(moto_semantics))
+
+    assert several is not None
+    cpu, chosen = several
+    assert "HyperParameterTuningResourceConfig" not in cpu
+    assert "ResourceConfig" not in chosen
+    assert chosen["HyperParameterTuningResourceConfig"] == {
+        "AllocationStrategy": "Prioritized",
+        "InstanceConfigs": [
+            {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+            {"InstanceType": "ml.c5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 10},
+        ],
+    }
+
+
+def test_training_jobs_name_the_definitions_their_tuning_job_has_and_no_other(
+    moto_semantics: SageMakerTestServer,
+) -> None:
+    moto_semantics.add_job(
+        REGION,
+        TUNING_JOB,
+        status="InProgress",
+        definitions={"def-a": ("ml.p3.2xlarge", 1), "def-b": ("ml.m5.large", 3)},
+    )
+    moto_semantics.add_job(REGION, "single", definitions={"": ("ml.m5.xlarge", 1)})
+    moto_semantics.add_training_job(
+        REGION, TUNING_JOB, "train-a", status="Completed", definition_name="def-a"
+    )
+    moto_semantics.add_training_job(
+        REGION, TUNING_JOB, "train-b", status="InProgress", definition_name="def-b"
+    )
+    moto_semantics.add_training_job(REGION, "single", "train-single", status="Completed")
+
+    with pytest.raises(ValueError, match="'def-c' is not one of tuning job 'tuning'"):
+        moto_semantics.add_training_job(
+            REGION, TUNING_JOB, "train-c", status="Completed", definition_name="def-c"
+        )
+    with pytest.raises(ValueError, match="is not one of"):
+        moto_semantics.update_training_job(REGION, "train-b", definition_name="def-c")
+    # One unnamed definition has no name a training job could give.
+    with pytest.raises(ValueError, match="is not one of tuning job 'single'"):
+        moto_semantics.add_training_job(
+            REGION, "single", "train-named", status="Completed", definition_name="def-a"
+        )
+    with pytest.raises(ValueError, match="name each of several"):
+        moto_semantics.add_job(
+            REGION, "mixed", definitions={"": ("ml.m5.large", 1), "def-a": ("ml.m5.large", 1)}
+        )
+    client = _client(moto_semantics)
+    _, several = _described_definitions(client)
+    summaries = client.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=TUNING_JOB
+    )["TrainingJobSummaries"]
+
+    assert several is not None
+    assert [(s["TrainingJobName"], s["TrainingJobDefinitionName"]) for s in summaries] == [
+        ("train-a", "def-a"),
+        ("train-b", "def-b"),
+    ]
+    assert {s["TrainingJobDefinitionName"] for s in summaries} == {
+        definition["DefinitionName"] for definition in several
+    }
