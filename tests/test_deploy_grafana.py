@@ -159,12 +159,48 @@ def test_dashboard_shows_what_the_deployment_kit_promises_when_loaded() -> None:
         "sagemaker_tuning_job_max_training_jobs",
         "sagemaker_tuning_job_objective_evaluations",
         "sagemaker_tuning_job_best_objective_value",
+        "sum by (reason) (sagemaker_tuning_job_failed_training_jobs",
+        "sum by (instance_type) (sagemaker_tuning_job_training_instance_seconds",
+        "sagemaker_tuning_job_top_training_job_info",
+        "sagemaker_tuning_job_top_training_job_objective_value",
         "sagemaker_tuning_job:elapsed:seconds",
         "sagemaker_tuning_exporter_up",
         "sagemaker_tuning_exporter_api_requests_total",
         "sagemaker_tuning_exporter_refresh_duration_seconds",
     ):
         assert needed in queries
+
+
+def test_dashboard_panels_have_unique_ids_and_tile_the_grid_without_overlapping() -> None:
+    panels = load_dashboard()["panels"]
+    cells: dict[tuple[int, int], str] = {}
+
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    for panel in panels:
+        position = panel["gridPos"]
+        assert position["x"] >= 0 and position["x"] + position["w"] <= 24, panel["title"]
+        for y in range(position["y"], position["y"] + position["h"]):
+            for x in range(position["x"], position["x"] + position["w"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[x, y]}"
+                cells[x, y] = panel["title"]
+    # Listed top to bottom, left to right, as Grafana saves them.
+    assert ids == [
+        panel["id"]
+        for panel in sorted(panels, key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
+    ]
+
+
+def test_table_panels_ask_for_instant_values_in_table_format() -> None:
+    tables = [panel for panel in load_dashboard()["panels"] if panel["type"] == "table"]
+
+    assert {panel["title"] for panel in tables} >= {
+        "Tuning jobs",
+        "Leaderboard: best training jobs",
+    }
+    for panel in tables:
+        for target in panel["targets"]:
+            assert (target["instant"], target["range"], target["format"]) == (True, False, "table")
 
 
 def test_every_recorded_series_the_dashboard_uses_is_defined_in_the_rules() -> None:
@@ -198,7 +234,7 @@ def test_every_panel_query_returns_data_when_prometheus_scrapes_the_demo_exporte
 
     empty = queries_without_data(prometheus_url, queries)
 
-    assert len(queries) >= 15
+    assert len(queries) >= 18
     assert empty == {}, "queries without data"
 
 

@@ -23,6 +23,7 @@ from exporter.config.settings import (
     AccountSettings,
     ExporterConfig,
     OrganizationsDiscovery,
+    TrainingJobsSettings,
     aws_partition,
 )
 from tests.conftest import ROOT, RunningExporter, RunningLiveExporter
@@ -53,9 +54,16 @@ OWN_IDENTITY_ACTIONS = {"sts:AssumeRole"}
 DISCOVERY_ACTIONS = {"organizations:ListAccounts"}
 ORGANIZATIONS = DEPLOY / "iam-organizations"
 # The resource each action is checked on: the listing supports no resource-level
-# permissions, so only "*" grants it; describe is granted on tuning jobs only.
+# permissions, so only "*" grants it; describe, and the listing of a tuning job's training
+# jobs, are granted on tuning jobs only.
 JOB_ARN = "arn:aws:sagemaker:eu-west-1:111111111111:hyper-parameter-tuning-job/watched-job"
-RESOURCES = {"sagemaker:DescribeHyperParameterTuningJob": JOB_ARN}
+RESOURCES = {
+    "sagemaker:DescribeHyperParameterTuningJob": JOB_ARN,
+    "sagemaker:ListTrainingJobsForHyperParameterTuningJob": JOB_ARN,
+}
+# ListTrainingJobsForHyperParameterTuningJob is sent only with training_jobs.enabled.
+TRAINING_JOBS_ENABLED: dict[str, object] = {"training_jobs": TrainingJobsSettings(enabled=True)}
+TRAINING_JOBS_ENABLED_YAML = "training_jobs:\n  enabled: true\n"
 
 
 def source_calls() -> tuple[set[str], set[str]]:
@@ -128,12 +136,14 @@ def allows(path: Path, action: str, resource: str) -> bool:
     )
 
 
-def test_source_scan_finds_the_listing_and_assume_role() -> None:
+def test_source_scan_finds_every_operation_the_policies_grant() -> None:
     services, actions = source_calls()
 
     assert {"sagemaker", "sts", "resourcegroupstaggingapi", "organizations"} <= services
     assert {
         "sagemaker:ListHyperParameterTuningJobs",
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
         "sts:AssumeRole",
         "tag:GetResources",
         "organizations:ListAccounts",
@@ -146,7 +156,9 @@ def test_policies_allow_exactly_what_the_exporter_sends_when_it_assumes_a_role(
     run_exporter: Callable[[ExporterConfig], RunningExporter],
 ) -> None:
     sagemaker.add_job("eu-west-1", "watched-job", account="111111111111")
-    running = run_exporter(make_config(accounts=(AccountSettings(ROLE_ARN),), tags=("team",)))
+    running = run_exporter(
+        make_config(accounts=(AccountSettings(ROLE_ARN),), tags=("team",), **TRAINING_JOBS_ENABLED)
+    )
     running.exporter.cache.refresh_all(timeout=30)
     services, from_source = source_calls()
     session = botocore.session.get_session()
@@ -167,6 +179,7 @@ def test_policies_allow_exactly_what_the_exporter_sends_when_it_assumes_a_role(
         "AssumeRole",
         "ListHyperParameterTuningJobs",
         "DescribeHyperParameterTuningJob",
+        "ListTrainingJobsForHyperParameterTuningJob",
         "GetResources",
     } <= sent
     assert len(from_run) == len(sent), "an operation sent that no client of the source has"
@@ -187,6 +200,12 @@ def test_policy_check_rejects_an_action_or_resource_the_policy_does_not_name() -
 
     assert not allows(policy, "sagemaker:StopHyperParameterTuningJob", "*")
     assert not allows(policy, "sagemaker:DescribeHyperParameterTuningJob", "*")
+    assert not allows(policy, "sagemaker:ListTrainingJobsForHyperParameterTuningJob", "*")
+    assert not allows(
+        policy,
+        "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+        "arn:aws:sagemaker:eu-west-1:111111111111:training-job/watched-job-001",
+    )
     assert not allows(policy, "sts:AssumeRole", "arn:aws:iam::111111111111:role/admin")
 
 
@@ -237,6 +256,7 @@ def test_discovery_policies_allow_exactly_what_discovery_sends_from_each_identit
     config.write_text(
         f"regions: [eu-west-1]\naws:\n  endpoint_url: {sagemaker_server.url}\ntags: [team]\n"
         "discovery:\n  organizations:\n    role_name: sagemaker-tuning-reader\n"
+        + TRAINING_JOBS_ENABLED_YAML
     )
 
     running = run_live_exporter(config)
@@ -259,6 +279,7 @@ def test_discovery_policies_allow_exactly_what_discovery_sends_from_each_identit
         "AssumeRole",
         "ListHyperParameterTuningJobs",
         "DescribeHyperParameterTuningJob",
+        "ListTrainingJobsForHyperParameterTuningJob",
         "GetResources",
     } <= sent
     assert from_run <= from_source

@@ -22,6 +22,7 @@ from exporter.config.settings import (
     DiscoverySettings,
     ExporterConfig,
     OrganizationsDiscovery,
+    TrainingJobsSettings,
 )
 from exporter.model.sharding import UNSHARDED, Shard
 from tests.conftest import RunningExporter
@@ -247,6 +248,24 @@ def test_dashboard_queries_answer_over_three_shards_what_they_answer_over_one_ex
     tmp_path: Path,
 ) -> None:
     config = organization_config(sagemaker, make_config)
+    # The training-job panels need training jobs: two of each ended job, and a leaderboard.
+    for account in ACCOUNTS:
+        for region in REGIONS:
+            tuning_job_name = f"done-{account[0]}-{region}"
+            for index, status in enumerate(("Completed", "Failed")):
+                sagemaker.add_training_job(
+                    region,
+                    tuning_job_name,
+                    f"{tuning_job_name}-{index}",
+                    status=status,
+                    account=account,
+                    started="2026-11-01T08:00:00",
+                    ended="2026-11-01T08:30:00",
+                    objective_value=0.5 + index / 10 if status == "Completed" else None,
+                    tuned_hyperparameters={"eta": str(index)},
+                    failure_reason="CapacityError: none" if status == "Failed" else None,
+                )
+    config = replace(config, training_jobs=TrainingJobsSettings(enabled=True, leaderboard=2))
     single = [run_shard(config, UNSHARDED)]
     shards = [run_shard(config, Shard(index, 3)) for index in range(3)]
     for running in (*single, *shards):
