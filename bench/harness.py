@@ -154,7 +154,11 @@ def _delaying(
 
 @contextmanager
 def moto_server(
-    tagging: bool = False, listing_semantics: str = "moto", aws_latency_seconds: float = 0.0
+    tagging: bool = False,
+    listing_semantics: str = "moto",
+    aws_latency_seconds: float = 0.0,
+    middleware: Callable[[Callable[..., Iterable[bytes]]], Callable[..., Iterable[bytes]]]
+    | None = None,
 ) -> Iterator[tuple[str, RequestCounts]]:
     """moto's server on 127.0.0.1; yields its URL and the counts of the requests it receives.
 
@@ -164,7 +168,10 @@ def moto_server(
     they go through it too, and ListHyperParameterTuningJobs pages, then filters, as AWS
     documents for ListTrainingJobs; ``"moto"`` leaves moto's answer, filtered, then paged.
     With ``aws_latency_seconds``, every request (List, Describe, GetResources, STS, ...) is
-    answered that much later; it is counted when it arrives.
+    answered that much later; it is counted when it arrives. ``middleware``, given the
+    server's WSGI app, returns the app to serve in its place: it sees each request before
+    the test suite's middleware and moto, within the counting and the latency (a script
+    serving an operation moto lacks, as bench/training_jobs.py does).
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
@@ -178,6 +185,8 @@ def moto_server(
         from tests.sagemaker_server import wire_middleware
 
         moto_app = wire_middleware(moto_app, listing_semantics=listing_semantics)
+    if middleware is not None:
+        moto_app = middleware(moto_app)
     if aws_latency_seconds > 0:
         moto_app = _delaying(moto_app, aws_latency_seconds)
     # Counted on arrival, and in progress while it waits out the latency.

@@ -211,3 +211,57 @@ def test_the_idle_connection_bench_serves_every_scrape_past_the_connection_limit
     assert report["whole_bodies"] == 3
     assert report["idle_still_open_after"] == 300
     assert "every scrape served whole in time" in completed.stdout
+
+
+@pytest.mark.parametrize("listing_semantics", LISTING_SEMANTICS)
+def test_the_training_job_bench_reads_the_backlog_once_and_running_tuning_jobs_once_a_refresh(
+    tmp_path: Path, listing_semantics: str
+) -> None:
+    ended, running, training_jobs, steady_refreshes = 200, 5, 120, 3
+    result_path = tmp_path / "training_jobs.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "bench/training_jobs.py",
+            *("--ended", str(ended), "--running", str(running)),
+            *("--training-jobs", str(training_jobs), "--ttl", "3"),
+            *("--steady-refreshes", str(steady_refreshes), "--scrapes", "1"),
+            *("--listing-semantics", listing_semantics, "--json", str(result_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(result_path.read_text())
+    assert report["listing_semantics"] == listing_semantics
+    assert f"listing semantics: {listing_semantics} (" in completed.stdout
+    assert all(report["checks"].values()), report["checks"]
+    # The backlog: every page of every tuning job once, 2 pages of 100 for 120 training jobs,
+    # all within one refresh (the default budget, 100, would take ceil(410 / 100) = 5).
+    backlog = report["backlog"]
+    pages = (ended + running) * math.ceil(training_jobs / 100)
+    assert backlog["tuning_jobs_read_in_full"] == ended + running
+    assert backlog["requests"] == backlog["requests_expected"] == pages
+    assert backlog["exporter_counted_requests"] == pages
+    assert backlog["refreshes_seen"] == 1
+    assert backlog["refreshes_at_default_budget"] == math.ceil(pages / 100)
+    # Steady state: new and ended training jobs in each running tuning job cost it at most
+    # 2 requests a refresh (the newest page); an ended tuning job costs nothing.
+    steady = report["steady"]
+    assert steady["refreshes_measured"] >= steady_refreshes
+    assert len(steady["refreshes"]) == steady_refreshes
+    for entry in steady["refreshes"]:
+        assert entry["requests_ended"] == 0
+        assert running <= entry["requests"] <= 2 * running * entry["refreshes"]
+    assert steady["requests_for_ended_tuning_jobs"] == 0
+    # Every sampled tuning job's samples equal what the synthetic training jobs imply.
+    verification = report["verification"]
+    assert verification["mismatch_count"] == 0, verification["mismatches"]
+    assert verification["running_tuning_jobs_checked"] == running
+    assert len(verification["ended_tuning_jobs_sampled"]) >= 2
+    assert report["series"]["sagemaker_tuning_job_top_training_job_info"] == 10 * (ended + running)
+    assert report["memory"]["peak_rss_mib_end"] > 0

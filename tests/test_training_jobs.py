@@ -644,3 +644,21 @@ def test_throttling_past_its_retries_keeps_the_figures_and_the_next_refresh_read
     assert family_samples(after) == expected(
         "busy", "InProgress", stored.values(), {"": ("ml.m5.large", 1)}, 0
     )
+
+
+def test_a_training_job_seen_twice_by_a_resumed_read_counts_once() -> None:
+    # Page tokens that count offsets: training jobs created while a read was paused push the
+    # older ones down, and the next page repeats the last ones of the page before.
+    first_page = [
+        TrainingJobSummary("t-3", "Failed", 3.0, started=0.0, ended=1.0),
+        TrainingJobSummary("t-2", "Completed", 2.0, started=0.0, ended=1.0),
+    ]
+    second_page = [
+        TrainingJobSummary("t-2", "Completed", 2.0, started=0.0, ended=1.0),
+        TrainingJobSummary("t-1", "Completed", 1.0, started=0.0, ended=1.0),
+    ]
+
+    progress, counted = advance(ReadProgress(), [*first_page, *second_page])
+
+    assert [summary.name for summary in counted] == ["t-3", "t-2", "t-1"]
+    assert progress.newest == 3.0

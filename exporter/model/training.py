@@ -222,12 +222,18 @@ def advance(
     """The progress after a read that saw ``seen``, and those of them to count now.
 
     Training jobs of ``seen`` that ended and were not counted before are counted now; those
-    not ended are remembered as unended, in place of the earlier read's.
+    not ended are remembered as unended, in place of the earlier read's. A training job seen
+    twice (a read resumed by a page token that counts an offset, while newer training jobs
+    pushed the older ones down) counts once: the first time, the newest answer.
     """
     to_count = []
     unended = {}
     newest, names = progress.newest, set(progress.names_at_newest)
+    taken: set[str] = set()
     for summary in seen:
+        if summary.name in taken:
+            continue
+        taken.add(summary.name)
         if progress.was_counted(summary):
             continue
         created = 0.0 if summary.created is None else summary.created

@@ -28,6 +28,7 @@ the guard's retries, expired credentials and the deadline stop it and are logged
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -95,7 +96,10 @@ def parse_training_job_summary(summary: Mapping[str, Any]) -> TrainingJobSummary
         definition_name=str(summary.get("TrainingJobDefinitionName") or ""),
         objective_value=float(value) if isinstance(value, int | float) else None,
         objective_type=kind if isinstance(kind, str) else None,
-        hyperparameters=tuple(sorted((str(key), str(text)) for key, text in tuned.items())),
+        # A tuning job's training jobs share their hyperparameters' names: one copy each.
+        hyperparameters=tuple(
+            sorted((sys.intern(str(key)), str(text)) for key, text in tuned.items())
+        ),
     )
 
 
