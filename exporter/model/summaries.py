@@ -117,7 +117,7 @@ def parse_job_summary(summary: object) -> ParsedSummary:
             if required:
                 invalid.append(key)
             return None
-        seconds = _epoch_seconds(moment)
+        seconds = epoch_seconds(moment)
         if seconds is None:
             invalid.append(key)
         return seconds
@@ -229,7 +229,7 @@ def _limits(summary: Mapping[str, Any], invalid: list[str]) -> dict[str, int]:
     return usable
 
 
-def _epoch_seconds(moment: object) -> float | None:
+def epoch_seconds(moment: object) -> float | None:
     """Seconds since the epoch of a parsed timestamp; None for anything botocore passed on raw."""
     if not isinstance(moment, datetime):
         return None

@@ -30,7 +30,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -41,6 +40,7 @@ from exporter.aws.errors import CredentialError
 from exporter.config.settings import DescribeSettings
 from exporter.model.jobs import JobDescription, TuningJob, ended_at
 from exporter.model.statuses import RUNNING_STATUSES, UNDESCRIBED_STATUSES
+from exporter.model.summaries import epoch_seconds
 from exporter.model.training import UNKNOWN_INSTANCE_TYPE
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ def parse_description(response: Mapping[str, Any], described_at: float) -> JobDe
         training_jobs_objective_not_improving=_optional_int(
             completion.get("NumberOfTrainingJobsObjectiveNotImproving")
         ),
-        convergence_detected_time=_optional_epoch_seconds(
-            completion.get("ConvergenceDetectedTime")
-        ),
+        convergence_detected_time=epoch_seconds(completion.get("ConvergenceDetectedTime")),
         instances=MappingProxyType(definition_instances(response)),
         tuning_objective_type=_tuning_objective_type(response),
     )
@@ -365,7 +363,3 @@ def _optional_float(value: object) -> float | None:
 
 def _optional_int(value: object) -> int | None:
     return None if value is None else int(value)  # type: ignore[call-overload]
-
-
-def _optional_epoch_seconds(moment: object) -> float | None:
-    return moment.timestamp() if isinstance(moment, datetime) else None

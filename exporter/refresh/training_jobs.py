@@ -31,7 +31,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -40,6 +40,7 @@ from botocore.exceptions import ClientError
 from exporter.config.settings import TrainingJobsSettings
 from exporter.model.jobs import TuningJob, ended_at
 from exporter.model.statuses import RUNNING_STATUSES, UNDESCRIBED_STATUSES
+from exporter.model.summaries import epoch_seconds
 from exporter.model.training import (
     PendingRead,
     TrainingJobsRecord,
@@ -89,9 +90,9 @@ def parse_training_job_summary(summary: Mapping[str, Any]) -> TrainingJobSummary
     return TrainingJobSummary(
         name=str(summary["TrainingJobName"]),
         status=str(summary.get("TrainingJobStatus", "")),
-        created=_epoch_seconds(summary.get("CreationTime")),
-        started=_epoch_seconds(summary.get("TrainingStartTime")),
-        ended=_epoch_seconds(summary.get("TrainingEndTime")),
+        created=epoch_seconds(summary.get("CreationTime")),
+        started=epoch_seconds(summary.get("TrainingStartTime")),
+        ended=epoch_seconds(summary.get("TrainingEndTime")),
         failure_reason=reason if isinstance(reason, str) else None,
         definition_name=str(summary.get("TrainingJobDefinitionName") or ""),
         objective_value=float(value) if isinstance(value, int | float) else None,
@@ -212,9 +213,7 @@ class TrainingJobReader:
                     error.response.get("Error", {}).get("Code", "ClientError"),
                 )
                 if record.pending is not None:
-                    fresh[job.name] = TrainingJobsRecord(
-                        record.tally, record.progress, record.read_at, record.final
-                    )
+                    fresh[job.name] = replace(record, pending=None)
                 continue
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 log.warning(
@@ -294,7 +293,3 @@ def _summaries(response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def _created(summary: TrainingJobSummary) -> float:
     return 0.0 if summary.created is None else summary.created
-
-
-def _epoch_seconds(moment: object) -> float | None:
-    return moment.timestamp() if isinstance(moment, datetime) else None
