@@ -475,12 +475,11 @@ class MetricsPage:
                 self._responses[content_type] = rendered
         # Outside the lock: the fresh part is small, and concurrent scrapes render their own.
         fresh = encoder(self._fresh_registry)
-        length = rendered.joined.length + len(fresh)
         if accept_gzip:
             member = gzip_member(rendered.joined, fresh)
             return Response(member, sum(map(len, member)), content_type, True)
         plain = itertools.chain(texts_of(rendered.pieces), (fresh,) if fresh else ())
-        return Response(plain, length, content_type, False)
+        return Response(plain, rendered.joined.length + len(fresh), content_type, False)
 
     def _is_rendered_from(self, snapshots: list[RegionSnapshot], version: int) -> bool:
         if self._rendered_from is None:

@@ -55,7 +55,8 @@ from exporter.refresh.training_jobs import TrainingJobReader, page_request
 
 log = logging.getLogger(__name__)
 
-# The share of cache.refresh_timeout left unused by describes, for the refresh to finish in.
+# The share of cache.refresh_timeout left unused by describes and training-job reads, for the
+# refresh to finish in.
 DESCRIBE_DEADLINE_MARGIN = 0.1
 
 
@@ -201,12 +202,10 @@ class RefreshPipeline:
         if self._training_jobs is None:
             return None
         client = self._clients.get(target)
-        margin = DESCRIBE_DEADLINE_MARGIN * self._config.cache.refresh_timeout_seconds
+        call = self._before_deadline(guard, "reading training jobs")
 
         def list_page(tuning_job_name: str, next_token: str | None) -> Mapping[str, Any]:
-            if guard.seconds_left() < margin:
-                raise RefreshDeadlineError("reading training jobs stopped near the deadline")
-            return guard.call(
+            return call(
                 client.list_training_jobs_for_hyper_parameter_tuning_job,
                 **page_request(tuning_job_name, next_token),
             )
@@ -232,20 +231,32 @@ class RefreshPipeline:
     def _describe_call(self, target: Target, guard: RefreshGuard) -> DescribeJob:
         """DescribeHyperParameterTuningJob for ``target``, through the refresh's guard.
 
-        The listing's describes and the describe step's alike: describing stops a margin
-        before the refresh's deadline, since a refresh that ends past it is not served.
+        The listing's describes and the describe step's alike.
         """
         client = self._clients.get(target)
-        margin = DESCRIBE_DEADLINE_MARGIN * self._config.cache.refresh_timeout_seconds
+        call = self._before_deadline(guard, "describing")
 
         def describe(name: str) -> Mapping[str, Any]:
-            if guard.seconds_left() < margin:
-                raise RefreshDeadlineError("describing stopped near the refresh's deadline")
-            return guard.call(
+            return call(
                 client.describe_hyper_parameter_tuning_job, HyperParameterTuningJobName=name
             )
 
         return describe
+
+    def _before_deadline(self, guard: RefreshGuard, doing: str) -> Callable[..., Mapping[str, Any]]:
+        """``guard.call``, refused a margin before the refresh's deadline.
+
+        For the extras (describes, training-job pages): a refresh that ends past its deadline
+        is not served, so they stop short of it and leave time to finish.
+        """
+        margin = DESCRIBE_DEADLINE_MARGIN * self._config.cache.refresh_timeout_seconds
+
+        def call(operation: Callable[..., Mapping[str, Any]], **request: Any) -> Mapping[str, Any]:
+            if guard.seconds_left() < margin:
+                raise RefreshDeadlineError(f"{doing} stopped near the refresh's deadline")
+            return guard.call(operation, **request)
+
+        return call
 
     def _took(self, started: float) -> float:
         return self._monotonic() - started
