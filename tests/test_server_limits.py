@@ -382,21 +382,25 @@ def test_the_max_connections_flag_refuses_past_its_limit(
     process = start_exporter("--config.file", str(config), "--web.max-connections", "1", port=port)
     try:
         assert wait_for(f"http://127.0.0.1:{port}/-/ready", timeout=60)
-        with hold_a_request(port):
 
-            def answer_while_held() -> bytes | None:
-                with socket.create_connection(("127.0.0.1", port), timeout=30) as excess:
-                    excess.sendall(REQUEST)
-                    answer = read_until_closed(excess)
-                # Served: the held request had not reached its worker yet.
-                return None if answer.startswith(b"HTTP/1.0 200") else answer
+        def answer_while_held() -> bytes | None:
+            # A new held request each try: one whose head was still arriving when the excess
+            # request took the slot was itself answered 503, and holds nothing.
+            with (
+                hold_a_request(port),
+                socket.create_connection(("127.0.0.1", port), timeout=30) as excess,
+            ):
+                excess.sendall(REQUEST)
+                answer = read_until_closed(excess)
+            # Served: the held request had not reached its worker yet.
+            return None if answer.startswith(b"HTTP/1.0 200") else answer
 
-            refused = wait_until(
-                answer_while_held,
-                timeout=HELD_FOREVER_SECONDS,
-                interval=0.05,
-                message="an answer other than 200 while a request holds the only slot",
-            )
+        refused = wait_until(
+            answer_while_held,
+            timeout=HELD_FOREVER_SECONDS,
+            interval=0.05,
+            message="an answer other than 200 while a request holds the only slot",
+        )
         assert refused.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
         assert wait_for(f"http://127.0.0.1:{port}/metrics", timeout=30)
     finally:
